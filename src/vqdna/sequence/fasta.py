@@ -1,0 +1,135 @@
+"""Streaming FASTA input (plain or gzip, many records, soft-masked lowercase) and windows.
+
+Records stream one at a time (dnaio), so tokenizing a genome never holds more than one
+record. Training holds its corpus as one uint8 index array per record (1 byte per nt).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import dnaio
+import numpy as np
+
+from .alphabet import SequenceError, encode
+
+
+@dataclass
+class Record:
+    file: str
+    name: str
+    sequence: str  # as in the file (case kept)
+
+
+def read_fasta(paths: str | Path | Iterable[str | Path]) -> Iterator[Record]:
+    """Yield the records of one or more FASTA files (``.gz`` is read transparently).
+
+    Malformed files raise :class:`SequenceError` naming the file and record; an empty
+    file or an empty record is an error too (it usually means a truncated download).
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such FASTA file")
+        n = 0
+        last = "(before the first record)"
+        try:
+            with dnaio.open(path, fileformat="fasta") as reader:
+                for rec in reader:
+                    n += 1
+                    name = rec.name.split()[0] if rec.name.strip() else ""
+                    if not name:
+                        raise SequenceError(f"{path}: record {n} has an empty header")
+                    last = f"record {n} ({name!r})"
+                    if not rec.sequence:
+                        raise SequenceError(f"{path}: {last} has no sequence")
+                    yield Record(str(path), name, rec.sequence)
+        except SequenceError:
+            raise
+        except (dnaio.exceptions.FileFormatError, UnicodeDecodeError, EOFError, OSError) as e:
+            raise SequenceError(f"{path}: malformed FASTA after {last}: {e}") from e
+        if n == 0:
+            raise SequenceError(f"{path}: no FASTA records found")
+
+
+def encode_record(rec: Record) -> np.ndarray:
+    """uint8 indices of a record, errors naming the file and record."""
+    return encode(rec.sequence, where=f"{rec.file}: record {rec.name!r}")
+
+
+def window_starts(length: int, window: int, stride: int) -> np.ndarray:
+    """Starts of the windows of ``window`` nt every ``stride`` nt that fit in ``length``.
+
+    The last window is aligned to the end so that no tail is left unseen; a record
+    shorter than ``window`` gives no window.
+    """
+    if length < window:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.arange(0, length - window + 1, stride, dtype=np.int64)
+    if starts[-1] != length - window:
+        starts = np.append(starts, length - window)
+    return starts
+
+
+class Corpus:
+    """Encoded records split into training and validation regions.
+
+    Records are cut into blocks of ``val_block`` nt, numbered across the whole corpus;
+    every ``1 / val_fraction``-th block is held out for validation. Windows are drawn
+    inside one region only, so validation windows never overlap training windows.
+    """
+
+    def __init__(self, arrays: list[np.ndarray], names: list[str], *, val_fraction: float, val_block: int):
+        self.arrays, self.names = arrays, names
+        self.train_regions: list[tuple[int, int, int]] = []  # (record, start, end)
+        self.val_regions: list[tuple[int, int, int]] = []
+        every = max(int(round(1 / val_fraction)), 2) if val_fraction > 0 else 0
+        g = 0  # block number across the corpus
+        for r, a in enumerate(arrays):
+            n_blocks = max(len(a) // val_block, 1)
+            for b in range(n_blocks):
+                start = b * val_block
+                end = len(a) if b == n_blocks - 1 else start + val_block
+                is_val = every and (g % every == every // 2)
+                (self.val_regions if is_val else self.train_regions).append((r, start, end))
+                g += 1
+        if every and not self.val_regions and self.train_regions:
+            # too little sequence for a whole block: hold out the tail of the longest region
+            r, s, e = max(self.train_regions, key=lambda t: t[2] - t[1])
+            cut = e - max(int((e - s) * val_fraction), 1)
+            self.train_regions.remove((r, s, e))
+            self.train_regions.append((r, s, cut))
+            self.val_regions.append((r, cut, e))
+
+    @classmethod
+    def from_fasta(cls, paths, *, val_fraction: float = 0.02, val_block: int = 2000) -> "Corpus":
+        arrays, names = [], []
+        for rec in read_fasta(paths):
+            arrays.append(encode_record(rec))
+            names.append(f"{Path(rec.file).name}:{rec.name}")
+        return cls(arrays, names, val_fraction=val_fraction, val_block=val_block)
+
+    @property
+    def n_nucleotides(self) -> int:
+        return int(sum(len(a) for a in self.arrays))
+
+    def windows(self, split: str, window: int, stride: int) -> np.ndarray:
+        """(n, 2) array of (record, start) for every window of a split."""
+        regions = self.train_regions if split == "train" else self.val_regions
+        out = []
+        for r, s, e in regions:
+            st = window_starts(e - s, window, stride) + s
+            out.append(np.stack([np.full_like(st, r), st], axis=1))
+        if not out or sum(len(o) for o in out) == 0:
+            raise SequenceError(
+                f"no {split} window of {window} nt: the corpus ({self.n_nucleotides} nt in "
+                f"{len(self.arrays)} records) is too short; give more sequence or shorter windows"
+            )
+        return np.concatenate(out)
+
+    def gather(self, index: np.ndarray, window: int) -> np.ndarray:
+        """(len(index), window) uint8 batch from (record, start) pairs."""
+        return np.stack([self.arrays[r][s:s + window] for r, s in index])

@@ -1,0 +1,574 @@
+"""Hand-crafted genome vocabularies: the baselines VQDNA's learned vocabulary is compared to.
+
+============  ====================================  ==============================================
+key           class                                 vocabulary
+============  ====================================  ==============================================
+``kmer3``     :class:`Kmer3Tokenizer` (k=3)         overlapping 3-mers (DNABERT): 64 + UNK = 65
+``kmer6``     :class:`Kmer6Tokenizer` (k=6)         overlapping 6-mers (DNABERT): 4096 + UNK = 4097
+``nt6``       :class:`NT6Tokenizer`                 non-overlapping 6-mers + A C G T N singles
+                                                    (Nucleotide Transformer): 4096 + 5 = 4101
+``bpe``       :class:`BPETokenizer`                 byte-pair encoding trained on DNA
+                                                    (DNABERT-2): 4096 by default
+``char``      :class:`CharTokenizer`                one token per nucleotide (HyenaDNA): A C G T N
+============  ====================================  ==============================================
+
+All of them follow :class:`~vqdna.tokenizers.base.GenomeTokenizer`: ``encode`` gives one
+``(1, n_tokens)`` int64 array per sequence (a single level), ids are ``0..vocab_size-1``
+(no special tokens: the language model appends its own), ``codebooks()`` is ``None``
+(the LM learns its embedding table), and ``save_pretrained`` writes ``config.json``
+whose ``"tokenizer_type"`` is the key above.
+
+Building one by key: ``HANDCRAFTED[key]()`` works for every key except ``bpe``, which
+must be trained (``BPETokenizer.train(...)``); :func:`build_handcrafted` does both.
+
+Input policy (shared, from :mod:`vqdna.sequence.alphabet`):
+
+* lowercase (soft-masked) letters are upper-cased;
+* ``N`` and the other IUPAC codes ``R Y S W K M B D H V U`` are all read as ``N``: the
+  hand-crafted vocabularies have no token for the other codes, so **decoding gives
+  ``N`` where the input had any IUPAC ambiguity letter** (unlike the learned tokenizer,
+  which stores the exact letters beside its codes);
+* any other character raises :class:`~vqdna.sequence.alphabet.SequenceError` naming the
+  sequence and position.
+
+``encode`` also accepts uint8/int index arrays (A=0 C=1 G=2 T=3 N=4, as produced by
+:func:`vqdna.sequence.alphabet.encode` and the training corpus) in place of strings.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..sequence.alphabet import OTHER, SequenceError
+from ..sequence.alphabet import decode as _idx_to_str
+from ..sequence.alphabet import encode as _str_to_idx
+from .base import GenomeTokenizer, read_json, write_json_atomic
+
+_LETTERS = np.frombuffer(b"ACGTN", dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------- helpers
+def _check_batch(seqs) -> None:
+    if isinstance(seqs, (str, bytes)):
+        raise TypeError("encode() takes a list of sequences, not one string: use encode([seq])")
+
+
+def to_indices(seq, *, where: str = "sequence") -> np.ndarray:
+    """A sequence (str/bytes, or an index array) as uint8 indices A=0 C=1 G=2 T=3 N/IUPAC=4."""
+    if isinstance(seq, np.ndarray):
+        if seq.dtype.kind not in "iu":
+            raise SequenceError(f"{where}: index arrays must be integer, got {seq.dtype}")
+        if seq.ndim != 1:
+            raise SequenceError(f"{where}: index arrays must be 1-D, got shape {seq.shape}")
+        if seq.size and (seq.min() < 0 or seq.max() > OTHER):
+            raise SequenceError(f"{where}: index arrays must hold 0..4 (A C G T N)")
+        return seq.astype(np.uint8, copy=False)
+    if not isinstance(seq, (str, bytes)):
+        raise TypeError(f"{where}: expected a DNA string, got {type(seq).__name__}")
+    return _str_to_idx(seq, where=where)
+
+
+def _codes_1d(code, vocab_size: int, where: str) -> np.ndarray:
+    """Token ids of one sequence as a 1-D int64 array; accepts shape (1, n) or (n,)."""
+    a = np.asarray(code)
+    if a.ndim == 2:
+        if a.shape[0] != 1:
+            raise ValueError(f"{where}: a hand-crafted tokenizer has one level; got shape {a.shape}")
+        a = a[0]
+    elif a.ndim != 1:
+        raise ValueError(f"{where}: expected token ids of shape (1, n) or (n,), got {a.shape}")
+    if a.size and a.dtype.kind not in "iu":
+        raise ValueError(f"{where}: token ids must be integers, got {a.dtype}")
+    a = a.astype(np.int64, copy=False)
+    if a.size and (a.min() < 0 or a.max() >= vocab_size):
+        bad = int(a[(a < 0) | (a >= vocab_size)][0])
+        raise ValueError(f"{where}: token id {bad} outside 0..{vocab_size - 1}")
+    return a
+
+
+def rolling_kmer_codes(idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Base-4 code of every window ``idx[i:i+k]`` (first base most significant) and a
+    mask of the windows that hold a non-ACGT letter. Both have ``len(idx) - k + 1`` rows."""
+    n = len(idx) - k + 1
+    if n <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, bool)
+    digits = np.minimum(idx, 3).astype(np.int64)
+    vals = np.zeros(n, np.int64)
+    for j in range(k):
+        vals = vals * 4 + digits[j:j + n]
+    bad = np.concatenate(([0], np.cumsum(idx == OTHER, dtype=np.int64)))
+    has_n = (bad[k:] - bad[:n]) > 0
+    return vals, has_n
+
+
+def kmer_letters(k: int) -> np.ndarray:
+    """(4**k, k) uint8 table of the letters of every k-mer, in id order."""
+    ids = np.arange(4 ** k, dtype=np.int64)
+    shifts = 2 * np.arange(k - 1, -1, -1, dtype=np.int64)
+    return _LETTERS[(ids[:, None] >> shifts[None, :]) & 3]
+
+
+class _HandcraftedBase(GenomeTokenizer):
+    """Common save/load for the parameter-only (no weights) tokenizers."""
+
+    def _config(self) -> dict:
+        return {"tokenizer_type": self.tokenizer_type, "vocab_size": self.vocab_sizes[0]}
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path / "config.json", self._config())
+
+    @staticmethod
+    def _read_config(path, expected: Sequence[str]) -> dict:
+        cfg_path = Path(path) / "config.json"
+        if not cfg_path.exists():
+            raise FileNotFoundError(f"{path}: not a tokenizer folder (no config.json)")
+        cfg = read_json(cfg_path)
+        kind = cfg.get("tokenizer_type")
+        if kind not in expected:
+            raise ValueError(f"{cfg_path}: tokenizer_type is {kind!r}, expected one of {list(expected)}")
+        return cfg
+
+    def token_strings(self) -> list[str]:
+        """The string of every token id (for inspecting the vocabulary)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(vocab_size={self.vocab_sizes[0]})"
+
+
+# --------------------------------------------------------------------------- k-mer
+class KmerTokenizer(_HandcraftedBase):
+    """Overlapping k-mers (DNABERT): one token for every position ``i`` naming ``s[i:i+k]``.
+
+    * ``n_tokens = L - k + 1``; a sequence shorter than ``k`` has no k-mer and raises
+      :class:`SequenceError` (it cannot be represented; an UNK token would not decode to
+      the right length).
+    * ids: ``0..4**k-1`` are the ACGT k-mers in base-4 order (``A=0 C=1 G=2 T=3``, first
+      base most significant: ``AAA=0``, ``AAC=1`` ... ``TTT=63``); id ``4**k`` (``unk_id``)
+      stands for every k-mer that holds ``N`` or another IUPAC code.
+    * decode: the first k-mer gives the first ``k`` bases and every following k-mer its
+      last base. Where that k-mer is UNK, the base is taken from any other known k-mer
+      covering the position; a position covered by UNKs only decodes as ``N``. So the
+      round trip is exact on ACGT sequences; with ``N``/IUPAC inside, those letters come
+      back as ``N`` and an A/C/G/T base lying in no N-free window of ``k`` bases (e.g.
+      within ``k-1`` of an N at a sequence end, or between two N closer than ``k``) comes
+      back as ``N`` too.
+    """
+
+    def __init__(self, *, k: int):
+        if not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= 12:
+            raise ValueError(f"k must be an integer in 1..12, got {k!r}")
+        self.k = int(k)
+        self.unk_id = 4 ** self.k
+        self.tokenizer_type = f"kmer{self.k}"
+        self._letters = None
+
+    @property
+    def vocab_sizes(self) -> list[int]:
+        return [4 ** self.k + 1]
+
+    def _config(self) -> dict:
+        return {**super()._config(), "k": self.k, "unk_id": self.unk_id, "overlapping": True}
+
+    @classmethod
+    def from_pretrained(cls, path) -> "KmerTokenizer":
+        cfg = cls._read_config(path, [f"kmer{k}" for k in range(1, 13)])
+        k = int(cfg["k"])
+        if cfg["tokenizer_type"] != f"kmer{k}":
+            raise ValueError(f"{path}: config says {cfg['tokenizer_type']!r} but k={k}")
+        return _KMER_CLASSES.get(k, KmerTokenizer)(k=k)
+
+    def encode(self, seqs) -> list[np.ndarray]:
+        _check_batch(seqs)
+        out = []
+        for i, s in enumerate(seqs):
+            idx = to_indices(s, where=f"sequence {i}")
+            if len(idx) < self.k:
+                raise SequenceError(
+                    f"sequence {i}: {len(idx)} nt is shorter than k={self.k}; "
+                    f"the {self.tokenizer_type} tokenizer needs at least {self.k} nt"
+                )
+            vals, has_n = rolling_kmer_codes(idx, self.k)
+            vals[has_n] = self.unk_id
+            out.append(vals.reshape(1, -1))
+        return out
+
+    def decode(self, codes) -> list[str]:
+        if self._letters is None:
+            self._letters = kmer_letters(self.k)
+        out = []
+        for i, c in enumerate(codes):
+            ids = _codes_1d(c, self.vocab_sizes[0], f"sequence {i}")
+            n = ids.size
+            if n == 0:
+                out.append("")
+                continue
+            seq = np.full(n + self.k - 1, ord("N"), dtype=np.uint8)
+            known = np.flatnonzero(ids != self.unk_id)
+            letters = self._letters[ids[known]]  # (n_known, k)
+            # write offsets j = 0..k-1 in order: the last write to a position comes from
+            # the earliest known k-mer covering it (= "first k-mer + last base of the next")
+            for j in range(self.k):
+                seq[known + j] = letters[:, j]
+            out.append(seq.tobytes().decode("ascii"))
+        return out
+
+    def token_strings(self) -> list[str]:
+        table = kmer_letters(self.k)
+        return [r.tobytes().decode("ascii") for r in table] + ["[UNK]"]
+
+    def __repr__(self) -> str:
+        return f"KmerTokenizer(k={self.k})"
+
+
+class Kmer3Tokenizer(KmerTokenizer):
+    """``KmerTokenizer(k=3)`` (key ``kmer3``), constructible without arguments."""
+
+    def __init__(self, *, k: int = 3):
+        if k != 3:
+            raise ValueError("Kmer3Tokenizer has k=3; use KmerTokenizer(k=...) for other k")
+        super().__init__(k=3)
+
+
+class Kmer6Tokenizer(KmerTokenizer):
+    """``KmerTokenizer(k=6)`` (key ``kmer6``), constructible without arguments."""
+
+    def __init__(self, *, k: int = 6):
+        if k != 6:
+            raise ValueError("Kmer6Tokenizer has k=6; use KmerTokenizer(k=...) for other k")
+        super().__init__(k=6)
+
+
+_KMER_CLASSES = {3: Kmer3Tokenizer, 6: Kmer6Tokenizer}
+
+
+# --------------------------------------------------------------------------- NT 6-mer
+class NT6Tokenizer(_HandcraftedBase):
+    """Non-overlapping 6-mers with single-letter fallback (Nucleotide Transformer).
+
+    Left to right: take the next 6 letters as one token if they are all A/C/G/T;
+    if that window holds a non-ACGT letter, emit single-letter tokens up to and
+    including the first such letter; fewer than 6 letters left -> single letters.
+    Equivalently: split at every ``N``, cut each ACGT run into 6-mers from its start
+    and spell its last ``len % 6`` bases as single letters; every ``N`` is one token.
+
+    * ids ``0..4095``: 6-mers in base-4 order (``AAAAAA=0`` ... ``TTTTTT=4095``);
+      ``4096..4100``: the single letters ``A C G T N``.
+    * ``n_tokens = sum over ACGT runs of (len//6 + len%6) + number of N``; for an
+      N-free sequence ``L//6 + L%6`` (512 nt -> 85 + 2 = 87 tokens).
+    * decode is exact (IUPAC codes come back as ``N``).
+    """
+
+    tokenizer_type = "nt6"
+    K = 6
+    SINGLE = 4 ** 6  # id of the single letter A; C G T N follow
+
+    def __init__(self):
+        self._table = None
+
+    @property
+    def vocab_sizes(self) -> list[int]:
+        return [self.SINGLE + 5]
+
+    def _config(self) -> dict:
+        return {**super()._config(), "k": self.K, "single_letter_ids": {c: self.SINGLE + i for i, c in enumerate("ACGTN")}}
+
+    @classmethod
+    def from_pretrained(cls, path) -> "NT6Tokenizer":
+        cls._read_config(path, ["nt6"])
+        return cls()
+
+    def encode(self, seqs) -> list[np.ndarray]:
+        _check_batch(seqs)
+        k = self.K
+        out = []
+        for i, s in enumerate(seqs):
+            idx = to_indices(s, where=f"sequence {i}")
+            L = len(idx)
+            if L == 0:
+                out.append(np.zeros((1, 0), np.int64))
+                continue
+            is_n = idx == OTHER
+            pos = np.arange(L, dtype=np.int64)
+            # bounds of the ACGT run holding each position (meaningless at N positions)
+            run_start = np.maximum.accumulate(np.where(is_n, pos + 1, 0))
+            run_end = np.minimum.accumulate(np.where(is_n, pos, L)[::-1])[::-1]
+            off = pos - run_start
+            full = (run_end - run_start) // k * k  # bases of the run covered by 6-mers
+            is_kmer = ~is_n & (off % k == 0) & (off < full)
+            is_single = is_n | (off >= full)
+            starts = np.flatnonzero(is_kmer | is_single)
+            ids = self.SINGLE + idx[starts].astype(np.int64)
+            if L >= k:
+                vals, _ = rolling_kmer_codes(idx, k)
+                km = is_kmer[starts]
+                ids[km] = vals[starts[km]]
+            out.append(ids.reshape(1, -1))
+        return out
+
+    def decode(self, codes) -> list[str]:
+        if self._table is None:
+            table = np.zeros((self.vocab_sizes[0], self.K), np.uint8)
+            table[: self.SINGLE] = kmer_letters(self.K)
+            table[self.SINGLE:, 0] = _LETTERS
+            lens = np.full(self.vocab_sizes[0], self.K, np.int64)
+            lens[self.SINGLE:] = 1
+            self._table = (table, lens)
+        table, lens = self._table
+        cols = np.arange(self.K)
+        out = []
+        for i, c in enumerate(codes):
+            ids = _codes_1d(c, self.vocab_sizes[0], f"sequence {i}")
+            letters = table[ids][cols[None, :] < lens[ids][:, None]]
+            out.append(letters.tobytes().decode("ascii"))
+        return out
+
+    def token_strings(self) -> list[str]:
+        return [r.tobytes().decode("ascii") for r in kmer_letters(self.K)] + list("ACGTN")
+
+    def __repr__(self) -> str:
+        return "NT6Tokenizer()"
+
+
+# --------------------------------------------------------------------------- char
+class CharTokenizer(_HandcraftedBase):
+    """One token per nucleotide (HyenaDNA): ids ``A=0 C=1 G=2 T=3 N=4`` (IUPAC -> N).
+
+    ``n_tokens = L``; decode is exact apart from IUPAC codes becoming ``N``.
+    """
+
+    tokenizer_type = "char"
+
+    @property
+    def vocab_sizes(self) -> list[int]:
+        return [5]
+
+    def _config(self) -> dict:
+        return {**super()._config(), "alphabet": "ACGTN"}
+
+    @classmethod
+    def from_pretrained(cls, path) -> "CharTokenizer":
+        cls._read_config(path, ["char"])
+        return cls()
+
+    def encode(self, seqs) -> list[np.ndarray]:
+        _check_batch(seqs)
+        return [to_indices(s, where=f"sequence {i}").astype(np.int64).reshape(1, -1) for i, s in enumerate(seqs)]
+
+    def decode(self, codes) -> list[str]:
+        return [_idx_to_str(_codes_1d(c, 5, f"sequence {i}")) for i, c in enumerate(codes)]
+
+    def token_strings(self) -> list[str]:
+        return list("ACGTN")
+
+    def __repr__(self) -> str:
+        return "CharTokenizer()"
+
+
+# --------------------------------------------------------------------------- BPE
+class BPETokenizer(_HandcraftedBase):
+    """Byte-pair encoding learned on DNA (DNABERT-2), with the Hugging Face ``tokenizers`` library.
+
+    Build it with :meth:`train` (or load with :meth:`from_pretrained`); the trained model
+    is saved as ``bpe.json`` (the ``tokenizers`` JSON format) beside ``config.json``.
+
+    * Text seen by the model: upper-case ``A C G T N``; lowercase is upper-cased and every
+      other IUPAC code becomes ``N`` before training and before encoding (so decoding
+      gives ``N`` there). There is no pre-tokenizer: a whole sequence is one "word", and
+      training cuts long records into chunks of ``chunk_length`` nt (merges never span a
+      chunk boundary during training; encoding does not chunk).
+    * The initial alphabet is always ``A C G T N`` (even if ``N`` is absent from the
+      corpus), so every valid sequence encodes without an unknown token.
+    * ids ``0..vocab_size-1``, no special tokens (the LM adds its own). ``vocab_size`` is
+      the size actually reached: it is below the requested size when the corpus has too
+      few pairs seen ``min_frequency`` times.
+    * decode concatenates the token strings: exact apart from IUPAC -> ``N``.
+    """
+
+    tokenizer_type = "bpe"
+    FILE = "bpe.json"
+
+    def __init__(self, tokenizer, *, info: dict | None = None):
+        """Wrap a trained ``tokenizers.Tokenizer`` with a BPE model over ``A C G T N``."""
+        from tokenizers import models
+
+        if not isinstance(tokenizer.model, models.BPE):
+            raise ValueError(f"expected a BPE model, got {type(tokenizer.model).__name__}")
+        vocab = tokenizer.get_vocab(with_added_tokens=True)
+        n = len(vocab)
+        strings = [None] * n
+        for tok, i in vocab.items():
+            if not 0 <= i < n or strings[i] is not None:
+                raise ValueError("BPE vocabulary ids must be 0..vocab_size-1 without gaps")
+            strings[i] = tok
+        bad = [t for t in strings if not t or set(t) - set("ACGTN")]
+        if bad:
+            raise ValueError(f"BPE vocabulary holds non-DNA tokens (e.g. {bad[0]!r}); "
+                             "special tokens are not allowed (the LM adds its own)")
+        missing = [c for c in "ACGTN" if c not in vocab]
+        if missing:
+            raise ValueError(f"BPE vocabulary lacks the single letters {missing}")
+        self._tok = tokenizer
+        self._strings = np.array(strings, dtype=object)
+        self.info = dict(info or {})
+
+    @property
+    def vocab_sizes(self) -> list[int]:
+        return [len(self._strings)]
+
+    # ---------------------------------------------------------------- training
+    @staticmethod
+    def _normalise(seq, where: str) -> str:
+        """Upper-case ``A C G T N`` string (IUPAC -> N), validating the characters."""
+        return _idx_to_str(to_indices(seq, where=where))
+
+    @classmethod
+    def train(
+        cls,
+        sequences,
+        vocab_size: int = 4096,
+        *,
+        chunk_length: int = 1000,
+        min_frequency: int = 2,
+        max_token_length: int | None = None,
+        show_progress: bool = False,
+    ) -> "BPETokenizer":
+        """Learn a BPE vocabulary of ``vocab_size`` tokens from DNA.
+
+        ``sequences``: an iterable of DNA strings, uint8 index arrays, ``(name, sequence)``
+        pairs, or records with a ``.sequence`` attribute (dnaio records,
+        :func:`vqdna.sequence.fasta.read_fasta`); it is streamed once. Long sequences are
+        cut into chunks of ``chunk_length`` nt for the trainer (shorter chunks train
+        faster; the merges barely depend on it beyond a few hundred nt).
+        """
+        from tokenizers import Tokenizer, models, trainers
+
+        if vocab_size < 5:
+            raise ValueError(f"vocab_size must be at least 5 (A C G T N), got {vocab_size}")
+        if chunk_length < 2:
+            raise ValueError(f"chunk_length must be at least 2, got {chunk_length}")
+        if isinstance(sequences, (str, bytes)):
+            raise TypeError("train() takes an iterable of sequences, not one string: use train([seq])")
+        stats = {"n_sequences": 0, "n_nucleotides": 0}
+
+        def chunks():
+            for i, item in enumerate(sequences):
+                if hasattr(item, "sequence"):
+                    where = f"record {i} ({getattr(item, 'name', '?')!r})"
+                    seq = item.sequence
+                elif isinstance(item, tuple) and len(item) == 2:
+                    where, seq = f"record {i} ({item[0]!r})", item[1]
+                else:
+                    where, seq = f"sequence {i}", item
+                s = cls._normalise(seq, where)
+                stats["n_sequences"] += 1
+                stats["n_nucleotides"] += len(s)
+                for start in range(0, len(s), chunk_length):
+                    yield s[start:start + chunk_length]
+
+        tok = Tokenizer(models.BPE())
+        trainer = trainers.BpeTrainer(
+            vocab_size=int(vocab_size),
+            min_frequency=int(min_frequency),
+            show_progress=show_progress,
+            special_tokens=[],
+            initial_alphabet=list("ACGTN"),
+            max_token_length=max_token_length,
+        )
+        tok.train_from_iterator(chunks(), trainer=trainer)
+        if stats["n_nucleotides"] == 0:
+            raise ValueError("BPE training corpus is empty")
+        info = {
+            "requested_vocab_size": int(vocab_size),
+            "chunk_length": int(chunk_length),
+            "min_frequency": int(min_frequency),
+            "max_token_length": max_token_length,
+            "train_sequences": stats["n_sequences"],
+            "train_nucleotides": stats["n_nucleotides"],
+        }
+        return cls(tok, info=info)
+
+    @classmethod
+    def train_from_fasta(cls, paths, vocab_size: int = 4096, **kwargs) -> "BPETokenizer":
+        """:meth:`train` on the records of FASTA files (plain or gzip)."""
+        from ..sequence.fasta import read_fasta
+
+        return cls.train(read_fasta(paths), vocab_size, **kwargs)
+
+    # ---------------------------------------------------------------- encode / decode
+    def encode(self, seqs) -> list[np.ndarray]:
+        _check_batch(seqs)
+        norm = [self._normalise(s, f"sequence {i}") for i, s in enumerate(seqs)]
+        if not norm:
+            return []
+        encs = self._tok.encode_batch(norm, add_special_tokens=False)
+        return [np.asarray(e.ids, dtype=np.int64).reshape(1, -1) for e in encs]
+
+    def decode(self, codes) -> list[str]:
+        V = self.vocab_sizes[0]
+        return ["".join(self._strings[_codes_1d(c, V, f"sequence {i}")]) for i, c in enumerate(codes)]
+
+    def token_strings(self) -> list[str]:
+        return list(self._strings)
+
+    # ---------------------------------------------------------------- save / load
+    def _config(self) -> dict:
+        return {**super()._config(), "tokenizer_file": self.FILE, **self.info}
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tmp = path / f"{self.FILE}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(self._tok.to_str())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path / self.FILE)
+        write_json_atomic(path / "config.json", self._config())
+
+    @classmethod
+    def from_pretrained(cls, path) -> "BPETokenizer":
+        from tokenizers import Tokenizer
+
+        cfg = cls._read_config(path, ["bpe"])
+        file = Path(path) / cfg.get("tokenizer_file", cls.FILE)
+        if not file.exists():
+            raise FileNotFoundError(f"{path}: BPE tokenizer file {file.name} is missing")
+        info = {k: v for k, v in cfg.items() if k not in ("tokenizer_type", "vocab_size", "tokenizer_file")}
+        tok = cls(Tokenizer.from_file(str(file)), info=info)
+        if "vocab_size" in cfg and int(cfg["vocab_size"]) != tok.vocab_sizes[0]:
+            raise ValueError(f"{path}: config.json says vocab_size {cfg['vocab_size']} "
+                             f"but {file.name} holds {tok.vocab_sizes[0]} tokens")
+        return tok
+
+    def __repr__(self) -> str:
+        return f"BPETokenizer(vocab_size={self.vocab_sizes[0]})"
+
+# --------------------------------------------------------------------------- registry
+HANDCRAFTED: dict[str, type[GenomeTokenizer]] = {
+    "kmer3": Kmer3Tokenizer,
+    "kmer6": Kmer6Tokenizer,
+    "nt6": NT6Tokenizer,
+    "bpe": BPETokenizer,
+    "char": CharTokenizer,
+}
+
+
+def build_handcrafted(name: str, sequences=None, **kwargs) -> GenomeTokenizer:
+    """A hand-crafted tokenizer by key; ``bpe`` is trained on ``sequences`` (strings,
+    index arrays or records with ``.sequence``) with ``kwargs`` passed to
+    :meth:`BPETokenizer.train` (e.g. ``vocab_size=4096``)."""
+    if name not in HANDCRAFTED:
+        raise ValueError(f"unknown hand-crafted tokenizer {name!r}; known: {sorted(HANDCRAFTED)}")
+    if name == "bpe":
+        if sequences is None:
+            raise ValueError("the bpe tokenizer must be trained: give sequences (or FASTA records)")
+        return BPETokenizer.train(sequences, **kwargs)
+    if kwargs:
+        raise ValueError(f"{name}: unexpected options {sorted(kwargs)}")
+    return HANDCRAFTED[name]()

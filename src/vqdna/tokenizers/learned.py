@@ -1,0 +1,146 @@
+"""``VQDNATokenizer``: the trained VQ-VAE / HRQ tokenizer as a user holds it.
+
+```python
+tok = VQDNATokenizer.from_pretrained("tok/")
+codes = tok.encode(["ACGTNACGT"])   # [(n_levels, 9) int64]: one code per nucleotide per level
+emb = tok.embed(["ACGT"])           # [(4, dim) float32]: the quantized embedding the LM reads
+seqs = tok.decode(codes)
+```
+
+Sequences of any length are cut into chunks with a halo of the network's receptive
+field, so chunked encoding gives exactly the codes of the whole sequence while memory
+stays bounded; chunks of equal length are batched together on the tokenizer's device.
+A folder holds ``config.json`` (model config, type, format version) and
+``model.safetensors``; both are written atomically.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..config import TokenizerConfig, from_dict, to_dict, validate_tokenizer_config
+from ..sequence import alphabet
+from .base import GenomeTokenizer, read_json, write_json_atomic
+from .vqvae import VQDNAAutoencoder
+
+FORMAT = "vqdna-tokenizer/1"
+
+
+class VQDNATokenizer(GenomeTokenizer):
+    def __init__(self, model: VQDNAAutoencoder, config: TokenizerConfig, *, device: str | None = None,
+                 chunk_length: int = 4096, batch_tokens: int = 65536):
+        self.model = model.eval()
+        self.config = config
+        self.tokenizer_type = config.quantizer
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.to(self.device)
+        self.chunk_length = chunk_length  # nucleotides kept per chunk
+        self.batch_tokens = batch_tokens  # nucleotides (with halos) per forward pass
+        c = config
+        self.halo = 2 + c.depth * (c.kernel_size // 2)  # receptive-field radius of encoder / decoder
+
+    # ------------------------------------------------------------ interface
+    @property
+    def vocab_sizes(self) -> list[int]:
+        return list(self.config.codebook_sizes)
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    def codebooks(self) -> list[torch.Tensor]:
+        return [vq.embed.detach().cpu().clone() for vq in self.model.quantizer.quantizers]
+
+    def encode(self, seqs: Sequence[str]) -> list[np.ndarray]:
+        """One (n_levels, len) int64 code array per sequence."""
+        idx = [alphabet.encode(s, where=f"sequence {i}") for i, s in enumerate(seqs)]
+        return self.encode_indices(idx)
+
+    def encode_indices(self, idx: Sequence[np.ndarray]) -> list[np.ndarray]:
+        outs = [np.zeros((self.config.n_levels, len(a)), dtype=np.int64) for a in idx]
+        self._chunked(idx, lambda x: self.model.encode(x).permute(1, 0, 2), outs)
+        return outs
+
+    def embed(self, seqs: Sequence[str]) -> list[torch.Tensor]:
+        """The quantized embedding (mean of level codes) per nucleotide: (len, dim) per sequence."""
+        return [self.embed_codes(torch.from_numpy(c)) for c in self.encode(seqs)]
+
+    def embed_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (n_levels, ...) -> (..., dim) embedding, on the CPU."""
+        with torch.no_grad():
+            return self.model.quantizer.embed_codes(codes.to(self.device)).float().cpu()
+
+    def decode(self, codes: Sequence[np.ndarray]) -> list[str]:
+        """Most likely nucleotide per position (A/C/G/T; N only under the 'channel' policy)."""
+        n = self.config.n_levels
+        arrays = [np.asarray(c).reshape(n, -1) for c in codes]
+        outs = [np.zeros(a.shape[1], dtype=np.int64) for a in arrays]
+        # chunk over positions: present codes as (len, n_levels) "sequences"
+        self._chunked([a.T for a in arrays], lambda x: self.model.decode_logits(x.permute(2, 0, 1)).argmax(-1),
+                      outs)
+        return [alphabet.decode(o) for o in outs]
+
+    # ------------------------------------------------------------ chunking
+    @torch.no_grad()
+    def _chunked(self, arrays, fn, outs) -> None:
+        """Run ``fn`` over halo'd chunks of each array, batching chunks of equal length,
+        and write the kept centre of each result into ``outs``."""
+        groups: dict[int, list] = {}
+        C, h = self.chunk_length, self.halo
+        for i, a in enumerate(arrays):
+            n = len(a)
+            for s in range(0, n, C):
+                e = min(s + C, n)
+                lo, hi = max(s - h, 0), min(e + h, n)
+                groups.setdefault(hi - lo, []).append((i, lo, s, e))
+        for length, items in groups.items():
+            per = max(self.batch_tokens // max(length, 1), 1)
+            for b in range(0, len(items), per):
+                part = items[b:b + per]
+                x = np.stack([arrays[i][lo:lo + length] for i, lo, _, _ in part])
+                y = fn(torch.from_numpy(np.ascontiguousarray(x)).to(self.device)).cpu().numpy()
+                for row, (i, lo, s, e) in zip(y, part):
+                    outs[i][..., s:e] = row[..., s - lo:e - lo]
+
+    # ------------------------------------------------------------ files
+    def save_pretrained(self, path, *, train_config=None) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tmp = path / f".model.safetensors.tmp{os.getpid()}"
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, tmp, metadata={"format": FORMAT})
+        os.replace(tmp, path / "model.safetensors")
+        cfg = {"format": FORMAT, "tokenizer_type": self.config.quantizer, "model": to_dict(self.config)}
+        if train_config is not None:
+            cfg["train"] = to_dict(train_config)
+        write_json_atomic(path / "config.json", cfg)
+
+    @classmethod
+    def from_pretrained(cls, path, *, device: str | None = None, **kwargs) -> "VQDNATokenizer":
+        path = Path(path)
+        cfg_file, weights = path / "config.json", path / "model.safetensors"
+        for f in (cfg_file, weights):
+            if not f.exists():
+                raise FileNotFoundError(f"{path}: not a VQDNA tokenizer folder (missing {f.name})")
+        cfg = read_json(cfg_file)
+        if cfg.get("format") != FORMAT:
+            raise ValueError(f"{cfg_file}: format {cfg.get('format')!r}, expected {FORMAT!r}")
+        config = from_dict(TokenizerConfig, cfg["model"])
+        validate_tokenizer_config(config)
+        model = VQDNAAutoencoder(config)
+        model.load_state_dict(load_file(weights))
+        return cls(model, config, device=device, **kwargs)
+
+
+def file_sha256(path, block: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(block), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,169 @@
+"""EMA vector quantizer (VQ-VAE, paper Eqs. 1-4) with k-means init and dead-code re-seeding.
+
+* Nearest code by L2 distance, computed in float32 even under autocast (bf16 flips choices).
+* Straight-through estimator: ``q = z + (q - z).detach()``.
+* Codebook learnt by an exponential moving average of the assigned inputs (Eq. 4) with
+  Laplace smoothing, not by a loss term; under torch.distributed the counts and sums are
+  all-reduced so that every process keeps the same codebook.
+* Repeated K-means (Huh et al. 2023) initialises the codebook from encoder outputs once,
+  after warm-up; codes whose EMA count falls below a threshold are re-seeded from inputs.
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def squared_distances(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """(N, D) x (K, D) -> (N, K) squared L2 distances in float32."""
+    x, codebook = x.float(), codebook.float()
+    return (x.pow(2).sum(1, keepdim=True) - 2 * x @ codebook.t() + codebook.pow(2).sum(1)[None]).clamp_min_(0)
+
+
+def kmeans(x: torch.Tensor, k: int, *, iters: int = 20, repeats: int = 3,
+           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Repeated k-means: ``repeats`` Lloyd runs from k-means++ seeds (on a subsample); keep the lowest inertia.
+
+    Returns (centroids (k, D), counts (k,)). Empty clusters are re-seeded from the points
+    farthest from their centroid, so every centroid ends up owning points.
+    """
+    x = x.float()
+    n = x.shape[0]
+    if n < k:
+        raise ValueError(f"k-means needs at least k={k} points, got {n}")
+    best, best_inertia, best_counts = None, float("inf"), None
+    for _ in range(repeats):
+        c = _kmeans_pp(x, k, generator)
+        for _ in range(iters):
+            d = squared_distances(x, c)
+            mind, assign = d.min(1)
+            counts = torch.bincount(assign, minlength=k).float()
+            sums = torch.zeros_like(c).index_add_(0, assign, x)
+            c = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], c)
+            empty = torch.nonzero(counts == 0).flatten()
+            if empty.numel():
+                far = torch.topk(mind, empty.numel()).indices
+                c[empty] = x[far]
+        d = squared_distances(x, c)
+        mind, assign = d.min(1)
+        inertia = mind.sum().item()
+        if inertia < best_inertia:
+            best, best_inertia = c.clone(), inertia
+            best_counts = torch.bincount(assign, minlength=k).float()
+    return best, best_counts
+
+
+def _kmeans_pp(x: torch.Tensor, k: int, generator) -> torch.Tensor:
+    """k-means++ seeding on a subsample of 4k points: spreads the seeds at a cost that
+    does not grow with the number of samples."""
+    m = min(x.shape[0], 4 * k)
+    sub = x[torch.randperm(x.shape[0], generator=generator)[:m]]
+    first = torch.randint(m, (1,), generator=generator)
+    centers = torch.empty(k, x.shape[1], dtype=x.dtype)
+    centers[0] = sub[first]
+    mind = squared_distances(sub, centers[:1]).squeeze(1)
+    for j in range(1, k):
+        total = mind.sum()
+        p = mind / total if total > 0 else torch.full_like(mind, 1 / m)
+        i = torch.multinomial(p, 1, generator=generator)
+        centers[j] = sub[i]
+        mind = torch.minimum(mind, (sub - sub[i]).pow(2).sum(1))
+    return centers
+
+
+class EMAVectorQuantizer(nn.Module):
+    """One codebook of ``codebook_size`` vectors of ``dim``, learnt by EMA (Eq. 4)."""
+
+    def __init__(self, *, codebook_size: int, dim: int, decay: float = 0.99, eps: float = 1e-5,
+                 dead_code_threshold: float = 0.03):
+        super().__init__()
+        self.codebook_size, self.dim = codebook_size, dim
+        self.decay, self.eps, self.dead_code_threshold = decay, eps, dead_code_threshold
+        embed = torch.randn(codebook_size, dim) * 0.02
+        self.register_buffer("embed", embed)
+        self.register_buffer("cluster_size", torch.ones(codebook_size))
+        self.register_buffer("embed_sum", embed.clone())
+        self.register_buffer("initted", torch.zeros((), dtype=torch.bool))
+
+    @torch.autocast("cuda", enabled=False)
+    def forward(self, x: torch.Tensor) -> dict:
+        """x (..., D) -> dict(quantized (straight-through), indices, commit (MSE to sg(q)))."""
+        shape = x.shape
+        flat = x.reshape(-1, self.dim).float()
+        indices = self.nearest(flat)
+        q = F.embedding(indices, self.embed)
+        if self.training:
+            self._ema_update(flat.detach(), indices)
+        commit = F.mse_loss(flat, q.detach())
+        q_st = flat + (q - flat).detach()
+        return dict(quantized=q_st.view(shape).to(x.dtype), indices=indices.view(shape[:-1]),
+                    commit=commit, flat_inputs=flat.detach())
+
+    @torch.autocast("cuda", enabled=False)
+    def nearest(self, x: torch.Tensor) -> torch.Tensor:
+        """Index of the nearest code (float32 distances) for x (..., D), no EMA update."""
+        flat = x.reshape(-1, self.dim).float()
+        return squared_distances(flat, self.embed).argmin(1).view(x.shape[:-1])
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        return F.embedding(indices, self.embed)
+
+    @torch.no_grad()
+    def _ema_update(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
+        counts = torch.bincount(indices, minlength=self.codebook_size).float()
+        sums = torch.zeros_like(self.embed).index_add_(0, indices, flat)
+        if _distributed():
+            dist.all_reduce(counts)
+            dist.all_reduce(sums)
+        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.embed_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        n = self.cluster_size.sum()
+        smoothed = (self.cluster_size + self.eps) / (n + self.codebook_size * self.eps) * n
+        self.embed.copy_(self.embed_sum / smoothed[:, None])
+
+    @torch.no_grad()
+    def init_from_kmeans(self, samples: torch.Tensor, *, iters: int, repeats: int,
+                         generator: torch.Generator | None = None) -> None:
+        """Set the codebook to the Repeated K-means centroids of ``samples`` (N, D).
+
+        Under torch.distributed, rank 0's result is broadcast so all processes agree.
+        """
+        centroids, counts = kmeans(samples, self.codebook_size, iters=iters, repeats=repeats, generator=generator)
+        centroids = centroids.to(self.embed.device)
+        counts = counts.to(self.embed.device)
+        if _distributed():
+            dist.broadcast(centroids, 0)
+            dist.broadcast(counts, 0)
+        # EMA state as if the codes had been averaging their clusters at the batch scale
+        scale = counts / counts.sum().clamp_min(1) * self.cluster_size.sum()
+        self.embed.copy_(centroids)
+        self.cluster_size.copy_(scale.clamp_min(1.0))
+        self.embed_sum.copy_(centroids * self.cluster_size[:, None])
+        self.initted.fill_(True)
+
+    @torch.no_grad()
+    def reseed_dead_codes(self, samples: torch.Tensor, generator: torch.Generator | None = None) -> int:
+        """Replace codes whose EMA count is below ``dead_code_threshold`` times the mean
+        count by random input vectors, and give them the mean count.
+
+        Returns the number of codes re-seeded. Rank 0 chooses; the others follow.
+        """
+        mean = self.cluster_size.mean()
+        dead = self.cluster_size < self.dead_code_threshold * mean
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return 0
+        pick = torch.randint(samples.shape[0], (n_dead,), generator=generator)
+        new = samples[pick.to(samples.device)].float().to(self.embed.device)
+        if _distributed():
+            dist.broadcast(new, 0)
+        self.embed[dead] = new
+        self.cluster_size[dead] = mean
+        self.embed_sum[dead] = new * mean
+        return n_dead

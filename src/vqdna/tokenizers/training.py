@@ -1,0 +1,139 @@
+"""Stage 1: train a VQ or HRQ genome tokenizer on FASTA files (paper Sec. 3.3, Appendix A).
+
+Recipe: AdamW, linear warm-up then cosine decay; windows of ``short_length`` nt during
+warm-up, ``long_length`` after; Repeated K-means initialisation of the codebooks once,
+when warm-up ends (and a first data-dependent initialisation at step 0 so that no code
+starts far from the data); dead codes re-seeded every ``reseed_every`` steps.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import TokenizerConfig, TokenizerTrainConfig, to_dict, tokenizer_configs
+from ..sequence.fasta import Corpus
+from ..train import Hooks, LoopConfig, setup_runtime, train_loop
+from .base import write_json_atomic
+from .vqvae import VQDNAAutoencoder
+
+
+def code_statistics(counts: list[np.ndarray]) -> dict:
+    """Per-level usage (share of codes used at least once) and perplexity of the code distribution."""
+    out = {}
+    for level, c in enumerate(counts):
+        p = c / max(c.sum(), 1)
+        nz = p[p > 0]
+        out[f"usage_l{level}"] = float((c > 0).mean())
+        out[f"perplexity_l{level}"] = float(np.exp(-(nz * np.log(nz)).sum()))
+    return out
+
+
+class ReconstructionMeter:
+    """Accumulates reconstruction accuracy (A/C/G/T positions) and code counts per level."""
+
+    def __init__(self, codebook_sizes):
+        self.counts = [np.zeros(k, dtype=np.int64) for k in codebook_sizes]
+        self.correct = self.scored = 0
+
+    def add(self, correct: int, scored: int, codes: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        self.correct += int(correct)
+        self.scored += int(scored)
+        for level, c in enumerate(codes):
+            c = c[mask] if mask is not None else c.reshape(-1)
+            self.counts[level] += np.bincount(c.cpu().numpy().ravel(), minlength=len(self.counts[level]))
+
+    def result(self) -> dict:
+        out = {"recon_accuracy": self.correct / max(self.scored, 1), "nucleotides": self.scored}
+        out.update(code_statistics(self.counts))
+        return out
+
+
+def train_tokenizer(fasta, *, out: str | Path, quantizer: str = "vq", config: str = "tiny",
+                    max_steps: int | None = None, resume: bool = False, device: str | None = None,
+                    overrides: dict | None = None) -> dict:
+    """Train a tokenizer on ``fasta`` (a path or list of paths) and save it to ``out``.
+
+    Returns the final metrics (also written to ``out/metrics.json``).
+    """
+    mc, tc = tokenizer_configs(config, quantizer)
+    for k, v in (overrides or {}).items():
+        setattr(tc if hasattr(tc, k) else mc, k, v)
+    if max_steps is not None:
+        tc.max_steps = max_steps
+    runtime = setup_runtime(device)
+    out = Path(out)
+    torch.manual_seed(tc.seed)
+    fasta = [fasta] if isinstance(fasta, (str, Path)) else list(fasta)
+    corpus = Corpus.from_fasta(fasta, val_fraction=tc.val_fraction, val_block=tc.val_block)
+    warm = min(tc.warmup_steps, tc.max_steps)
+    lengths = {L: corpus.windows("train", L, tc.stride or L // 2) for L in {tc.short_length, tc.long_length}}
+    val = corpus.windows("val", tc.long_length, tc.long_length)
+    val = val[np.linspace(0, len(val) - 1, min(tc.eval_windows, len(val))).astype(int)]
+    model = VQDNAAutoencoder(mc)
+    if runtime.is_main:
+        n_params = sum(p.numel() for p in model.parameters())
+        print(f"corpus: {corpus.n_nucleotides:,} nt in {len(corpus.arrays)} records from {len(fasta)} file(s); "
+              f"{len(lengths[tc.long_length]):,} training / {len(val)} validation windows; "
+              f"model {mc.quantizer} {n_params / 1e6:.2f}M parameters on {runtime.device}")
+
+    def length_at(step):
+        return tc.short_length if step < warm else tc.long_length
+
+    def get_batch(step, micro, rank):
+        L = length_at(step)
+        rng = np.random.default_rng([tc.seed, step, micro, rank])
+        starts = lengths[L][rng.integers(len(lengths[L]), size=tc.batch_size)]
+        return torch.from_numpy(corpus.gather(starts, L))
+
+    def before_step(step, net, batch):
+        gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + step)
+        if step == 0 or step == warm:  # data-dependent start; Repeated K-means after warm-up
+            L = length_at(step)
+            rng = np.random.default_rng([tc.seed, step, 7919])
+            n = max(math.ceil(tc.kmeans_samples / L), 1)
+            starts = lengths[L][rng.integers(len(lengths[L]), size=n)]
+            x = torch.from_numpy(corpus.gather(starts, L)).to(runtime.device)
+            was = net.training
+            net.eval()
+            with torch.no_grad():
+                net.init_codebooks(x, max_samples=tc.kmeans_samples, generator=gen)
+            net.train(was)
+        elif step % tc.reseed_every == 0:
+            net.quantizer.reseed_dead_codes(gen)
+
+    def progress(net, o):
+        alive = [float((vq.cluster_size >= vq.dead_code_threshold * vq.cluster_size.mean()).float().mean())
+                 for vq in net.quantizer.quantizers]
+        return {"acc": f"{int(o['correct']) / max(int(o['scored']), 1):.4f}",
+                "alive": "/".join(f"{a:.2f}" for a in alive)}
+
+    def evaluate(net):
+        meter = ReconstructionMeter(mc.codebook_sizes)
+        for i in range(0, len(val), 64):
+            x = torch.from_numpy(corpus.gather(val[i:i + 64], tc.long_length)).to(runtime.device)
+            o = net(x)
+            meter.add(o["correct"], o["scored"], o["codes"], mask=x < 4)
+        return meter.result()
+
+    loop = LoopConfig(max_steps=tc.max_steps, lr=tc.lr, weight_decay=tc.weight_decay, betas=tc.betas,
+                      warmup_steps=warm, min_lr_ratio=tc.min_lr_ratio, eval_every=tc.eval_every,
+                      checkpoint_every=tc.checkpoint_every, seed=tc.seed, precision=tc.precision,
+                      log_name=f"train-tokenizer ({mc.quantizer})")
+    if tc.compile:
+        model.compile()
+    state = train_loop(model, cfg=loop, get_batch=get_batch, evaluate=evaluate, out_dir=out, runtime=runtime,
+                       resume=resume, hooks=Hooks(before_step=before_step, progress=progress),
+                       units_per_batch=lambda s: tc.batch_size * length_at(s))
+    final = dict(state["history"][-1]) if state["history"] else {}
+    metrics = dict(final, quantizer=mc.quantizer, steps=state["step"], nucleotides_seen=state["seen"],
+                   wall_time_s=state["wall_time"], training_files=[str(f) for f in fasta],
+                   parameters=sum(p.numel() for p in model.parameters()), history=state["history"])
+    if runtime.is_main:
+        from .learned import VQDNATokenizer
+
+        VQDNATokenizer(model.cpu(), mc).save_pretrained(out, train_config=tc)
+        write_json_atomic(out / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,269 @@
+"""The one training loop of vqdna, shared by every stage.
+
+A stage hands it a model whose ``forward(batch)`` returns a dict with ``loss``, a
+``get_batch(step, rank)`` function that is a pure function of the step (so a resumed run
+draws the same data as an unbroken one), an ``evaluate(model)`` function, and optional
+hooks. The loop owns devices, torch.distributed (DDP under ``torchrun``/``accelerate
+launch``), mixed precision, gradient accumulation, AdamW with warm-up + cosine decay,
+progress, checkpoints (safetensors + JSON, written atomically) and ``--resume``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .tokenizers.base import read_json, write_json_atomic
+
+
+@dataclass
+class LoopConfig:
+    max_steps: int
+    lr: float
+    weight_decay: float = 0.01
+    betas: tuple = (0.9, 0.999)
+    warmup_steps: int = 0  # linear warm-up of the learning rate
+    min_lr_ratio: float = 0.01  # cosine decays to lr * this at max_steps
+    grad_accum: int = 1  # micro-batches per optimizer step
+    grad_clip: float = 1.0  # 0 = off
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    seed: int = 0
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast); auto = bf16 on CUDA, fp32 on CPU
+    log_name: str = "train"
+
+
+@dataclass
+class Runtime:
+    """Where this process runs: device, rank and world size (from torchrun's env)."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_runtime(device: str | None = None) -> Runtime:
+    """Initialise torch.distributed when launched by torchrun/accelerate (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device is None:
+        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return Runtime(dev, rank, world, local)
+
+
+def lr_at(step: int, cfg: LoopConfig) -> float:
+    """Linear warm-up, then cosine decay to ``lr * min_lr_ratio``."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(cfg.max_steps - cfg.warmup_steps, 1)
+    t = min(max(step - cfg.warmup_steps, 0) / span, 1.0)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def autocast_for(device: torch.device, precision: str):
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision == "fp32":
+        return nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: LoopConfig) -> torch.optim.AdamW:
+    """AdamW; no weight decay on biases, norms and other 1-d parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [dict(params=decay, weight_decay=cfg.weight_decay), dict(params=no_decay, weight_decay=0.0)]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(folder: Path, model, optimizer, state: dict, keep: int = 2) -> Path:
+    """Write ``folder/step-N/`` (model, optimizer, trainer state) then point ``latest.json`` at it.
+
+    The step folder is written under a temporary name and renamed; ``latest.json`` is
+    replaced atomically, so a run killed at any moment leaves a loadable checkpoint.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"step-{state['step']:08d}"
+    tmp = folder / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    save_file(opt_tensors, tmp / "optimizer.safetensors")
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state()
+    save_file(rng, tmp / "rng.safetensors")
+    write_json_atomic(tmp / "trainer.json", dict(state, optimizer=opt_meta))
+    final = folder / name
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    write_json_atomic(folder / "latest.json", {"step": state["step"], "dir": name})
+    steps = sorted(p for p in folder.glob("step-*") if p.is_dir())
+    for old in steps[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(folder: Path, model, optimizer) -> dict | None:
+    """Restore the latest checkpoint in ``folder``; returns its trainer state or None."""
+    latest = folder / "latest.json"
+    if not latest.exists():
+        return None
+    ck = folder / read_json(latest)["dir"]
+    model.load_state_dict(load_file(ck / "model.safetensors"))
+    state = read_json(ck / "trainer.json")
+    optimizer.load_state_dict(_unflatten_optimizer(load_file(ck / "optimizer.safetensors"), state.pop("optimizer")))
+    rng = load_file(ck / "rng.safetensors")
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state(rng["cuda"])
+    return state
+
+
+def _flatten_optimizer(sd: dict) -> tuple[dict, dict]:
+    tensors, meta = {}, {"param_groups": sd["param_groups"], "state": {}}
+    for pid, st in sd["state"].items():
+        meta["state"][str(pid)] = {}
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                meta["state"][str(pid)][k] = v
+    return tensors, meta
+
+
+def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
+    state = {int(pid): dict(extra) for pid, extra in meta["state"].items()}
+    for key, v in tensors.items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+# ---------------------------------------------------------------- the loop
+
+
+@dataclass
+class Hooks:
+    """Stage-specific work the loop calls at fixed points (all optional)."""
+
+    before_step: Callable | None = None  # (step, model, batch) -> None, e.g. k-means init, re-seeding
+    progress: Callable | None = None  # (model, outputs) -> dict of numbers for the progress bar
+    on_eval: Callable | None = None  # (step, metrics) -> None
+
+
+def train_loop(model: torch.nn.Module, *, cfg: LoopConfig, get_batch: Callable, evaluate: Callable,
+               out_dir: str | Path, runtime: Runtime, resume: bool = False,
+               hooks: Hooks | None = None, units_per_batch: int = 0) -> dict:
+    """Train ``model`` to ``cfg.max_steps``; returns the trainer state (history, counters).
+
+    ``get_batch(step, micro, rank)`` must depend only on its arguments (and fixed data),
+    so that the data position is the step and resuming reproduces an unbroken run.
+    ``units_per_batch`` (nucleotides or tokens per micro-batch per process) feeds the
+    "seen" counter; it may be a function of the step.
+    """
+    hooks = hooks or Hooks()
+    out_dir = Path(out_dir)
+    ck_dir = out_dir / "checkpoints"
+    model.to(runtime.device)
+    optimizer = make_optimizer(model, cfg)
+    state = {"step": 0, "seen": 0, "history": [], "wall_time": 0.0}
+    if resume:
+        loaded = load_checkpoint(ck_dir, model, optimizer)
+        if loaded is not None:
+            state = loaded
+            if runtime.is_main:
+                print(f"resumed from {ck_dir} at step {state['step']}")
+        elif runtime.is_main:
+            print(f"--resume: no checkpoint in {ck_dir}; starting from scratch")
+    ddp = runtime.world_size > 1
+    net = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if ddp else model
+    amp = autocast_for(runtime.device, cfg.precision)
+    bar = tqdm(total=cfg.max_steps, initial=state["step"], desc=cfg.log_name, disable=not runtime.is_main,
+               dynamic_ncols=True, mininterval=1.0)
+    t0 = time.time() - state["wall_time"]
+    step = state["step"]
+    while step < cfg.max_steps:
+        model.train()
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        for micro in range(cfg.grad_accum):
+            batch = _to_device(get_batch(step, micro, runtime.rank), runtime.device)
+            if hooks.before_step is not None and micro == 0:
+                hooks.before_step(step, model, batch)
+            sync = nullcontext() if (not ddp or micro == cfg.grad_accum - 1) else net.no_sync()
+            with sync, amp:
+                out = net(batch)
+                loss = out["loss"] / cfg.grad_accum
+            loss.backward()
+            state["seen"] += (units_per_batch(step) if callable(units_per_batch) else units_per_batch) * runtime.world_size
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        state["step"] = step
+        if runtime.is_main:
+            shown = {"loss": f"{out['loss'].item():.4f}"}
+            if hooks.progress is not None:
+                shown.update(hooks.progress(model, out))
+            bar.set_postfix(shown, refresh=False)
+            bar.update(1)
+        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            model.eval()
+            with torch.no_grad(), amp:
+                metrics = evaluate(model)
+            metrics.update(step=step, seen=state["seen"], lr=lr_at(step - 1, cfg),
+                           train_loss=float(out["loss"].item()), wall_time=time.time() - t0)
+            state["history"].append(metrics)
+            if runtime.is_main:
+                bar.write(f"[{cfg.log_name}] step {step}: " + ", ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
+                    if not isinstance(v, (list, dict))))
+            if hooks.on_eval is not None:
+                hooks.on_eval(step, metrics)
+        if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+            state["wall_time"] = time.time() - t0
+            if runtime.is_main:
+                save_checkpoint(ck_dir, model, optimizer, state, keep=cfg.keep_checkpoints)
+            if ddp:
+                dist.barrier()
+    bar.close()
+    state["wall_time"] = time.time() - t0
+    return state
+
+
+def _to_device(batch, device):
+    if torch.is_tensor(batch):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
