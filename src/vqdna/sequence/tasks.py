@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .alphabet import SequenceError, encode, _LUT
+from .alphabet import IUPAC_OTHER, SequenceError, _LUT
 
 SPLITS = ("train", "dev", "test")
 
@@ -99,7 +99,7 @@ def _is_int_literal(s: str) -> bool:
 
 
 def _read_csv(file: Path) -> tuple[list[str], list[str], list[int]]:
-    """Return sequences (upper-cased), raw label strings and 1-based line numbers."""
+    """Return sequences (as written, stripped), raw label strings and 1-based line numbers."""
     if not file.is_file():
         raise TaskError(f"{file}: missing file (a task folder needs {', '.join(s + '.csv' for s in SPLITS)})")
     seqs: list[str] = []
@@ -135,7 +135,7 @@ def _read_csv(file: Path) -> tuple[list[str], list[str], list[int]]:
             s = row[i_seq].strip()
             if not s:
                 raise TaskError(f"{file}:{line}: empty sequence")
-            seqs.append(s.upper())
+            seqs.append(s)
             labels.append(row[i_lab].strip())
             lines.append(line)
     if not seqs:
@@ -144,7 +144,7 @@ def _read_csv(file: Path) -> tuple[list[str], list[str], list[int]]:
 
 
 def _check_alphabet(file: Path, seqs: list[str], lines: list[int]) -> None:
-    """Validate all sequences in one vectorised pass; on failure re-run encode on the bad row."""
+    """Validate all sequences in one vectorised pass (same alphabet as :func:`alphabet.encode`)."""
     blob = "".join(seqs).encode("ascii", "replace")
     bad = np.flatnonzero(_LUT[np.frombuffer(blob, dtype=np.uint8)] == 255)
     if not bad.size:
@@ -153,8 +153,12 @@ def _check_alphabet(file: Path, seqs: list[str], lines: list[int]) -> None:
     # offsets equal character offsets and the bad row is found by its cumulative length.
     ends = np.cumsum([len(s) for s in seqs])
     r = int(np.searchsorted(ends, bad[0], side="right"))
-    encode(seqs[r], where=f"{file}:{lines[r]}")  # raises SequenceError naming file:line
-    raise SequenceError(f"{file}:{lines[r]}: invalid character")  # pragma: no cover
+    p = int(bad[0] - (ends[r - 1] if r else 0))
+    n_bad = int(np.count_nonzero(bad < ends[r])) - int(np.count_nonzero(bad < (ends[r - 1] if r else 0)))
+    raise SequenceError(
+        f"{file}:{lines[r]}: invalid character {seqs[r][p]!r} at position {p + 1} of the sequence "
+        f"({n_bad} invalid in it); allowed: A C G T, N and IUPAC codes {IUPAC_OTHER}"
+    )
 
 
 def _parse_labels(file: Path, raw: list[str], lines: list[int]) -> tuple[bool, list]:
@@ -186,7 +190,8 @@ def load_task(path: str | Path, *, name: str | None = None) -> Task:
     for split in SPLITS:
         file = path / f"{split}.csv"
         seqs, raw, lines = _read_csv(file)
-        _check_alphabet(file, seqs, lines)
+        _check_alphabet(file, seqs, lines)  # before upper(): "ß".upper() is "SS"
+        seqs = [q.upper() for q in seqs]
         all_int, vals = _parse_labels(file, raw, lines)
         parsed[split] = (file, seqs, raw, lines, all_int, vals)
 

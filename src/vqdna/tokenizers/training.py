@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import TokenizerConfig, TokenizerTrainConfig, to_dict, tokenizer_configs
+from ..config import tokenizer_configs
 from ..sequence.fasta import Corpus
 from ..train import Hooks, LoopConfig, setup_runtime, train_loop
 from .base import write_json_atomic
@@ -137,3 +137,36 @@ def train_tokenizer(fasta, *, out: str | Path, quantizer: str = "vq", config: st
         VQDNATokenizer(model.cpu(), mc).save_pretrained(out, train_config=tc)
         write_json_atomic(out / "metrics.json", metrics)
     return metrics
+
+
+def evaluate_tokenizer(tokenizer, fasta, *, max_nucleotides: int | None = None, chunk_length: int = 1 << 18,
+                       progress: bool = True) -> dict:
+    """Reconstruction accuracy (A/C/G/T positions) and per-level code usage / perplexity
+    of a trained tokenizer on FASTA records (for example a species it never saw)."""
+    from tqdm.auto import tqdm
+
+    from ..sequence.fasta import encode_record, read_fasta
+
+    meter = ReconstructionMeter(tokenizer.vocab_sizes)
+    fasta = [fasta] if isinstance(fasta, (str, Path)) else list(fasta)
+    bar = tqdm(desc="evaluate", unit="nt", unit_scale=True, disable=not progress, mininterval=1.0)
+    seen = 0
+    for rec in read_fasta(fasta):
+        idx = encode_record(rec)
+        for s in range(0, len(idx), chunk_length):
+            if max_nucleotides is not None and seen >= max_nucleotides:
+                break
+            part = idx[s:s + chunk_length]
+            codes = tokenizer.encode_indices([part])[0]
+            recon = np.frombuffer(tokenizer.decode([codes])[0].encode("ascii"), dtype=np.uint8)
+            acgt = part < 4
+            lut = np.full(256, 9, dtype=np.uint8)
+            lut[np.frombuffer(b"ACGT", np.uint8)] = np.arange(4)
+            meter.add(int(((lut[recon] == part) & acgt).sum()), int(acgt.sum()),
+                      torch.from_numpy(codes[:, None, :]), mask=torch.from_numpy(acgt[None]))
+            seen += len(part)
+            bar.update(len(part))
+    bar.close()
+    out = meter.result()
+    out["files"] = [str(f) for f in fasta]
+    return out

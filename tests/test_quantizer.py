@@ -1,0 +1,91 @@
+"""The EMA vector quantizer: straight-through gradients, EMA, k-means, dead codes."""
+import torch
+
+from vqdna.config import tokenizer_configs
+from vqdna.tokenizers.quantizer import EMAVectorQuantizer, kmeans, squared_distances
+from vqdna.tokenizers.vqvae import VQDNAAutoencoder
+
+
+def test_straight_through_gradient_reaches_the_encoder():
+    mc, _ = tokenizer_configs("tiny", "vq")
+    model = VQDNAAutoencoder(mc)
+    model.train()
+    out = model(torch.randint(0, 4, (2, 64)))
+    model.zero_grad()
+    out["loss"].backward()
+    g = model.encoder.blocks[0].fc1.weight.grad
+    assert g is not None and g.abs().sum() > 0
+    g_stem = model.encoder.stem.weight.grad
+    assert g_stem is not None and g_stem.abs().sum() > 0
+
+
+def test_straight_through_value_is_the_code_and_gradient_is_identity():
+    vq = EMAVectorQuantizer(codebook_size=8, dim=4)
+    vq.eval()
+    x = torch.randn(10, 4, requires_grad=True)
+    out = vq(x)
+    assert torch.allclose(out["quantized"], vq.embed[out["indices"]], atol=1e-6)
+    out["quantized"].sum().backward()
+    assert torch.allclose(x.grad, torch.ones_like(x))
+
+
+def test_ema_moves_a_code_to_the_mean_of_its_inputs():
+    torch.manual_seed(0)
+    vq = EMAVectorQuantizer(codebook_size=2, dim=3, decay=0.9, eps=1e-8)
+    with torch.no_grad():
+        vq.embed.copy_(torch.tensor([[0.0, 0, 0], [100.0, 100, 100]]))
+        vq.embed_sum.copy_(vq.embed)
+    vq.train()
+    target = torch.tensor([1.0, 2.0, 3.0])
+    x = target + 0.1 * torch.randn(256, 3)
+    x = x - x.mean(0) + target  # inputs whose mean is exactly the target
+    for _ in range(300):
+        vq(x)
+    assert torch.allclose(vq.embed[0], target, atol=1e-3)
+    assert vq.cluster_size[0] > 200 and vq.cluster_size[1] < 1e-6  # EMA counts follow the usage
+
+
+def test_distances_are_float32_under_bf16_inputs():
+    x = torch.randn(5, 8).bfloat16()
+    d = squared_distances(x, torch.randn(3, 8))
+    assert d.dtype == torch.float32
+
+
+def test_dead_codes_are_reseeded_from_inputs():
+    vq = EMAVectorQuantizer(codebook_size=16, dim=4, dead_code_threshold=0.1)
+    vq.train()
+    with torch.no_grad():
+        vq.embed[8:] = 1e6  # codes no input will ever choose
+        vq.embed_sum.copy_(vq.embed)
+    x = torch.randn(512, 4)
+    for _ in range(200):
+        vq(x)
+    dead_before = (vq.cluster_size < 0.1 * vq.cluster_size.mean()).sum().item()
+    assert dead_before >= 8
+    n = vq.reseed_dead_codes(x, torch.Generator().manual_seed(0))
+    assert n == dead_before
+    assert (vq.embed.abs() < 1e3).all()  # every code now sits on the data
+    # each re-seeded code is one of the inputs
+    reseeded = vq.embed[8:]
+    assert (torch.cdist(reseeded, x).min(1).values < 1e-5).all()
+
+
+def test_kmeans_finds_separated_clusters():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0], [10, 0], [0, 10], [10, 10]])
+    x = torch.cat([c + 0.1 * torch.randn(200, 2, generator=g) for c in centres])
+    found, counts = kmeans(x, 4, iters=10, repeats=3, generator=g)
+    d = torch.cdist(centres, found)
+    assert (d.min(1).values < 0.1).all()
+    assert counts.sum() == 800 and (counts == 200).all()
+
+
+def test_kmeans_initialisation_sets_codebook_and_ema_state():
+    vq = EMAVectorQuantizer(codebook_size=4, dim=2)
+    x = torch.cat([c + 0.05 * torch.randn(100, 2) for c in torch.tensor([[0.0, 0], [5, 0], [0, 5], [5, 5]])])
+    vq.init_from_kmeans(x, iters=10, repeats=2, generator=torch.Generator().manual_seed(1))
+    assert bool(vq.initted)
+    assert torch.allclose(vq.embed_sum / vq.cluster_size[:, None], vq.embed, atol=1e-5)
+    vq.eval()
+    usage = torch.bincount(vq(x)["indices"], minlength=4)
+    assert (usage == 100).all()
