@@ -64,6 +64,49 @@ def cmd_data_nextstrain(a):
     return nextstrain.run(a)
 
 
+def cmd_pretrain(a):
+    from .lm.pretrain import pretrain
+
+    m = pretrain(a.codes, out=a.out, config=a.config, max_steps=a.max_steps, resume=a.resume, device=a.device,
+                 tokenizer=a.tokenizer)
+    keys = [k for k in m if k.startswith(("val_acc", "val_ppl"))]
+    print(f"saved language model to {a.out} after {m['steps']} steps ({m['tokens_seen']:,} tokens, "
+          f"{m['wall_time_s']:.0f}s): " + ", ".join(f"{k}={m[k]:.4f}" for k in keys))
+
+
+def cmd_finetune(a):
+    from dataclasses import replace
+
+    from .config import FinetuneConfig
+    from .lm.finetune import finetune
+
+    cfg = FinetuneConfig()
+    changes = {k: v for k, v in dict(lr=a.lr, epochs=a.epochs, max_train=a.max_train, method=a.method,
+                                     lora_dropout=a.lora_dropout, batch_size=a.batch_size).items() if v is not None}
+    r = finetune(a.model, a.task, out=a.out, seeds=a.seeds, grid=a.grid, config=replace(cfg, **changes),
+                 random_init=a.random_init, device=a.device)
+    if a.json:
+        print(json.dumps({k: r[k] for k in ("metric", "test", "dev", "wall_time_s")}, indent=2))
+
+
+def cmd_predict(a):
+    from .lm.inference import predict
+
+    s = predict(a.model, a.csv, a.out, device=a.device)
+    extra = ""
+    if "metrics" in s:
+        extra = " (" + ", ".join(f"{k}={v:.4f}" for k, v in s["metrics"].items()) + ")"
+    print(f"wrote {s['n']} predictions to {s['out']}{extra}")
+
+
+def cmd_embed(a):
+    from .lm.inference import embed
+
+    s = embed(a.model, a.out, fasta=_fasta(a.fasta) if a.fasta else None, csv_path=a.csv,
+              per_nucleotide=a.per_nucleotide, device=a.device)
+    print(f"wrote embeddings of {s['n']} sequences to {s['out']} ({s['shape']})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vqdna", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -97,6 +140,53 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--codes", required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_decode)
+
+
+    s = sub.add_parser("pretrain", help="stage 2: masked-LM pre-training of the BERT on stored codes")
+    s.add_argument("--codes", action="append", required=True,
+                   help="code folder from `vqdna tokenize` (repeat for several; same tokenizer)")
+    s.add_argument("--config", default="tiny", help="tiny | small | base | a YAML file")
+    s.add_argument("--out", required=True)
+    s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    s.add_argument("--max-steps", type=int, help="override the preset's steps (warm-up capped at 10%%)")
+    s.add_argument("--tokenizer", help="the tokenizer folder, if it moved since `vqdna tokenize` (sha256 checked)")
+    s.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    s.set_defaults(func=cmd_pretrain)
+
+    s = sub.add_parser("finetune", help="stage 3: LoRA fine-tuning on a GUE-style task folder")
+    s.add_argument("--model", required=True, help="language model folder from `vqdna pretrain`")
+    s.add_argument("--task", required=True, help="folder with train.csv, dev.csv, test.csv (sequence,label)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--seeds", type=int, default=3, help="runs with seeds 0..N-1; mean and std are reported")
+    s.add_argument("--grid", action="store_true", help="grid lr x LoRA dropout x epochs, chosen on dev")
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--lr", type=float)
+    s.add_argument("--lora-dropout", type=float)
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--max-train", type=int, help="train on a stratified, seeded subsample of N rows")
+    s.add_argument("--method", choices=["lora", "lora+embed", "full", "head"],
+                   help="what trains: LoRA + head (default), + input embedding, everything, or the head only")
+    s.add_argument("--random-init", action="store_true", help="control: random LM weights (codebooks kept)")
+    s.add_argument("--device")
+    s.add_argument("--json", action="store_true", help="print the summary as JSON")
+    s.set_defaults(func=cmd_finetune)
+
+    s = sub.add_parser("predict", help="predict a CSV of sequences with a fine-tuned model")
+    s.add_argument("--model", required=True, help="folder from `vqdna finetune`")
+    s.add_argument("--csv", required=True, help="CSV with a 'sequence' column (a 'label' column adds metrics)")
+    s.add_argument("--out", required=True, help="output CSV: sequence, prediction, probabilities / value")
+    s.add_argument("--device")
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("embed", help="sequence (or per-nucleotide) embeddings from a language model")
+    s.add_argument("--model", required=True, help="folder from `vqdna pretrain` or `vqdna finetune`")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--fasta", nargs="+", help="FASTA files or pypi:PACKAGE[/PREFIX]")
+    src.add_argument("--csv", help="CSV with a 'sequence' column")
+    s.add_argument("--out", required=True, help=".npy (N, hidden) mean-pooled; .npz with --per-nucleotide")
+    s.add_argument("--per-nucleotide", action="store_true", help="one (length, hidden) array per sequence")
+    s.add_argument("--device")
+    s.set_defaults(func=cmd_embed)
 
     data = sub.add_parser("data", help="import data sets").add_subparsers(dest="data_command", required=True)
     s = data.add_parser("nextstrain", help="SARS-CoV-2 genomes and a lineage task from a Nextstrain tree")

@@ -166,3 +166,144 @@ def from_dict(cls, d: dict):
 
 def save_yaml(path, **sections) -> None:
     Path(path).write_text(yaml.safe_dump({k: to_dict(v) for k, v in sections.items()}, sort_keys=False))
+
+
+# ============================================================ stage 2: the language model
+@dataclass
+class LMConfig:
+    """Stage 2 model: a BERT encoder over one token per nucleotide (paper Sec. 3.3, METHOD.md stage 2)."""
+
+    hidden_size: int = 768  # BERT-base (paper)
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072  # 4 x hidden, as in BERT
+    hidden_dropout: float = 0.1  # BERT defaults
+    attention_dropout: float = 0.1
+    # "codebook": the frozen tokenizer codebooks, mean (or sum) of level vectors, projected to
+    # hidden (VQDNA; METHOD.md default). "learned": an embedding table per level, summed (the
+    # alternative; what hand-crafted tokenizers, whose codebooks() is None, always use).
+    # "auto" = codebook when the tokenizer has codebooks, else learned.
+    input_mode: str = "auto"
+    # how level code vectors combine in codebook mode: "auto" follows the tokenizer (sum for
+    # plain residual quantization, mean otherwise: Eq. 7), or force "mean" / "sum"
+    codebook_combine: str = "auto"
+    max_length: int = 512  # tokens per forward pass, excluding [CLS] (positions = max_length + 1)
+    pooling: str = "mean"  # sequence representation for fine-tuning: "mean" over tokens (pads and [CLS] excluded) or "cls"
+    mlm_shared_transform: bool = True  # one dense+GELU+LayerNorm transform for all MLM heads (False: one per level)
+
+
+@dataclass
+class LMTrainConfig:
+    """Stage 2 recipe (METHOD.md: 500k steps, batch 2048, length 512, cosine, 10k warm-up), scaled by preset."""
+
+    max_steps: int = 500_000
+    batch_size: int = 2048  # windows per optimizer step per process (= micro batch x grad_accum)
+    grad_accum: int = 1  # micro-batches per step; batch_size must divide by it
+    seq_length: int = 512  # tokens per training window (<= LMConfig.max_length); [CLS] is added in front
+    lr: float = 5e-4  # not given by the paper; DNABERT-2's peak lr at a similar batch size
+    weight_decay: float = 0.01
+    betas: tuple = (0.9, 0.98)  # RoBERTa's beta2 for large-batch MLM
+    warmup_steps: int = 10_000
+    min_lr_ratio: float = 0.01  # cosine decays to lr * this
+    mask_prob: float = 0.25  # share of positions masked (METHOD.md: 25%), 80/10/10
+    mask_mode: str = "token"  # "token" (independent positions) or "span" (contiguous spans; METHOD.md open point)
+    span_mean: float = 8.0  # mean span length in span mode (geometric), ~ the tokenizer's receptive field
+    val_block: int = 2048  # the corpus is cut into blocks of this many tokens ...
+    val_every: int = 50  # ... and every val_every-th block is held out (training windows never touch it)
+    skip_n_runs: int = 64  # training windows avoid runs of >= this many non-ACGT letters (assembly gaps); 0 = off
+    eval_every: int = 5000
+    eval_windows: int = 512  # validation windows scored per evaluation (fixed windows, fixed masks)
+    checkpoint_every: int = 5000
+    seed: int = 0
+    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 on CPU
+
+
+LM_PRESETS: dict[str, dict] = {
+    # seconds on a CPU: tests and smoke runs
+    "tiny": dict(
+        model=dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, max_length=512),
+        train=dict(max_steps=40, batch_size=8, seq_length=128, lr=2e-3, warmup_steps=5, eval_every=20,
+                   eval_windows=16, checkpoint_every=20),
+    ),
+    # minutes on a CPU (~0.5 s per step on 2 cores): the real CPU check
+    "small": dict(
+        model=dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024),
+        train=dict(max_steps=1200, batch_size=16, seq_length=256, lr=1e-3, warmup_steps=100, eval_every=200,
+                   eval_windows=64, checkpoint_every=200),
+    ),
+    # the paper: BERT-base, 500k steps of 2048 x 512 tokens (METHOD.md stage 2)
+    "base": dict(model={}, train={}),
+}
+
+
+def lm_configs(name_or_path: str) -> tuple[LMConfig, LMTrainConfig]:
+    """Stage-2 configs from a preset (tiny | small | base) or a YAML file
+    (``preset: small``, ``model: {...}``, ``train: {...}``)."""
+    if name_or_path in LM_PRESETS:
+        spec = {"preset": name_or_path}
+    else:
+        p = Path(name_or_path)
+        if not p.exists():
+            raise FileNotFoundError(f"config {name_or_path!r} is neither a preset {sorted(LM_PRESETS)} nor a file")
+        spec = yaml.safe_load(p.read_text()) or {}
+    preset = spec.get("preset", "base")
+    if preset not in LM_PRESETS:
+        raise ValueError(f"{name_or_path}: unknown preset {preset!r}; known: {sorted(LM_PRESETS)}")
+    model = dict(LM_PRESETS[preset]["model"], **(spec.get("model") or {}))
+    train = dict(LM_PRESETS[preset]["train"], **(spec.get("train") or {}))
+    mc, tc = _coerce(LMConfig, model), _coerce(LMTrainConfig, train)
+    validate_lm_config(mc, tc)
+    return mc, tc
+
+
+def validate_lm_config(m: LMConfig, t: LMTrainConfig | None = None) -> None:
+    if m.hidden_size % m.num_heads:
+        raise ValueError(f"hidden_size {m.hidden_size} must be a multiple of num_heads {m.num_heads}")
+    if m.input_mode not in ("auto", "codebook", "learned"):
+        raise ValueError(f"input_mode must be auto|codebook|learned, not {m.input_mode!r}")
+    if m.codebook_combine not in ("auto", "mean", "sum"):
+        raise ValueError(f"codebook_combine must be auto|mean|sum, not {m.codebook_combine!r}")
+    if m.pooling not in ("mean", "cls"):
+        raise ValueError(f"pooling must be 'mean' or 'cls', not {m.pooling!r}")
+    if not 1 <= m.max_length <= 512:
+        raise ValueError(f"max_length must be in 1..512, not {m.max_length}")
+    if t is None:
+        return
+    if not 1 <= t.seq_length <= m.max_length:
+        raise ValueError(f"seq_length {t.seq_length} must be in 1..max_length={m.max_length}")
+    if t.batch_size % t.grad_accum:
+        raise ValueError(f"batch_size {t.batch_size} must be a multiple of grad_accum {t.grad_accum}")
+    if t.mask_mode not in ("token", "span"):
+        raise ValueError(f"mask_mode must be 'token' or 'span', not {t.mask_mode!r}")
+    if not 0 < t.mask_prob < 1:
+        raise ValueError(f"mask_prob must be in (0, 1), not {t.mask_prob}")
+    if t.val_every < 2 or t.val_block < t.seq_length:
+        raise ValueError(f"need val_every >= 2 and val_block >= seq_length (got {t.val_every}, {t.val_block})")
+
+
+# ============================================================ stage 3: fine-tuning
+@dataclass
+class FinetuneConfig:
+    """Stage 3 recipe (METHOD.md: frozen tokenizer and attention, LoRA r=8 alpha=16, AdamW, batch 32,
+    weight decay 0.01, grid over lr x dropout {0, 0.05} x epochs {4, 6, 8, 10}, 3 seeds)."""
+
+    lr: float = 1e-3  # chosen on the CPU check (docs/finetune notes); the paper's values were lost
+    epochs: int = 10
+    batch_size: int = 32
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06  # share of the steps with linear warm-up, then the loop's cosine decay to 0
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: tuple = ("query", "key", "value")  # the attention projections of every layer
+    # what trains besides LoRA and the new head: "lora" (paper: nothing else), "lora+embed"
+    # (also the codebook projection / learned embeddings), "full" (every LM weight, no LoRA), "head" (probe)
+    method: str = "lora"
+    head_dropout: float = 0.1
+    max_length: int = 512  # training truncates to this many tokens; inference chunks whole sequences
+    eval_batch_size: int = 128
+    max_train: int = 0  # subsample training rows (stratified, seeded); 0 = all
+    grid_lr: tuple = (1e-4, 3e-4, 1e-3)
+    grid_dropout: tuple = (0.0, 0.05)
+    grid_epochs: tuple = (4, 6, 8, 10)
+    precision: str = "auto"

@@ -1,0 +1,320 @@
+"""Using a trained model: predictions (``vqdna predict``) and embeddings (``vqdna embed``).
+
+Long sequences: the model reads at most ``max_position_embeddings - 1`` tokens (512) after its
+[CLS]. A longer sequence is cut into consecutive chunks of at most that many tokens, each chunk
+gets its own [CLS], and the chunks' pooled vectors are **averaged, weighted by their token
+counts** (for mean pooling this is the mean over all tokens of the sequence, each token seeing
+only its own chunk as context; for [CLS] pooling the chunks' [CLS] states are averaged). The
+head is then applied to the averaged vector. Per-nucleotide embeddings concatenate the chunks'
+token states.
+
+Every entry point takes a model folder (``lm/`` from pre-training or ``ft/`` from fine-tuning);
+the tokenizer is the copy in ``<folder>/tokenizer`` (its sha256 must match the model config).
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..tokenizers.base import GenomeTokenizer, read_json
+from .modeling import CLS, PAD, VQDNAConfig, VQDNAForMaskedLM, VQDNAForSequenceClassification, VQDNAModel
+
+# ---------------------------------------------------------------- tokenizer and batches
+
+
+def load_model_tokenizer(model_dir) -> GenomeTokenizer:
+    """The tokenizer copy saved beside a model (``<model_dir>/tokenizer``), sha256 checked."""
+    from ..tokenizers import load_tokenizer
+    from .pretrain import tokenizer_sha256
+
+    model_dir = Path(model_dir)
+    tdir = model_dir / "tokenizer"
+    if not (tdir / "config.json").exists():
+        raise FileNotFoundError(f"{model_dir}: no tokenizer/ folder beside the model (not a vqdna model folder?)")
+    cfg = read_json(model_dir / "config.json")
+    want = cfg.get("tokenizer_sha256")
+    if want and tokenizer_sha256(tdir) != want:
+        raise ValueError(f"{tdir}: tokenizer sha256 does not match the one the model was trained with")
+    return load_tokenizer(tdir)
+
+
+def tokenize(tokenizer: GenomeTokenizer, seqs: Sequence[str], *, where: str = "sequence",
+             batch: int = 4096) -> list[np.ndarray]:
+    """Codes ``(n_levels, n_tokens)`` per sequence; a sequence that gives no token is an error."""
+    out: list[np.ndarray] = []
+    for i in range(0, len(seqs), batch):
+        out.extend(np.asarray(c, dtype=np.int64) for c in tokenizer.encode(list(seqs[i:i + batch])))
+    for i, c in enumerate(out):
+        if c.shape[-1] == 0:
+            raise ValueError(f"{where} {i + 1}: no tokens (sequence too short for the "
+                             f"{tokenizer.tokenizer_type} tokenizer)")
+    return out
+
+
+def chunks_of(codes: Sequence[np.ndarray], max_tokens: int) -> list[tuple[int, int, int]]:
+    """(sequence index, start, end) of the consecutive <= max_tokens chunks of every sequence."""
+    out = []
+    for i, c in enumerate(codes):
+        n = c.shape[-1]
+        for s in range(0, max(n, 1), max_tokens):
+            out.append((i, s, min(s + max_tokens, n)))
+    return out
+
+
+def collate(parts: Sequence[np.ndarray], vocab_sizes) -> tuple[torch.Tensor, torch.Tensor]:
+    """[CLS] + codes + [PAD]... -> input_ids (B, n_levels, 1 + max_len), attention_mask (B, 1 + max_len)."""
+    n_levels = len(vocab_sizes)
+    L = 1 + max(p.shape[-1] for p in parts)
+    pad = np.asarray([v + PAD for v in vocab_sizes], dtype=np.int64)[:, None]
+    ids = np.repeat(pad[None], len(parts), axis=0).repeat(L, axis=2)
+    mask = np.zeros((len(parts), L), dtype=np.int64)
+    for b, p in enumerate(parts):
+        ids[b, :, 0] = [v + CLS for v in vocab_sizes]
+        ids[b, :, 1:1 + p.shape[-1]] = p.reshape(n_levels, -1)
+        mask[b, :1 + p.shape[-1]] = 1
+    return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+def _batches(parts_meta, batch_size):
+    """Chunk indices grouped into batches of similar length (sorted), in a fixed order."""
+    order = sorted(range(len(parts_meta)), key=lambda j: parts_meta[j][2] - parts_meta[j][1])
+    for b in range(0, len(order), batch_size):
+        yield order[b:b + batch_size]
+
+
+@torch.no_grad()
+def pooled_features(backbone: VQDNAModel, codes: Sequence[np.ndarray], *, batch_size: int = 128,
+                    device=None) -> torch.Tensor:
+    """(N, hidden) pooled vector per sequence (chunked and token-weighted for long sequences)."""
+    cfg = backbone.config
+    device = device or next(backbone.parameters()).device
+    meta = chunks_of(codes, cfg.max_tokens)
+    H = cfg.hidden_size
+    total = torch.zeros(len(codes), H, dtype=torch.float64)
+    count = torch.zeros(len(codes), 1, dtype=torch.float64)
+    for idx in _batches(meta, batch_size):
+        parts = [codes[meta[j][0]][:, meta[j][1]:meta[j][2]] for j in idx]
+        ids, mask = collate(parts, cfg.vocab_sizes)
+        ids, mask = ids.to(device), mask.to(device)
+        h = backbone(ids, mask).last_hidden_state
+        s, c = backbone.pool(h, ids, mask, return_sum=True)
+        rows = torch.tensor([meta[j][0] for j in idx])
+        total.index_add_(0, rows, s.double().cpu())
+        count.index_add_(0, rows, c.double().cpu())
+    return (total / count.clamp(min=1)).float()
+
+
+@torch.no_grad()
+def predict_codes(model: VQDNAForSequenceClassification, codes: Sequence[np.ndarray], *,
+                  batch_size: int = 128) -> np.ndarray:
+    """Head outputs per sequence: (N, num_labels) logits, or (N,) values for regression."""
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    pooled = pooled_features(model.vqdna, codes, batch_size=batch_size, device=device)
+    out = model.head(pooled.to(device)).float().cpu().numpy()
+    model.train(was)
+    return out[:, 0] if model.is_regression else out
+
+
+@torch.no_grad()
+def token_states(backbone: VQDNAModel, codes: Sequence[np.ndarray], *, batch_size: int = 64) -> list[np.ndarray]:
+    """(n_tokens, hidden) final hidden states per sequence (chunks concatenated, [CLS]/pads dropped)."""
+    cfg = backbone.config
+    device = next(backbone.parameters()).device
+    meta = chunks_of(codes, cfg.max_tokens)
+    pieces: dict[int, list] = {}
+    for idx in _batches(meta, batch_size):
+        parts = [codes[meta[j][0]][:, meta[j][1]:meta[j][2]] for j in idx]
+        ids, mask = collate(parts, cfg.vocab_sizes)
+        h = backbone(ids.to(device), mask.to(device)).last_hidden_state.float().cpu().numpy()
+        for b, j in enumerate(idx):
+            i, s, e = meta[j]
+            pieces.setdefault(i, []).append((s, h[b, 1:1 + e - s]))
+    return [np.concatenate([p for _, p in sorted(pieces[i], key=lambda t: t[0])]) for i in range(len(codes))]
+
+
+# ---------------------------------------------------------------- loading models
+
+
+def load_backbone(model_dir) -> VQDNAModel:
+    """The encoder (embeddings + BERT) of a pre-trained or fine-tuned model folder."""
+    import transformers
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").exists():
+        raise FileNotFoundError(f"{model_dir}: not a model folder (no config.json)")
+    cfg = VQDNAConfig.from_pretrained(model_dir)
+    arch = (cfg.architectures or ["VQDNAForMaskedLM"])[0]
+    cls = VQDNAForSequenceClassification if arch == "VQDNAForSequenceClassification" else VQDNAForMaskedLM
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        model = cls.from_pretrained(model_dir)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    return model.vqdna.eval()
+
+
+def load_classifier(model_dir) -> VQDNAForSequenceClassification:
+    import transformers
+
+    model_dir = Path(model_dir)
+    cfg = read_json(model_dir / "config.json") if (model_dir / "config.json").exists() else None
+    if cfg is None or "VQDNAForSequenceClassification" not in (cfg.get("architectures") or []):
+        raise ValueError(f"{model_dir}: not a fine-tuned model folder (run `vqdna finetune` first)")
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        return VQDNAForSequenceClassification.from_pretrained(model_dir).eval()
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+
+
+# ---------------------------------------------------------------- input files
+
+
+def read_sequence_csv(path) -> tuple[list[str], list[str] | None, list[int]]:
+    """Sequences (upper-cased), labels (raw strings or None if no label column) and 1-based lines
+    of a CSV with a ``sequence`` column; errors name the file and line."""
+    from ..sequence.alphabet import encode
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such CSV file")
+    seqs, labels, lines = [], [], []
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = next((r for r in reader if r and any(x.strip() for x in r)), None)
+        if header is None:
+            raise ValueError(f"{path}: empty file (expected a header with a 'sequence' column)")
+        header = [h.strip().lower() for h in header]
+        if "sequence" not in header:
+            raise ValueError(f"{path}:{reader.line_num}: header has no 'sequence' column (found {header})")
+        i_seq = header.index("sequence")
+        i_lab = header.index("label") if "label" in header else None
+        for row in reader:
+            if not row or not any(x.strip() for x in row):
+                continue
+            line = reader.line_num
+            if len(row) <= i_seq or not row[i_seq].strip():
+                raise ValueError(f"{path}:{line}: empty or missing sequence")
+            s = row[i_seq].strip()
+            encode(s, where=f"{path}:{line}")  # validates the alphabet, naming file and line
+            seqs.append(s.upper())
+            lines.append(line)
+            if i_lab is not None:
+                labels.append(row[i_lab].strip() if len(row) > i_lab else "")
+    if not seqs:
+        raise ValueError(f"{path}: no data rows after the header")
+    return seqs, (labels if i_lab is not None else None), lines
+
+
+def read_sequences(fasta=None, csv_path=None) -> tuple[list[str], list[str]]:
+    """(names, sequences) from FASTA files or a CSV (names are ``line<N>`` for CSV rows)."""
+    if (fasta is None) == (csv_path is None):
+        raise ValueError("give exactly one of --fasta or --csv")
+    if csv_path is not None:
+        seqs, _, lines = read_sequence_csv(csv_path)
+        return [f"line{n}" for n in lines], seqs
+    from ..sequence.fasta import encode_record, read_fasta
+
+    names, seqs = [], []
+    for rec in read_fasta(fasta):
+        encode_record(rec)  # validate, naming file and record
+        names.append(rec.name)
+        seqs.append(rec.sequence.upper())
+    return names, seqs
+
+
+# ---------------------------------------------------------------- the commands
+
+
+def predict(model_dir, csv_path, out_csv, *, batch_size: int = 128, device: str | None = None) -> dict:
+    """Predict every sequence of ``csv_path`` with a fine-tuned model; writes ``out_csv``
+    (sequence, prediction, then one probability column per class, or the regression value).
+    If the CSV has a ``label`` column the metrics are computed too. Returns a summary."""
+    from ..metrics import classification_metrics, regression_metrics
+
+    model_dir = Path(model_dir)
+    model = load_classifier(model_dir)
+    if device:
+        model.to(device)
+    tok = load_model_tokenizer(model_dir)
+    task = read_json(model_dir / "task.json") if (model_dir / "task.json").exists() else {}
+    seqs, labels, lines = read_sequence_csv(csv_path)
+    codes = tokenize(tok, seqs, where=f"{csv_path}: row")
+    out = predict_codes(model, codes, batch_size=batch_size)
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    # class names from the task's labels.json (kept in task.json); otherwise the class ids
+    names = {int(v): k for k, v in (task.get("label_names") or {}).items()}
+    tmp = out_csv.with_name(out_csv.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        if model.is_regression:
+            w.writerow(["sequence", "prediction"])
+            for s, v in zip(seqs, out):
+                w.writerow([s, f"{v:.6g}"])
+        else:
+            prob = torch.softmax(torch.from_numpy(out), -1).numpy()
+            k = prob.shape[1]
+            w.writerow(["sequence", "prediction"] + [f"prob_{names.get(c, c)}" for c in range(k)])
+            for s, p in zip(seqs, prob):
+                w.writerow([s, names.get(int(p.argmax()), int(p.argmax()))] + [f"{x:.6f}" for x in p])
+    tmp.replace(out_csv)
+    summary = {"n": len(seqs), "out": str(out_csv), "task": task.get("name")}
+    if labels is not None and all(labels):
+        try:
+            if model.is_regression:
+                summary["metrics"] = regression_metrics(np.asarray(labels, dtype=float), out)
+            else:
+                summary["metrics"] = classification_metrics(np.asarray(labels, dtype=int), out)
+        except ValueError:
+            pass  # labels that are not numbers: no metrics
+    return summary
+
+
+def embed(model_dir, out, *, fasta=None, csv_path=None, per_nucleotide: bool = False, batch_size: int = 64,
+          device: str | None = None) -> dict:
+    """Mean-pooled embeddings ``(N, hidden)`` as ``.npy`` (rows in input order), or with
+    ``per_nucleotide`` one ``(length, hidden)`` array per sequence in an ``.npz`` (keys ``seq0``,
+    ``seq1``, ... and ``names``)."""
+    backbone = load_backbone(model_dir)
+    if device:
+        backbone.to(device)
+    tok = load_model_tokenizer(model_dir)
+    names, seqs = read_sequences(fasta, csv_path)
+    codes = tokenize(tok, seqs)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if per_nucleotide:
+        for name, s, c in zip(names, seqs, codes):
+            if c.shape[-1] != len(s):
+                raise ValueError(f"--per-nucleotide needs one token per nucleotide; the {tok.tokenizer_type} "
+                                 f"tokenizer gives {c.shape[-1]} tokens for the {len(s)} nt of {name}")
+        states = token_states(backbone, codes, batch_size=batch_size)
+        arrays = {f"seq{i}": a.astype(np.float32) for i, a in enumerate(states)}
+        arrays["names"] = np.asarray(names)
+        if out.suffix != ".npz":
+            out = out.with_suffix(".npz")
+        np.savez(out, **arrays)
+        return {"n": len(seqs), "out": str(out), "shape": "per sequence (length, hidden)"}
+    feats = pooled_features(backbone, codes, batch_size=batch_size).numpy()
+    if backbone.config.pooling != "mean":  # embeddings are always mean-pooled
+        feats = _mean_pooled(backbone, codes, batch_size)
+    np.save(out, feats.astype(np.float32))
+    return {"n": len(seqs), "out": str(out), "shape": list(feats.shape)}
+
+
+def _mean_pooled(backbone, codes, batch_size):
+    pooling = backbone.config.pooling
+    backbone.config.pooling = "mean"
+    try:
+        return pooled_features(backbone, codes, batch_size=batch_size).numpy()
+    finally:
+        backbone.config.pooling = pooling

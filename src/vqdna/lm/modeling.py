@@ -1,0 +1,417 @@
+"""The VQDNA language model as Hugging Face classes (paper Sec. 3.3, METHOD.md stage 2-3).
+
+A BERT encoder (:class:`transformers.BertModel`, SDPA attention, learned absolute
+positions) reads **one token per nucleotide** and one code id per HRQ level:
+
+* ``input_ids``: ``(batch, n_levels, length)`` int64; a ``(batch, length)`` tensor is accepted
+  for single-level tokenizers. Per level ``l`` the ids ``0..V_l-1`` are the tokenizer's codes
+  and the language model appends three special ids: ``[PAD] = V_l``, ``[MASK] = V_l + 1``,
+  ``[CLS] = V_l + 2``. Special tokens are joint across levels (all levels of a position carry
+  the same special token); level 0 decides whether a position is special.
+* ``attention_mask``: ``(batch, length)``, 1 = token, 0 = padding (default: derived from [PAD]).
+
+Input embedding (``config.input_mode``):
+
+* ``"codebook"`` (VQDNA, the default): the tokenizer's frozen codebooks are stored in the
+  model as buffers (saved with it, never trained); a position's vector is the mean of its
+  level code vectors (Eq. 7; the sum for plain residual quantization), projected by a
+  trainable ``Linear(codebook_dim -> hidden)``. The special tokens have learned
+  hidden-size vectors.
+* ``"learned"``: one trainable table of ``V_l + 3`` rows per level, summed over levels
+  (METHOD.md's alternative; hand-crafted tokenizers, whose ``codebooks()`` is None, use it).
+
+Heads:
+
+* :class:`VQDNAForMaskedLM`: one MLM head per level (a dense+GELU+LayerNorm transform, shared
+  by default, then a decoder to the ``V_l`` codes); the loss is the mean over levels of the
+  cross-entropy on the masked positions only. Logits are computed only at labelled positions
+  during training, which is what makes the MLM step cheaper than BERT's full-vocabulary head.
+* :class:`VQDNAForSequenceClassification`: RoBERTa-style head (dropout, dense, tanh, dropout,
+  out_proj) on the **mean-pooled** final hidden states (pads and [CLS] excluded; the default,
+  ``config.pooling="mean"``) or on the [CLS] state (``pooling="cls"``). Mean pooling is the
+  default because MLM pre-training never trains the [CLS] state (no sentence objective),
+  while every token state is trained; DNABERT-2 and Caduceus pool the same way.
+  ``num_labels == 1`` is regression (MSE on labels standardised with
+  ``config.regression_mean/std``; ``logits`` come back in label units).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from transformers import BertConfig, BertModel, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
+from transformers.models.bert.modeling_bert import BertEmbeddings
+from transformers.utils import ModelOutput
+
+N_SPECIAL = 3
+PAD, MASK, CLS = 0, 1, 2  # offsets after each level's vocabulary
+
+
+class VQDNAConfig(PretrainedConfig):
+    """Configuration of the VQDNA language model (``model_type = "vqdna"``).
+
+    ``vocab_sizes``: tokenizer codes per level (special ids come after them);
+    ``codebook_dim``: width of the tokenizer codebooks (codebook mode);
+    the BERT hyper-parameters keep their ``transformers.BertConfig`` names.
+    """
+
+    model_type = "vqdna"
+
+    def __init__(self, vocab_sizes=(512,), input_mode: str = "codebook", codebook_dim: int | None = None,
+                 codebook_combine: str = "mean", hidden_size: int = 768, num_hidden_layers: int = 12,
+                 num_attention_heads: int = 12, intermediate_size: int = 3072, hidden_act: str = "gelu",
+                 hidden_dropout_prob: float = 0.1, attention_probs_dropout_prob: float = 0.1,
+                 max_position_embeddings: int = 513, layer_norm_eps: float = 1e-12,
+                 initializer_range: float = 0.02, pooling: str = "mean", mlm_shared_transform: bool = True,
+                 classifier_dropout: float | None = None, regression_mean: float = 0.0,
+                 regression_std: float = 1.0, tokenizer_type: str | None = None,
+                 tokenizer_sha256: str | None = None, **kwargs):
+        self.vocab_sizes = [int(v) for v in vocab_sizes]
+        self.input_mode = input_mode
+        self.codebook_dim = codebook_dim
+        self.codebook_combine = codebook_combine
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.hidden_act = hidden_act
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_probs_dropout_prob = attention_probs_dropout_prob
+        self.max_position_embeddings = max_position_embeddings
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        self.pooling = pooling
+        self.mlm_shared_transform = mlm_shared_transform
+        self.classifier_dropout = classifier_dropout
+        self.regression_mean = float(regression_mean)
+        self.regression_std = float(regression_std)
+        self.tokenizer_type = tokenizer_type
+        self.tokenizer_sha256 = tokenizer_sha256
+        super().__init__(**kwargs)
+        self._validate()
+
+    def _validate(self) -> None:
+        if self.input_mode not in ("codebook", "learned"):
+            raise ValueError(f"input_mode must be 'codebook' or 'learned', not {self.input_mode!r}")
+        if self.input_mode == "codebook" and not self.codebook_dim:
+            raise ValueError("input_mode 'codebook' needs codebook_dim")
+        if self.codebook_combine not in ("mean", "sum"):
+            raise ValueError(f"codebook_combine must be 'mean' or 'sum', not {self.codebook_combine!r}")
+        if self.pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling must be 'mean' or 'cls', not {self.pooling!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads "
+                             f"{self.num_attention_heads}")
+        if not self.vocab_sizes or min(self.vocab_sizes) < 1:
+            raise ValueError(f"vocab_sizes must be positive, got {self.vocab_sizes}")
+
+    # ------------------------------------------------------------ special ids
+    @property
+    def n_levels(self) -> int:
+        return len(self.vocab_sizes)
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens per forward pass besides [CLS]."""
+        return self.max_position_embeddings - 1
+
+    def special_ids(self, name: str) -> list[int]:
+        """Per-level id of ``"pad"``, ``"mask"`` or ``"cls"``."""
+        off = {"pad": PAD, "mask": MASK, "cls": CLS}[name]
+        return [v + off for v in self.vocab_sizes]
+
+    def bert_config(self) -> BertConfig:
+        """The BertConfig of the encoder body (its word embeddings are unused: we pass inputs_embeds)."""
+        return BertConfig(vocab_size=1, pad_token_id=0, hidden_size=self.hidden_size,
+                          num_hidden_layers=self.num_hidden_layers, num_attention_heads=self.num_attention_heads,
+                          intermediate_size=self.intermediate_size, hidden_act=self.hidden_act,
+                          hidden_dropout_prob=self.hidden_dropout_prob,
+                          attention_probs_dropout_prob=self.attention_probs_dropout_prob,
+                          max_position_embeddings=self.max_position_embeddings, type_vocab_size=1,
+                          layer_norm_eps=self.layer_norm_eps, initializer_range=self.initializer_range,
+                          attn_implementation=getattr(self, "_attn_implementation", None) or "sdpa")
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+class VQDNAEmbeddings(nn.Module):
+    """Per-position input vectors (hidden size) from the code ids of every level."""
+
+    def __init__(self, config: VQDNAConfig):
+        super().__init__()
+        self.config = config
+        self.mode = config.input_mode
+        self.vocab_sizes = list(config.vocab_sizes)
+        H = config.hidden_size
+        if self.mode == "codebook":
+            D = config.codebook_dim
+            # frozen tables with 3 zero rows for the special ids (their vectors come from `special`)
+            for level, v in enumerate(self.vocab_sizes):
+                self.register_buffer(f"codebook{level}", torch.zeros(v + N_SPECIAL, D), persistent=True)
+            self.proj = nn.Linear(D, H)
+            self.special = nn.Embedding(N_SPECIAL, H)
+            self.scale = 1.0 / len(self.vocab_sizes) if config.codebook_combine == "mean" else 1.0
+        else:
+            self.tables = nn.ModuleList(nn.Embedding(v + N_SPECIAL, H) for v in self.vocab_sizes)
+
+    def codebooks(self) -> list[torch.Tensor]:
+        return [getattr(self, f"codebook{level}") for level in range(len(self.vocab_sizes))]
+
+    @torch.no_grad()
+    def set_codebooks(self, tables) -> None:
+        """Copy the tokenizer's per-level codebooks ``(V_l, D)`` into the frozen buffers."""
+        if self.mode != "codebook":
+            raise ValueError("set_codebooks: the model uses learned embeddings (input_mode='learned')")
+        for level, (buf, t) in enumerate(zip(self.codebooks(), tables)):
+            t = torch.as_tensor(t, dtype=buf.dtype)
+            if t.shape != (self.vocab_sizes[level], buf.shape[1]):
+                raise ValueError(f"codebook of level {level}: shape {tuple(t.shape)}, model expects "
+                                 f"{(self.vocab_sizes[level], buf.shape[1])}")
+            buf[: self.vocab_sizes[level]].copy_(t)
+            buf[self.vocab_sizes[level]:].zero_()
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """input_ids (B, n_levels, L) -> (B, L, hidden)."""
+        if self.mode == "learned":
+            out = self.tables[0](input_ids[:, 0])
+            for level in range(1, len(self.tables)):
+                out = out + self.tables[level](input_ids[:, level])
+            return out
+        tables = self.codebooks()
+        e = F.embedding(input_ids[:, 0], tables[0])
+        for level in range(1, len(tables)):
+            e = e + F.embedding(input_ids[:, level], tables[level])
+        h = self.proj(e * self.scale if self.scale != 1.0 else e)
+        special = input_ids[:, 0] >= self.vocab_sizes[0]
+        if bool(special.any()):
+            sid = (input_ids[:, 0] - self.vocab_sizes[0]).clamp(0, N_SPECIAL - 1)
+            h = torch.where(special.unsqueeze(-1), self.special(sid).to(h.dtype), h)
+        return h
+
+
+class VQDNAPreTrainedModel(PreTrainedModel):
+    config_class = VQDNAConfig
+    config: VQDNAConfig
+    base_model_prefix = "vqdna"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+    _no_split_modules = ["BertLayer"]
+
+    def _init_weights(self, module):
+        """PreTrainedModel's normal init (std = initializer_range), plus BERT's position-id buffers;
+        the frozen codebook buffers are never touched (they are loaded or copied in)."""
+        if isinstance(module, VQDNAEmbeddings):
+            return
+        super()._init_weights(module)
+        if isinstance(module, BertEmbeddings):
+            with torch.no_grad():
+                n = module.position_ids.shape[-1]
+                module.position_ids.copy_(torch.arange(n, device=module.position_ids.device).expand((1, -1)))
+                module.token_type_ids.zero_()
+
+    # helpers shared by the heads --------------------------------------------------
+    def _ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        if input_ids.dim() == 2:
+            if self.config.n_levels != 1:
+                raise ValueError(f"input_ids of shape {tuple(input_ids.shape)}: this model has "
+                                 f"{self.config.n_levels} levels; pass (batch, n_levels, length)")
+            input_ids = input_ids.unsqueeze(1)
+        if input_ids.dim() != 3 or input_ids.shape[1] != self.config.n_levels:
+            raise ValueError(f"input_ids must be (batch, {self.config.n_levels}, length), got {tuple(input_ids.shape)}")
+        if input_ids.shape[-1] > self.config.max_position_embeddings:
+            raise ValueError(f"{input_ids.shape[-1]} tokens exceed max_position_embeddings "
+                             f"{self.config.max_position_embeddings}; cut long sequences into chunks")
+        return input_ids
+
+
+class VQDNAModel(VQDNAPreTrainedModel):
+    """Embeddings + BERT encoder body; returns the final hidden states."""
+
+    def __init__(self, config: VQDNAConfig):
+        super().__init__(config)
+        self.embeddings = VQDNAEmbeddings(config)
+        self.encoder = BertModel(config.bert_config(), add_pooling_layer=False)
+        # BERT's own token table is never read (we pass inputs_embeds): freeze its single row
+        self.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings = value
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                output_hidden_states: bool | None = None, **kwargs) -> BaseModelOutput:
+        input_ids = self._ids(input_ids)
+        if attention_mask is None:
+            attention_mask = (input_ids[:, 0] != self.config.vocab_sizes[0] + PAD).long()
+        # all-ones mask -> None, so SDPA runs its unmasked fast path
+        mask = None if bool(attention_mask.all()) else attention_mask
+        out = self.encoder(inputs_embeds=self.embeddings(input_ids), attention_mask=mask,
+                           output_hidden_states=output_hidden_states)
+        return BaseModelOutput(last_hidden_state=out.last_hidden_state, hidden_states=out.hidden_states)
+
+    def pool(self, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+             *, return_sum: bool = False):
+        """Sequence vectors (B, hidden): mean over real tokens ([CLS] and pads excluded) or the [CLS] state.
+
+        With ``return_sum`` (mean pooling) return ``(sum, count)`` so that chunks of one long
+        sequence can be averaged token-weighted.
+        """
+        input_ids = self._ids(input_ids)
+        if self.config.pooling == "cls":
+            if return_sum:
+                return hidden[:, 0], torch.ones(hidden.shape[0], 1, dtype=hidden.dtype, device=hidden.device)
+            return hidden[:, 0]
+        keep = input_ids[:, 0] < self.config.vocab_sizes[0] + CLS  # codes and [MASK]; not [PAD] / [CLS]
+        keep = keep & (input_ids[:, 0] != self.config.vocab_sizes[0] + PAD)
+        if attention_mask is not None:
+            keep = keep & attention_mask.bool()
+        w = keep.unsqueeze(-1).to(hidden.dtype)
+        total, count = (hidden * w).sum(1), w.sum(1)
+        if return_sum:
+            return total, count
+        return total / count.clamp(min=1)
+
+
+# ---------------------------------------------------------------- masked LM
+
+
+@dataclass
+class VQDNAMaskedLMOutput(ModelOutput):
+    """``loss``: mean over levels of the masked cross-entropy; ``level_losses`` (n_levels,);
+    ``logits``: per level (B, L, V_l), only when no labels are given; ``masked_logits``: per
+    level (N, V_l) at the labelled positions (row order of ``labels[:, l][labels[:, l] != -100]``
+    is that of ``(labels != -100).any(1)``, i.e. the union of the levels' labelled positions)."""
+
+    loss: torch.Tensor | None = None
+    level_losses: torch.Tensor | None = None
+    logits: tuple | None = None
+    masked_logits: tuple | None = None
+    hidden_states: torch.Tensor | None = None
+
+
+class MLMTransform(nn.Module):
+    """BERT's prediction-head transform: dense -> GELU -> LayerNorm."""
+
+    def __init__(self, config: VQDNAConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, x):
+        return self.LayerNorm(F.gelu(self.dense(x)))
+
+
+class VQDNAForMaskedLM(VQDNAPreTrainedModel):
+    def __init__(self, config: VQDNAConfig):
+        super().__init__(config)
+        self.vqdna = VQDNAModel(config)
+        n_tr = 1 if config.mlm_shared_transform else config.n_levels
+        self.transforms = nn.ModuleList(MLMTransform(config) for _ in range(n_tr))
+        self.decoders = nn.ModuleList(nn.Linear(config.hidden_size, v) for v in config.vocab_sizes)
+        self.post_init()
+
+    def _heads(self, h: torch.Tensor) -> list[torch.Tensor]:
+        if len(self.transforms) == 1:
+            t = self.transforms[0](h)
+            return [dec(t) for dec in self.decoders]
+        return [dec(tr(h)) for tr, dec in zip(self.transforms, self.decoders)]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
+                **kwargs) -> VQDNAMaskedLMOutput:
+        input_ids = self._ids(input_ids)
+        hidden = self.vqdna(input_ids, attention_mask, output_hidden_states=output_hidden_states)
+        h = hidden.last_hidden_state
+        if labels is None:
+            return VQDNAMaskedLMOutput(logits=tuple(self._heads(h)), hidden_states=hidden.hidden_states)
+        labels = self._ids(labels)
+        sel = (labels != -100).any(1)  # (B, L): positions with a target on any level
+        logits = self._heads(h[sel])
+        losses = []
+        for level, lg in enumerate(logits):
+            lab = labels[:, level][sel]
+            if bool((lab != -100).any()):
+                losses.append(F.cross_entropy(lg.float(), lab, ignore_index=-100))
+            else:  # nothing masked: a zero that keeps the graph (and DDP) connected
+                losses.append(lg.sum() * 0.0)
+        level_losses = torch.stack(losses)
+        return VQDNAMaskedLMOutput(loss=level_losses.mean(), level_losses=level_losses, masked_logits=tuple(logits),
+                                   hidden_states=hidden.hidden_states)
+
+
+# ---------------------------------------------------------------- sequence classification / regression
+
+
+class ClassificationHead(nn.Module):
+    """RoBERTa's head: dropout -> dense -> tanh -> dropout -> out_proj, on the pooled vector."""
+
+    def __init__(self, config: VQDNAConfig):
+        super().__init__()
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(p)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, x):
+        x = torch.tanh(self.dense(self.dropout(x)))
+        return self.out_proj(self.dropout(x))
+
+
+class VQDNAForSequenceClassification(VQDNAPreTrainedModel):
+    def __init__(self, config: VQDNAConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.vqdna = VQDNAModel(config)
+        self.classifier = ClassificationHead(config)
+        self.post_init()
+
+    @property
+    def is_regression(self) -> bool:
+        return self.config.num_labels == 1
+
+    def pooled(self, input_ids, attention_mask=None, *, return_sum: bool = False):
+        """Pooled final hidden states of a batch (see :meth:`VQDNAModel.pool`)."""
+        input_ids = self._ids(input_ids)
+        h = self.vqdna(input_ids, attention_mask).last_hidden_state
+        return self.vqdna.pool(h, input_ids, attention_mask, return_sum=return_sum)
+
+    def head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Logits (classification) or predictions in label units (regression) from pooled vectors."""
+        out = self.classifier(pooled)
+        if self.is_regression:
+            out = out * self.config.regression_std + self.config.regression_mean
+        return out
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, **kwargs) -> SequenceClassifierOutput:
+        logits = self.head(self.pooled(input_ids, attention_mask))
+        loss = None
+        if labels is not None:
+            if self.is_regression:
+                m, s = self.config.regression_mean, self.config.regression_std
+                loss = F.mse_loss((logits.squeeze(-1).float() - m) / s, (labels.float() - m) / s)
+            else:
+                loss = F.cross_entropy(logits.float(), labels.long())
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def register_auto_classes() -> None:
+    """Make ``AutoConfig`` / ``AutoModelForMaskedLM`` / ``AutoModelForSequenceClassification`` know "vqdna"."""
+    from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
+
+    try:
+        AutoConfig.register("vqdna", VQDNAConfig)
+        AutoModel.register(VQDNAConfig, VQDNAModel)
+        AutoModelForMaskedLM.register(VQDNAConfig, VQDNAForMaskedLM)
+        AutoModelForSequenceClassification.register(VQDNAConfig, VQDNAForSequenceClassification)
+    except ValueError:  # already registered
+        pass

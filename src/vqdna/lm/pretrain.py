@@ -1,0 +1,385 @@
+"""Stage 2: masked-LM pre-training of the VQDNA BERT on stored codes (METHOD.md stage 2).
+
+Data: one or more code folders (:class:`vqdna.codes.CodeStore`, memory-mapped uint16, one
+array per HRQ level) written by ``vqdna tokenize``. They must all come from the same tokenizer
+(the sha256 of its weights, recorded in each manifest, must agree).
+
+Windows: each training batch holds ``seq_length``-token windows drawn uniformly over all
+allowed start positions of all records, by a pure function of ``(seed, step, micro, rank)``
+(so ``--resume`` and DDP ranks reproduce an unbroken run, see :func:`vqdna.train.train_loop`),
+with ``[CLS]`` put in front. The corpus is cut into blocks of ``val_block`` tokens numbered
+consecutively over all records; every ``val_every``-th block (the one at ``val_every // 2``
+in each period, ~2%) is held out for validation and no training window overlaps it; training
+windows also avoid runs of >= ``skip_n_runs`` N/IUPAC letters (assembly gaps, all one code).
+Validation scores a fixed set of non-overlapping windows from the held-out blocks with fixed
+masks: masked accuracy and perplexity (exp of the masked cross-entropy) per level.
+
+Output folder: ``config.json`` + ``model.safetensors`` (``VQDNAForMaskedLM.save_pretrained``),
+``tokenizer/`` (a copy of the tokenizer folder named in the code manifest, sha256 checked),
+``metrics.json`` (final validation metrics, throughput, history), ``pretrain_config.yaml``,
+and ``checkpoints/`` (for ``--resume``).
+"""
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..codes import CodeStore
+from ..config import LMConfig, LMTrainConfig, lm_configs, save_yaml, to_dict, validate_lm_config
+from ..tokenizers.base import GenomeTokenizer, read_json, write_json_atomic
+from ..train import Hooks, LoopConfig, setup_runtime, train_loop
+from .masking import mask_codes
+from .modeling import CLS, VQDNAConfig, VQDNAForMaskedLM
+
+# ---------------------------------------------------------------- tokenizer identity
+
+
+def tokenizer_sha256(path) -> str:
+    """The fingerprint the code manifest records: sha256 of ``model.safetensors`` (or ``config.json``)."""
+    from ..tokenizers.learned import file_sha256
+
+    path = Path(path)
+    weights = path / "model.safetensors"
+    return file_sha256(weights if weights.exists() else path / "config.json")
+
+
+def copy_tokenizer(src, dst, expected_sha256: str | None = None) -> Path:
+    """Copy a tokenizer folder (files only: no ``checkpoints/``), checking its sha256."""
+    src, dst = Path(src), Path(dst)
+    if expected_sha256 is not None and tokenizer_sha256(src) != expected_sha256:
+        raise ValueError(f"{src}: tokenizer sha256 {tokenizer_sha256(src)[:12]}... does not match the code "
+                         f"manifest's {expected_sha256[:12]}...; the codes were made by another tokenizer")
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.is_file() and ".tmp" not in f.name:
+            shutil.copy2(f, tmp / f.name)
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)
+    if expected_sha256 is not None and tokenizer_sha256(dst) != expected_sha256:
+        raise ValueError(f"{dst}: copied tokenizer does not match sha256 {expected_sha256[:12]}...")
+    return dst
+
+
+def open_code_stores(paths) -> tuple[list[CodeStore], dict]:
+    """Open code folders and check they share one tokenizer; returns (stores, tokenizer fingerprint)."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not paths:
+        raise ValueError("no code folders given")
+    stores = [CodeStore(p) for p in paths]
+    fp = stores[0].manifest["tokenizer"]
+    for s in stores[1:]:
+        other = s.manifest["tokenizer"]
+        if other.get("sha256") != fp.get("sha256") or other.get("vocab_sizes") != fp.get("vocab_sizes"):
+            raise ValueError(
+                f"code folders come from different tokenizers: {stores[0].path} has "
+                f"{fp.get('type')} sha256 {str(fp.get('sha256'))[:12]}... ({fp.get('path')}), {s.path} has "
+                f"{other.get('type')} sha256 {str(other.get('sha256'))[:12]}... ({other.get('path')}); "
+                f"tokenize every FASTA with the same tokenizer")
+    return stores, fp
+
+
+def load_verified_tokenizer(fp: dict, tokenizer_path=None) -> tuple[GenomeTokenizer, Path]:
+    """Open the tokenizer the codes were made with (the manifest's path unless given), sha256 checked."""
+    from ..tokenizers import load_tokenizer
+
+    path = Path(tokenizer_path or fp.get("path") or "")
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"tokenizer folder {path} (named in the code manifest) not found; "
+                                f"pass the folder with --tokenizer")
+    if fp.get("sha256") and tokenizer_sha256(path) != fp["sha256"]:
+        raise ValueError(f"{path}: tokenizer sha256 {tokenizer_sha256(path)[:12]}... does not match the "
+                         f"code manifest's {fp['sha256'][:12]}...; the codes were made by another tokenizer")
+    return load_tokenizer(path), path
+
+
+# ---------------------------------------------------------------- building the model
+
+
+def build_lm_config(tokenizer: GenomeTokenizer, mc: LMConfig, *, sha256: str | None = None) -> VQDNAConfig:
+    """The VQDNAConfig for a tokenizer and an :class:`LMConfig` (resolves the "auto" choices)."""
+    validate_lm_config(mc)
+    books = tokenizer.codebooks()
+    mode = mc.input_mode
+    if mode == "auto":
+        mode = "codebook" if books is not None else "learned"
+    if mode == "codebook" and books is None:
+        raise ValueError(f"input_mode 'codebook' needs a tokenizer with codebooks; {tokenizer.tokenizer_type} "
+                         f"has none (use input_mode 'learned' or 'auto')")
+    combine = mc.codebook_combine
+    if combine == "auto":
+        tcfg = getattr(tokenizer, "config", None)
+        combine = "sum" if getattr(tcfg, "hrq_residual", "doubled") == "plain" and tokenizer.n_levels > 1 else "mean"
+    return VQDNAConfig(vocab_sizes=list(tokenizer.vocab_sizes), input_mode=mode,
+                       codebook_dim=int(books[0].shape[1]) if mode == "codebook" else None,
+                       codebook_combine=combine, hidden_size=mc.hidden_size, num_hidden_layers=mc.num_layers,
+                       num_attention_heads=mc.num_heads, intermediate_size=mc.intermediate_size,
+                       hidden_dropout_prob=mc.hidden_dropout, attention_probs_dropout_prob=mc.attention_dropout,
+                       max_position_embeddings=mc.max_length + 1, pooling=mc.pooling,
+                       mlm_shared_transform=mc.mlm_shared_transform, tokenizer_type=tokenizer.tokenizer_type,
+                       tokenizer_sha256=sha256)
+
+
+def build_masked_lm(tokenizer: GenomeTokenizer, mc: LMConfig, *, sha256: str | None = None) -> VQDNAForMaskedLM:
+    """A freshly initialised :class:`VQDNAForMaskedLM` reading ``tokenizer``'s codes (codebooks copied in)."""
+    model = VQDNAForMaskedLM(build_lm_config(tokenizer, mc, sha256=sha256))
+    if model.config.input_mode == "codebook":
+        model.vqdna.embeddings.set_codebooks(tokenizer.codebooks())
+    return model
+
+
+# ---------------------------------------------------------------- windows
+
+
+class WindowSampler:
+    """Training and validation windows over one or more code stores (see the module docstring)."""
+
+    def __init__(self, stores: list[CodeStore], seq_length: int, *, val_block: int = 2048, val_every: int = 50,
+                 skip_n_runs: int = 64):
+        self.stores = stores
+        self.W = W = int(seq_length)
+        self.n_levels = len(stores[0].levels)
+        seg_store, seg_start, seg_count = [], [], []
+        val = []
+        counter = 0  # global block number over all records of all stores
+        for si, store in enumerate(stores):
+            for rec in store.records:
+                off, n = rec["offset"], rec["length"]
+                blocks = math.ceil(n / val_block) if n else 0
+                bad = []  # excluded [start, end) intervals, record coordinates
+                for b in range(blocks):
+                    if (counter + b) % val_every == val_every // 2:
+                        bad.append((b * val_block, min((b + 1) * val_block, n)))
+                counter += blocks
+                gaps = []
+                if skip_n_runs and rec.get("nucleotides", n) == n:  # nucleotide = token coordinates
+                    gaps = [(s, s + ln) for s, ln, _ in rec.get("non_acgt", []) if ln >= skip_n_runs]
+                for s, e in bad:  # validation windows: non-overlapping, inside the block, off the gaps
+                    for w in range(s, e - W + 1, W):
+                        if not any(gs < w + W and w < ge for gs, ge in gaps):
+                            val.append((si, off + w))
+                for a, e in _complement(sorted(bad + gaps), n):
+                    if e - a >= W:
+                        seg_store.append(si)
+                        seg_start.append(off + a)
+                        seg_count.append(e - a - W + 1)
+        if not seg_count:
+            raise ValueError(f"no training window of {W} tokens fits between the held-out blocks of "
+                             f"{', '.join(str(s.path) for s in stores)}; use a shorter seq_length or more data")
+        if not val:  # a corpus shorter than val_every // 2 blocks: hold out the last window of the largest segment
+            i = int(np.argmax(seg_count))
+            if seg_count[i] < W + 1:
+                raise ValueError("corpus too small to hold out a validation window")
+            seg_count[i] -= W
+            val.append((seg_store[i], seg_start[i] + seg_count[i] - 1 + W))
+        self.seg_store = np.asarray(seg_store, dtype=np.int64)
+        self.seg_start = np.asarray(seg_start, dtype=np.int64)
+        self.cum = np.cumsum(np.asarray(seg_count, dtype=np.int64))
+        self.val_windows = np.asarray(val, dtype=np.int64)
+
+    @property
+    def n_train_starts(self) -> int:
+        return int(self.cum[-1])
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """(n, 2) array of (store, start) training windows, uniform over allowed starts."""
+        u = rng.integers(self.n_train_starts, size=n)
+        seg = np.searchsorted(self.cum, u, side="right")
+        before = np.where(seg > 0, self.cum[seg - 1], 0)
+        return np.stack([self.seg_store[seg], self.seg_start[seg] + (u - before)], axis=1)
+
+    def gather(self, windows: np.ndarray) -> np.ndarray:
+        """(n, n_levels, W) int64 codes of the given (store, start) windows."""
+        out = np.empty((len(windows), self.n_levels, self.W), dtype=np.int64)
+        ar = np.arange(self.W)
+        for si in np.unique(windows[:, 0]):
+            rows = np.flatnonzero(windows[:, 0] == si)
+            idx = windows[rows, 1][:, None] + ar
+            for level, arr in enumerate(self.stores[si].levels):
+                out[rows, level] = arr[idx]
+        return out
+
+
+def _complement(intervals, n):
+    """Gaps of [0, n) not covered by the sorted (start, end) intervals."""
+    out, pos = [], 0
+    for s, e in intervals:
+        if s > pos:
+            out.append((pos, s))
+        pos = max(pos, e)
+    if pos < n:
+        out.append((pos, n))
+    return out
+
+
+def with_cls(codes: np.ndarray, vocab_sizes) -> torch.Tensor:
+    """Put [CLS] in front of (B, n_levels, W) codes -> (B, n_levels, W + 1) tensor."""
+    cls = np.asarray([v + CLS for v in vocab_sizes], dtype=np.int64)
+    out = np.empty(codes.shape[:2] + (codes.shape[2] + 1,), dtype=np.int64)
+    out[:, :, 0] = cls
+    out[:, :, 1:] = codes
+    return torch.from_numpy(out)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+class MLMStep(nn.Module):
+    """Adapter for :func:`vqdna.train.train_loop`: ``forward(batch) -> {"loss", ...}``."""
+
+    def __init__(self, model: VQDNAForMaskedLM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch):
+        out = self.model(batch["input_ids"], labels=batch["labels"])
+        return {"loss": out.loss, "level_losses": out.level_losses.detach()}
+
+
+@torch.no_grad()
+def masked_lm_metrics(model: VQDNAForMaskedLM, input_ids: torch.Tensor, labels: torch.Tensor,
+                      batch_size: int = 32) -> dict:
+    """Masked accuracy and perplexity per level (and their means) on pre-masked inputs."""
+    device = next(model.parameters()).device
+    n_levels = model.config.n_levels
+    correct = np.zeros(n_levels)
+    total = np.zeros(n_levels)
+    nll = np.zeros(n_levels)
+    for i in range(0, len(input_ids), batch_size):
+        x, y = input_ids[i:i + batch_size].to(device), labels[i:i + batch_size].to(device)
+        out = model(x, labels=y)
+        sel = (y != -100).any(1)
+        for level, lg in enumerate(out.masked_logits):
+            lab = y[:, level][sel]
+            ok = lab != -100
+            lg, lab = lg[ok].float(), lab[ok]
+            correct[level] += int((lg.argmax(-1) == lab).sum())
+            total[level] += int(lab.numel())
+            nll[level] += float(torch.nn.functional.cross_entropy(lg, lab, reduction="sum"))
+    res = {}
+    for level in range(n_levels):
+        res[f"val_acc_l{level}"] = correct[level] / max(total[level], 1)
+        res[f"val_ppl_l{level}"] = float(math.exp(nll[level] / max(total[level], 1)))
+    res["val_acc"] = float(np.mean([res[f"val_acc_l{i}"] for i in range(n_levels)]))
+    res["val_loss"] = float(np.mean(nll / np.maximum(total, 1)))
+    res["val_masked"] = int(total[0])
+    return res
+
+
+# ---------------------------------------------------------------- the stage
+
+
+class _Stop(Exception):
+    pass
+
+
+def pretrain(codes, *, out, config: str = "tiny", max_steps: int | None = None, resume: bool = False,
+             device: str | None = None, tokenizer=None, overrides: dict | None = None,
+             stop_at: int | None = None, progress: bool = True) -> dict:
+    """Pre-train a VQDNA masked LM on code folders ``codes`` and save it to ``out``.
+
+    ``config``: preset (tiny | small | base) or YAML; ``overrides``: field -> value for
+    :class:`LMConfig` / :class:`LMTrainConfig`; ``max_steps`` overrides the preset (warm-up is then
+    capped at 10% of the run); ``tokenizer``: the tokenizer folder if it moved since tokenization;
+    ``stop_at``: stop after the checkpoint of this step (an interruption on purpose: the schedule
+    stays that of ``max_steps``; resume later with ``resume=True``). Returns the metrics dict.
+    """
+    mc, tc = lm_configs(config)
+    for k, v in (overrides or {}).items():
+        if hasattr(tc, k):
+            setattr(tc, k, v)
+        elif hasattr(mc, k):
+            setattr(mc, k, v)
+        else:
+            raise ValueError(f"unknown LM config field {k!r}")
+    if max_steps is not None:
+        tc.max_steps = int(max_steps)
+        tc.warmup_steps = min(tc.warmup_steps, max(tc.max_steps // 10, 1))
+    validate_lm_config(mc, tc)
+    out = Path(out)
+    runtime = setup_runtime(device)
+    stores, fp = open_code_stores(codes)
+    tok, tok_path = load_verified_tokenizer(fp, tokenizer)
+    cfg_file = out / "pretrain_config.yaml"
+    if resume and cfg_file.exists():
+        import yaml
+
+        old = (yaml.safe_load(cfg_file.read_text()) or {}).get("model", {})
+        if old != to_dict(mc):
+            raise ValueError(f"{cfg_file}: the model config differs from the run being resumed")
+    if runtime.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg_file, model=mc, train=tc)
+
+    torch.manual_seed(tc.seed)
+    model = build_masked_lm(tok, mc, sha256=fp.get("sha256"))
+    vocab = model.config.vocab_sizes
+    sampler = WindowSampler(stores, tc.seq_length, val_block=tc.val_block, val_every=tc.val_every,
+                            skip_n_runs=tc.skip_n_runs)
+    micro = tc.batch_size // tc.grad_accum
+    # fixed validation set: evenly spaced held-out windows, masks from a fixed generator
+    vw = sampler.val_windows
+    vw = vw[np.linspace(0, len(vw) - 1, min(tc.eval_windows, len(vw))).astype(int)]
+    val_ids, val_labels = mask_codes(with_cls(sampler.gather(vw), vocab), vocab,
+                                     generator=torch.Generator().manual_seed(tc.seed + 99991),
+                                     mask_prob=tc.mask_prob, mode=tc.mask_mode, span_mean=tc.span_mean)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if runtime.is_main and progress:
+        print(f"pretrain: {sum(len(s) for s in stores):,} tokens in {sum(len(s.records) for s in stores)} records "
+              f"from {len(stores)} code folder(s); {sampler.n_train_starts:,} training window starts, "
+              f"{len(sampler.val_windows)} validation windows ({len(vw)} scored); tokenizer {tok.tokenizer_type} "
+              f"{vocab}, input {model.config.input_mode}; model {n_params / 1e6:.2f}M trainable parameters "
+              f"on {runtime.device}")
+
+    def get_batch(step, micro_i, rank):
+        rng = np.random.default_rng([tc.seed, step, micro_i, rank])
+        ids = with_cls(sampler.gather(sampler.sample(rng, micro)), vocab)
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        x, y = mask_codes(ids, vocab, generator=gen, mask_prob=tc.mask_prob, mode=tc.mask_mode,
+                          span_mean=tc.span_mean)
+        return {"input_ids": x, "labels": y}
+
+    def evaluate(step_model):
+        return masked_lm_metrics(step_model.model, val_ids, val_labels)
+
+    def before_step(step, net, batch):
+        if stop_at is not None and step >= stop_at:
+            raise _Stop()
+
+    def show(net, o):
+        return {"lvl": "/".join(f"{v:.3f}" for v in o["level_losses"].tolist())}
+
+    loop = LoopConfig(max_steps=tc.max_steps, lr=tc.lr, weight_decay=tc.weight_decay, betas=tc.betas,
+                      warmup_steps=tc.warmup_steps, min_lr_ratio=tc.min_lr_ratio, grad_accum=tc.grad_accum,
+                      eval_every=tc.eval_every, checkpoint_every=tc.checkpoint_every, seed=tc.seed,
+                      precision=tc.precision, log_name="pretrain")
+    step_model = MLMStep(model)
+    try:
+        state = train_loop(step_model, cfg=loop, get_batch=get_batch, evaluate=evaluate, out_dir=out,
+                           runtime=runtime, resume=resume, hooks=Hooks(before_step=before_step, progress=show),
+                           units_per_batch=micro * tc.seq_length)
+        complete = True
+    except _Stop:
+        from ..train import load_checkpoint, make_optimizer
+
+        state = load_checkpoint(out / "checkpoints", step_model, make_optimizer(step_model, loop)) or {
+            "step": 0, "seen": 0, "history": [], "wall_time": 0.0}
+        complete = False
+    model = step_model.model.cpu()
+    final = dict(state["history"][-1]) if state["history"] else {}
+    metrics = dict(final, complete=complete, steps=state["step"], tokens_seen=state["seen"],
+                   wall_time_s=state["wall_time"], tokens_per_s=state["seen"] / max(state["wall_time"], 1e-9),
+                   parameters=n_params, code_folders=[str(s.path) for s in stores], tokenizer=fp,
+                   model_config=to_dict(mc), train_config=to_dict(tc), history=state["history"])
+    if runtime.is_main:
+        model.save_pretrained(out)
+        copy_tokenizer(tok_path, out / "tokenizer", fp.get("sha256"))
+        write_json_atomic(out / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,134 @@
+"""Stage 3 fine-tuning, predict and embed: LoRA freezes what it should, results and saved models
+are consistent, bad input gives clear errors."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vqdna.lm.finetune import apply_method, build_classifier, finetune, subsample
+from vqdna.config import FinetuneConfig
+
+torch.set_num_threads(1)
+QUICK = FinetuneConfig(epochs=2, batch_size=16, lr=3e-3, eval_batch_size=64)
+
+
+def test_lora_leaves_frozen_weights_unchanged(tiny_lm):
+    torch.manual_seed(0)
+    model = build_classifier(tiny_lm, num_labels=2)
+    net = apply_method(model, "lora")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainable = {k for k, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in k or k.startswith("classifier.") for k in trainable)
+    assert any(".query." in k for k in trainable) and any(".value." in k for k in trainable)
+    assert not any("dense" in k and "attention" not in k and "classifier" not in k for k in trainable)
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        ids = torch.randint(0, 64, (8, 2, 20), generator=g)
+        ids[:, 1] = torch.randint(0, 128, (8, 20), generator=g)
+        loss = net(input_ids=ids, labels=torch.randint(0, 2, (8,), generator=g)).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and changed <= trainable
+    assert any("lora_B" in k for k in changed) and any(k.startswith("classifier.") for k in changed)
+
+
+def test_subsample_is_stratified_and_seeded():
+    y = np.array([0] * 900 + [1] * 100)
+    a = subsample(y, 100, "classification", seed=0)
+    assert len(a) == 100 and (y[a] == 1).sum() == 10
+    assert np.array_equal(a, subsample(y, 100, "classification", seed=0))
+    r = subsample(np.linspace(0, 1, 500), 50, "regression")
+    assert len(r) == 50
+
+
+def test_finetune_classification_save_predict(tiny_lm, lm_tasks, tmp_path):
+    from vqdna.cli import main
+    from vqdna.lm.modeling import VQDNAForSequenceClassification
+
+    out = tmp_path / "ft"
+    r = finetune(tiny_lm, lm_tasks["classification"], out=out, seeds=2, config=QUICK, progress=False)
+    assert r["metric"] == "mcc" and len(r["per_seed"]) == 2
+    for k in ("mcc", "f1_macro", "accuracy"):
+        assert set(r["test"][k]) == {"mean", "std", "values"} and len(r["test"][k]["values"]) == 2
+    assert all(len(s["history"]) == 2 for s in r["per_seed"])
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["subsample"] is None and saved["config"]["lora_r"] == 8
+    # the merged model loads without peft and predicts the test split exactly as scored
+    model = VQDNAForSequenceClassification.from_pretrained(out)
+    assert not any("lora" in k for k in model.state_dict())
+    pred_csv = tmp_path / "pred.csv"
+    assert main(["predict", "--model", str(out), "--csv", str(lm_tasks["classification"] / "test.csv"),
+                 "--out", str(pred_csv)]) == 0
+    rows = list(csv.DictReader(open(pred_csv)))
+    assert len(rows) == 24 and set(rows[0]) == {"sequence", "prediction", "prob_0", "prob_1"}
+    from vqdna.metrics import classification_metrics
+
+    y = [int(l.split(",")[1]) for l in (lm_tasks["classification"] / "test.csv").read_text().split()[1:]]
+    m = classification_metrics(y, [int(r_["prediction"]) for r_ in rows])
+    seed = saved["saved_seed"]
+    assert m["mcc"] == pytest.approx(saved["per_seed"][seed]["test"]["mcc"], abs=1e-9)
+    # reloading twice gives identical predictions
+    from vqdna.lm.inference import predict
+
+    predict(out, lm_tasks["classification"] / "test.csv", tmp_path / "again.csv")
+    assert open(pred_csv).read() == open(tmp_path / "again.csv").read()
+
+
+def test_finetune_regression(tiny_lm, lm_tasks, tmp_path):
+    out = tmp_path / "reg"
+    r = finetune(tiny_lm, lm_tasks["regression"], out=out, seeds=1, config=QUICK, progress=False)
+    assert r["metric"] == "spearman" and "mse" in r["test"]
+    from vqdna.lm.inference import predict
+
+    s = predict(out, lm_tasks["regression"] / "dev.csv", tmp_path / "p.csv")
+    assert "spearman" in s["metrics"]
+    header = open(tmp_path / "p.csv").readline().strip()
+    assert header == "sequence,prediction"
+
+
+def test_bad_task_csv_names_file_and_line(tiny_lm, lm_tasks, tmp_path):
+    import shutil
+
+    from vqdna.sequence.tasks import TaskError
+
+    bad = tmp_path / "bad"
+    shutil.copytree(lm_tasks["classification"], bad)
+    lines = (bad / "train.csv").read_text().splitlines()
+    lines[2] = "ACGTXACGT,1"
+    (bad / "train.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"train\.csv:3"):
+        finetune(tiny_lm, bad, out=tmp_path / "ft", seeds=1, config=QUICK, progress=False)
+    lines[2] = "ACGTACGT,abc"
+    (bad / "train.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(TaskError, match=r"train\.csv:3"):
+        finetune(tiny_lm, bad, out=tmp_path / "ft", seeds=1, config=QUICK, progress=False)
+    # predict: a bad sequence in the CSV names the file and line too
+    from vqdna.lm.inference import read_sequence_csv
+
+    (tmp_path / "q.csv").write_text("sequence\nACGT\nAC-GT\n")
+    with pytest.raises(ValueError, match=r"q\.csv:3"):
+        read_sequence_csv(tmp_path / "q.csv")
+
+
+def test_embed_mean_and_per_nucleotide(tiny_lm, lm_data, tmp_path):
+    from vqdna.cli import main
+
+    fa = tmp_path / "x.fa"
+    seq = lm_data["sequence"]
+    fa.write_text(f">a\n{seq[:50]}\n>b\n{seq[100:730]}\n")  # b: 630 nt -> two chunks of <= 512
+    assert main(["embed", "--model", str(tiny_lm), "--fasta", str(fa), "--out", str(tmp_path / "e.npy")]) == 0
+    e = np.load(tmp_path / "e.npy")
+    assert e.shape == (2, 64) and np.isfinite(e).all()
+    assert main(["embed", "--model", str(tiny_lm), "--fasta", str(fa), "--out", str(tmp_path / "e.npz"),
+                 "--per-nucleotide"]) == 0
+    z = np.load(tmp_path / "e.npz")
+    assert z["seq0"].shape == (50, 64) and z["seq1"].shape == (630, 64)
+    assert list(z["names"]) == ["a", "b"]
+    # the mean-pooled vector of a one-chunk sequence is the mean of its nucleotide states
+    assert np.allclose(e[0], z["seq0"].mean(0), atol=1e-5)
