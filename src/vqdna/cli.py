@@ -107,6 +107,22 @@ def cmd_embed(a):
     print(f"wrote embeddings of {s['n']} sequences to {s['out']} ({s['shape']})")
 
 
+def cmd_analyze(a):
+    from .analysis.lineage import analyze
+
+    r = analyze(a.tokenizer, a.task, a.out, max_per_class=a.max_per_class, seed=a.seed, tree=a.tree,
+                tree_label=a.tree_label, group_label=a.group_label or None, metric=a.metric, n_perm=a.n_perm,
+                Cs=a.C, projection=a.projection, save_arrays=a.save_arrays, progress=not a.quiet)
+
+    def f(v):
+        return "n/a" if v is None else f"{v:.3f}"
+
+    t = r["probe"]["test"]
+    print(f"wrote {Path(a.out) / 'report.md'}: probe test accuracy {f(t.get('accuracy'))}, MCC {f(t.get('mcc'))}; "
+          + "; ".join(f"{k}: NN purity {f(v['nn_purity']['purity'])} (chance {f(v['nn_purity']['chance_expected'])}),"
+                      f" Mantel r {f(v['mantel_vs_reference']['spearman'])}" for k, v in r["levels"].items()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vqdna", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -187,6 +203,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--per-nucleotide", action="store_true", help="one (length, hidden) array per sequence")
     s.add_argument("--device")
     s.set_defaults(func=cmd_embed)
+
+    s = sub.add_parser("analyze", help="Sec. 4.4: linear probe, Grad-CAM of codes, UMAP and code-space numbers")
+    s.add_argument("--tokenizer", required=True, help="learned (VQ/HRQ) tokenizer folder")
+    s.add_argument("--task", required=True, help="classification task folder (e.g. from `vqdna data nextstrain`)")
+    s.add_argument("--out", required=True, help="report folder: report.md, analysis.json, PNGs")
+    s.add_argument("--max-per-class", type=int, help="keep at most N random rows per class in every split")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--tree", help="Auspice tree JSON for clade distances (default: the tree in the task's "
+                                  "summary.json, if it exists; else k-mer distances of the genomes)")
+    s.add_argument("--tree-label", help="tip attribute holding the class names (default: from summary.json, "
+                                        "else clade_nextstrain)")
+    s.add_argument("--group-label", default="clade_who",
+                   help="coarser tip attribute grouping the classes ('' for none; default: %(default)s)")
+    s.add_argument("--metric", choices=["cosine", "euclidean"], default="cosine", help="code-space distance")
+    s.add_argument("--n-perm", type=int, default=999, help="permutations of the chance levels and p-values")
+    s.add_argument("--C", type=float, nargs="+", default=[0.01, 0.1, 1.0, 10.0],
+                   help="inverse L2 strengths of the probe, chosen on dev (default: %(default)s)")
+    s.add_argument("--projection", choices=["umap", "pca"], default="umap", help="2-D map of the codebooks")
+    s.add_argument("--save-arrays", action="store_true", help="also write arrays.npz (A, xbar, W, support)")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_analyze)
 
     data = sub.add_parser("data", help="import data sets").add_subparsers(dest="data_command", required=True)
     s = data.add_parser("nextstrain", help="SARS-CoV-2 genomes and a lineage task from a Nextstrain tree")

@@ -102,10 +102,14 @@ def apply_method(model: VQDNAForSequenceClassification, method: str, *, r: int =
         p.requires_grad_(False)
     net = model
     if method.startswith("lora"):
+        import warnings
+
         from peft import LoraConfig, get_peft_model
 
-        net = get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
-                                               target_modules=list(targets), bias="none"))
+        with warnings.catch_warnings():  # peft asks transformers a deprecated question (is_gradient_checkpointing)
+            warnings.simplefilter("ignore", FutureWarning)
+            net = get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                                                   target_modules=list(targets), bias="none"))
     for name, p in model.named_parameters():
         if name.startswith("classifier."):
             p.requires_grad_(True)
@@ -123,6 +127,19 @@ def merged(net, model: VQDNAForSequenceClassification) -> VQDNAForSequenceClassi
     if net is model:
         return model
     return net.merge_and_unload()
+
+
+def quiet_save(model, out) -> None:
+    """``save_pretrained`` without transformers' progress bar."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(out)
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def trainable_state(model: nn.Module) -> dict:
@@ -306,7 +323,7 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
     shutil.rmtree(work, ignore_errors=True)
 
     best_run = max(runs, key=lambda r: r["dev"][metric])
-    best_run["model"].save_pretrained(out)
+    quiet_save(best_run["model"], out)
     sha = best_run["model"].config.tokenizer_sha256
     copy_tokenizer(model_dir / "tokenizer", out / "tokenizer", sha)
     task_info = dict(name=task.name, path=str(Path(task_dir).resolve()), kind=task.kind, n_classes=task.n_classes,

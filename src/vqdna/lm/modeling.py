@@ -182,14 +182,25 @@ class VQDNAEmbeddings(nn.Module):
                 out = out + self.tables[level](input_ids[:, level])
             return out
         tables = self.codebooks()
+        W, b = self.proj.weight, self.proj.bias
+        V0 = self.vocab_sizes[0]
+        if input_ids.shape[0] * input_ids.shape[2] >= sum(t.shape[0] for t in tables):
+            # many tokens: project the (small) tables once, then gather hidden-size rows. Exact:
+            # proj(scale * sum_l t_l[i_l]) = scale * sum_l (t_l W^T)[i_l] + b, and level 0's
+            # special rows are set so that a special position comes out as its learned vector
+            # (the other levels' special rows are zero).
+            p0 = torch.cat([tables[0][:V0].to(W.dtype) @ W.t(), (self.special.weight - b) / self.scale])
+            e = F.embedding(input_ids[:, 0], p0)
+            for level in range(1, len(tables)):
+                e = e + F.embedding(input_ids[:, level], tables[level].to(W.dtype) @ W.t())
+            return e * self.scale + b
         e = F.embedding(input_ids[:, 0], tables[0])
         for level in range(1, len(tables)):
             e = e + F.embedding(input_ids[:, level], tables[level])
         h = self.proj(e * self.scale if self.scale != 1.0 else e)
-        special = input_ids[:, 0] >= self.vocab_sizes[0]
-        if bool(special.any()):
-            sid = (input_ids[:, 0] - self.vocab_sizes[0]).clamp(0, N_SPECIAL - 1)
-            h = torch.where(special.unsqueeze(-1), self.special(sid).to(h.dtype), h)
+        special = input_ids[:, 0] >= V0
+        sid = (input_ids[:, 0] - V0).clamp(0, N_SPECIAL - 1)
+        h = torch.where(special.unsqueeze(-1), self.special(sid).to(h.dtype), h)
         return h
 
 

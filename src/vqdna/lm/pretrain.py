@@ -379,7 +379,9 @@ def pretrain(codes, *, out, config: str = "tiny", max_steps: int | None = None, 
                    parameters=n_params, code_folders=[str(s.path) for s in stores], tokenizer=fp,
                    model_config=to_dict(mc), train_config=to_dict(tc), history=state["history"])
     if runtime.is_main:
-        model.save_pretrained(out)
+        from .finetune import quiet_save
+
+        quiet_save(model, out)
         copy_tokenizer(tok_path, out / "tokenizer", fp.get("sha256"))
         write_json_atomic(out / "metrics.json", metrics)
     return metrics

@@ -1,0 +1,269 @@
+"""Reference distances between classes (clades): from the tree, or from the genomes.
+
+Tree (:func:`clade_tree_distances`)
+-----------------------------------
+On an Auspice tree the length of a branch is its number of nucleotide mutations
+(``len(branch_attrs.mutations.nuc)``: substitutions, deletions and reversions each count 1), so
+the patristic distance of two tips is the number of mutations on the path between them:
+``d(i, j) = depth(i) + depth(j) - 2 depth(lca(i, j))``. The distance of clades ``a != b`` is
+the mean over all pairs of a tip of ``a`` and a tip of ``b``::
+
+    D[a, b] = mean_a(depth) + mean_b(depth) - 2 * S[a, b] / (N_a N_b)
+
+where ``S[a, b] = sum over pairs of depth(lca)`` is accumulated in one post-order pass: the
+pairs whose LCA is node ``v`` number ``n_v n_v^T - sum_children n_ch n_ch^T`` (``n_v`` = tips
+of each class below ``v``). The diagonal holds the mean distance between two different tips
+of the clade (its diversity). Only the tips that the task used are counted when the task
+folder lists them (``genomes.fa`` of ``vqdna data nextstrain``), matched by name with
+whitespace replaced by ``_`` as the importer writes it.
+
+Groups (:func:`clade_groups`)
+-----------------------------
+A coarser label (``clade_who``: Delta, Omicron, ...) groups the classes. A tip whose own value
+is missing (None, empty, ``?``) inherits the nearest ancestor's value (Nextclade trees leave
+``clade_who`` empty on some Omicron descendants such as XBB, 22F, which sit below Omicron
+nodes); a class gets the most common value over its tips, or none.
+
+Sequences (:func:`kmer_class_distances`, the fallback without a tree)
+---------------------------------------------------------------------
+For each class, the set of k-mers (k = 16) present in at least half of its sequences (the
+clade's consensus k-mers; the union if that set is empty); the distance of two classes is the
+Mash distance ``-ln(2J / (1 + J)) / k`` of their sets (J = Jaccard index), an alignment-free
+estimate of substitutions per site (Ondov et al. 2016). Sequences are the genomes of
+``genomes.fa`` when the task folder has it, else the train windows.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+__all__ = ["load_tree", "clade_tree_distances", "clade_groups", "kmer_class_distances", "task_tip_names",
+           "task_genomes", "resolve_tree"]
+
+MISSING = (None, "", "?")
+
+
+def _value(v):
+    return v.get("value") if isinstance(v, dict) and "value" in v else v
+
+
+def _label(node: dict, attr: str):
+    v = _value((node.get("node_attrs") or {}).get(attr))
+    if isinstance(v, str):
+        v = v.strip()
+    return None if v in MISSING else str(v)
+
+
+def _safe(s: str) -> str:
+    return re.sub(r"\s+", "_", str(s).strip())
+
+
+def load_tree(path) -> dict:
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def _root(tree: dict) -> dict:
+    if isinstance(tree, dict) and "tree" in tree and "children" not in tree:
+        t = tree["tree"]
+        if isinstance(t, list):
+            return {"name": "__root__", "children": t}
+        return t
+    return tree
+
+
+def _n_mut(node: dict) -> int:
+    return len(((node.get("branch_attrs") or {}).get("mutations") or {}).get("nuc") or [])
+
+
+def _walk(tree: dict):
+    """Pre-order list of (node, parent_index, depth_in_mutations)."""
+    out = []
+    stack = [(_root(tree), -1, 0)]
+    while stack:
+        node, parent, d0 = stack.pop()
+        d = d0 + _n_mut(node)
+        i = len(out)
+        out.append((node, parent, d))
+        for ch in reversed(node.get("children") or []):
+            stack.append((ch, i, d))
+    return out
+
+
+def task_tip_names(task_dir) -> set[str] | None:
+    """Tip names in ``genomes.fa`` of a task folder made by ``vqdna data nextstrain`` (or None)."""
+    fa = Path(task_dir) / "genomes.fa"
+    if not fa.is_file():
+        return None
+    names = set()
+    with open(fa) as fh:
+        for line in fh:
+            if line.startswith(">"):
+                names.add(line[1:].split()[0])
+    return names
+
+
+def task_genomes(task_dir) -> dict[str, list[str]]:
+    """Genomes of ``genomes.fa`` grouped by the ``label=`` field of their headers ({} if absent)."""
+    fa = Path(task_dir) / "genomes.fa"
+    out: dict[str, list[str]] = {}
+    if not fa.is_file():
+        return out
+    lab, parts = None, []
+
+    def flush():
+        if lab is not None:
+            out.setdefault(lab, []).append("".join(parts).upper())
+
+    with open(fa) as fh:
+        for line in fh:
+            if line.startswith(">"):
+                flush()
+                fields = line[1:].split()
+                lab = next((f.split("=", 1)[1] for f in fields[1:] if f.startswith("label=")), "")
+                parts = []
+            else:
+                parts.append(line.strip())
+    flush()
+    return out
+
+
+def resolve_tree(task_dir, tree=None) -> tuple[Path | None, str | None]:
+    """The tree to use and its class attribute: ``tree`` if given, else the ``tree`` recorded
+    in the task's ``summary.json`` (as written, or relative to the task folder) if it exists."""
+    task_dir = Path(task_dir)
+    label = None
+    s = task_dir / "summary.json"
+    rec = None
+    if s.is_file():
+        try:
+            summ = json.loads(s.read_text())
+            label = (summ.get("parameters") or {}).get("label")
+            rec = summ.get("tree")
+        except (json.JSONDecodeError, AttributeError):
+            pass
+    if tree is not None:
+        return Path(tree), label
+    if rec:
+        for cand in (Path(rec), task_dir / rec):
+            if cand.is_file():
+                return cand, label
+    return None, label
+
+
+def clade_tree_distances(tree: dict, label: str, class_names: Sequence[str],
+                         tips: Iterable[str] | None = None) -> dict:
+    """Mean patristic distance (nucleotide mutations) between the tips of every two classes.
+
+    Returns ``{"D": (C, C) array (NaN for a class without tips), "n_tips": [...],
+    "mean_depth": [...]}``; ``tips`` restricts the tips by (``_``-safe) name.
+    """
+    names = list(class_names)
+    cid = {c: i for i, c in enumerate(names)}
+    C = len(names)
+    allowed = set(tips) if tips is not None else None
+    nodes = _walk(tree)
+    counts = np.zeros((len(nodes), C))  # tips of each class below each node
+    depth = np.array([d for _, _, d in nodes], dtype=np.float64)
+    S = np.zeros((C, C))  # sum of depth(lca) over ordered tip pairs (incl. i == j) per class pair
+    sum_depth = np.zeros(C)  # sum of tip depths per class
+    acc: dict[int, np.ndarray] = {}  # node -> sum of its children's outer products
+    for i in range(len(nodes) - 1, -1, -1):  # reverse pre-order: children before parents
+        node, parent, d = nodes[i]
+        if not node.get("children"):
+            lab = _label(node, label)
+            if lab in cid and (allowed is None or _safe(node.get("name", "")) in allowed):
+                counts[i, cid[lab]] = 1.0
+                sum_depth[cid[lab]] += d
+        n = counts[i]
+        S += d * (np.outer(n, n) - acc.pop(i, 0.0))
+        if parent >= 0:
+            counts[parent] += n
+            acc[parent] = acc.get(parent, 0.0) + np.outer(n, n)
+    N = counts[0] if len(nodes) else np.zeros(C)
+    mean_depth = np.divide(sum_depth, N, out=np.full(C, np.nan), where=N > 0)
+    D = np.full((C, C), np.nan)
+    for a in range(C):
+        for b in range(C):
+            if N[a] == 0 or N[b] == 0:
+                continue
+            if a != b:
+                D[a, b] = mean_depth[a] + mean_depth[b] - 2 * S[a, b] / (N[a] * N[b])
+            elif N[a] > 1:
+                # sum over ordered pairs i != j of d(i,j) = 2 (N-1) sum_i d_i - 2 (S_aa - sum_i d_i)
+                tot = 2 * (N[a] - 1) * sum_depth[a] - 2 * (S[a, a] - sum_depth[a])
+                D[a, a] = tot / (N[a] * (N[a] - 1))
+    return {"D": D, "n_tips": N.astype(int).tolist(), "mean_depth": mean_depth.tolist()}
+
+
+def clade_groups(tree: dict, label: str, group_label: str, class_names: Sequence[str],
+                 tips: Iterable[str] | None = None) -> list[str | None]:
+    """The most common ``group_label`` value (inherited from ancestors when missing) per class."""
+    cid = {c: i for i, c in enumerate(class_names)}
+    allowed = set(tips) if tips is not None else None
+    votes = [Counter() for _ in class_names]
+    stack = [(_root(tree), None)]
+    while stack:
+        node, inherited = stack.pop()
+        own = _label(node, group_label)
+        g = own if own is not None else inherited
+        kids = node.get("children") or []
+        if not kids:
+            lab = _label(node, label)
+            if lab in cid and g is not None and (allowed is None or _safe(node.get("name", "")) in allowed):
+                votes[cid[lab]][g] += 1
+        for ch in kids:
+            stack.append((ch, g))
+    return [v.most_common(1)[0][0] if v else None for v in votes]
+
+
+# ----------------------------------------------------------------------------- sequence fallback
+_LUT = np.full(256, 255, dtype=np.uint8)
+for _i, _b in enumerate("ACGT"):
+    _LUT[ord(_b)] = _i
+    _LUT[ord(_b.lower())] = _i
+
+
+def _kmers(seq: str, k: int) -> np.ndarray:
+    """Distinct k-mers (k <= 31) of the ACGT runs of ``seq``, as uint64 codes."""
+    a = _LUT[np.frombuffer(seq.encode("ascii", "replace"), dtype=np.uint8)].astype(np.uint64)
+    n = len(a)
+    if n < k:
+        return np.zeros(0, dtype=np.uint64)
+    bad = (a == 255).astype(np.int64)
+    nbad = np.concatenate([[0], np.cumsum(bad)])
+    ok = (nbad[k:] - nbad[:-k]) == 0
+    a = np.where(a == 255, 0, a).astype(np.uint64)
+    code = np.zeros(n - k + 1, dtype=np.uint64)
+    for j in range(k):
+        code = (code << np.uint64(2)) | a[j:n - k + 1 + j]
+    return np.unique(code[ok])
+
+
+def kmer_class_distances(seqs_by_class: Sequence[Sequence[str]], *, k: int = 16, min_share: float = 0.5) -> dict:
+    """Mash distances between the classes' consensus k-mer sets (see the module docstring)."""
+    sets = []
+    for seqs in seqs_by_class:
+        if not len(seqs):
+            sets.append(None)
+            continue
+        allk = np.concatenate([_kmers(s, k) for s in seqs])
+        u, c = np.unique(allk, return_counts=True)
+        s = u[c >= min_share * len(seqs)]
+        sets.append(s if len(s) else u)
+    C = len(sets)
+    D = np.full((C, C), np.nan)
+    for a in range(C):
+        for b in range(a, C):
+            if sets[a] is None or sets[b] is None:
+                continue
+            inter = len(np.intersect1d(sets[a], sets[b], assume_unique=True))
+            union = len(sets[a]) + len(sets[b]) - inter
+            J = inter / union if union else 1.0
+            D[a, b] = D[b, a] = 1.0 if J == 0 else -np.log(2 * J / (1 + J)) / k
+    return {"D": D, "k": k, "min_share": min_share, "n_kmers": [0 if s is None else int(len(s)) for s in sets]}
