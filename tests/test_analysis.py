@@ -12,7 +12,8 @@ from vqdna.analysis.codespace import (class_centroids, group_separation, mantel,
                                       nn_purity, pairwise_distances)
 from vqdna.analysis.gradcam import code_features, fit_probe, gradcam_attribution, level_slices, \
     merge_duplicates, support_class
-from vqdna.analysis.treedist import clade_groups, clade_tree_distances, kmer_class_distances
+from vqdna.analysis.treedist import clade_groups, clade_hamming_distances, clade_tree_distances, \
+    kmer_class_distances, tip_differences
 
 
 # ----------------------------------------------------------------------------- Grad-CAM
@@ -177,6 +178,36 @@ def test_tree_distances_match_brute_force():
     assert r2["D"][0, 1] == pytest.approx(0 + 3 + 1)
     # groups: b1 has no clade_who and inherits G1 from Y; C's own value wins
     assert clade_groups(t, "clade_nextstrain", "clade_who", ["A", "B", "C", "D"]) == ["G1", "G1", "G2", None]
+
+
+def test_hamming_distances_with_reversion_and_deletion():
+    def node(name, muts, clade=None, children=None):
+        n = {"name": name, "branch_attrs": {"mutations": {"nuc": muts}},
+             "node_attrs": {"clade_nextstrain": {"value": clade}} if clade else {}}
+        if children:
+            n["children"] = children
+        return n
+
+    t = {"tree": node("root", [], children=[
+        node("X", ["A10T"], children=[node("a1", ["C20G"], "A"), node("a2", ["T10A"], "A"),  # a2 reverts
+                                      node("Y", ["G30-"], children=[node("b1", ["C20T"], "B"),
+                                                                    node("b2", [], "B")])]),
+        node("c0", [], "C")])}
+    diffs = {n: d for n, _, d in tip_differences(t, "clade_nextstrain")}
+    assert diffs == {"a1": {10: "T", 20: "G"}, "a2": {}, "b1": {10: "T", 30: "-", 20: "T"}, "b2": {10: "T", 30: "-"},
+                     "c0": {}}
+
+    def ham(p, q):
+        return sum(p.get(k, "ref") != q.get(k, "ref") for k in set(p) | set(q))
+
+    r = clade_hamming_distances(t, "clade_nextstrain", ["A", "B"])
+    assert ham(diffs["a1"], diffs["b1"]) == 2
+    assert r["D"][0, 1] == pytest.approx(np.mean([ham(diffs[a], diffs[b]) for a in ("a1", "a2")
+                                                  for b in ("b1", "b2")])) == pytest.approx(2.25)
+    assert r["D"][0, 0] == pytest.approx(2) and r["D"][1, 1] == pytest.approx(1)
+    # a mutation and its reversion: 2 mutations on the path from a2 to c0, identical genomes
+    assert clade_tree_distances(t, "clade_nextstrain", ["A", "C"], tips={"a2", "c0"})["D"][0, 1] == 2
+    assert clade_hamming_distances(t, "clade_nextstrain", ["A", "C"], tips={"a2", "c0"})["D"][0, 1] == 0
 
 
 def test_kmer_distances_order():

@@ -111,8 +111,10 @@ def cmd_analyze(a):
     from .analysis.lineage import analyze
 
     r = analyze(a.tokenizer, a.task, a.out, max_per_class=a.max_per_class, seed=a.seed, tree=a.tree,
-                tree_label=a.tree_label, group_label=a.group_label or None, metric=a.metric, n_perm=a.n_perm,
-                Cs=a.C, projection=a.projection, save_arrays=a.save_arrays, progress=not a.quiet)
+                tree_label=a.tree_label, group_label=a.group_label or None, group_map=a.groups,
+                distance=a.distance, metric=a.metric, n_perm=a.n_perm,
+                Cs=a.C, max_iter=a.max_iter, projection=a.projection, save_arrays=a.save_arrays,
+                cache_dir=a.cache_dir, progress=not a.quiet)
 
     def f(v):
         return "n/a" if v is None else f"{v:.3f}"
@@ -216,11 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
                                         "else clade_nextstrain)")
     s.add_argument("--group-label", default="clade_who",
                    help="coarser tip attribute grouping the classes ('' for none; default: %(default)s)")
+    s.add_argument("--groups", help="JSON file mapping class name -> group name (overrides --group-label)")
+    s.add_argument("--distance", choices=["hamming", "patristic"], default="hamming",
+                   help="reference distance of two clades from the tree: mean genome differences (default) or "
+                        "mean patristic distance in mutations; both are reported")
     s.add_argument("--metric", choices=["cosine", "euclidean"], default="cosine", help="code-space distance")
     s.add_argument("--n-perm", type=int, default=999, help="permutations of the chance levels and p-values")
     s.add_argument("--C", type=float, nargs="+", default=[0.01, 0.1, 1.0, 10.0],
                    help="inverse L2 strengths of the probe, chosen on dev (default: %(default)s)")
+    s.add_argument("--max-iter", type=int, default=300, help="lbfgs iterations per C (default: %(default)s)")
     s.add_argument("--projection", choices=["umap", "pca"], default="umap", help="2-D map of the codebooks")
+    s.add_argument("--cache-dir", help="keep the code features of the task here (keyed by tokenizer weights and "
+                                       "sequences) so that reruns skip tokenizing")
     s.add_argument("--save-arrays", action="store_true", help="also write arrays.npz (A, xbar, W, support)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_analyze)

@@ -30,7 +30,9 @@ class TokenizerConfig:
     ema_eps: float = 1e-5  # Laplace smoothing of the EMA cluster sizes
     n_policy: str = "zero"  # N/IUPAC as an all-zero one-hot ("zero") or a fifth channel ("channel")
     layer_scale: float = 0.0  # ConvNeXt layer-scale init; 0 = off (METHOD.md: open, off)
-    dead_code_threshold: float = 0.03  # re-seed a code whose EMA count falls below this share of the mean count
+    dead_code_threshold: float = 0.2  # re-seed a code whose EMA count falls below this share of the mean count:
+    # 0.2 (not the usual ~0.03) keeps the rarely used codes moving to where the data is, which is what
+    # lifted HRQ level-2 usage on an unseen species from 94% to 99.5% (README, "Results")
     kmeans_iters: int = 20  # Lloyd iterations per k-means run (Repeated K-means, Huh et al. 2023)
     kmeans_repeats: int = 3  # k-means restarts; the run with the lowest inertia wins
 

@@ -133,7 +133,7 @@ def _softmax_weights(model, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_probe(X_train, y_train, X_dev, y_dev, X_test, y_test, n_classes: int, *,
               sample_weight=None, Cs: Sequence[float] = DEFAULT_CS, seed: int = 0,
-              max_iter: int = 2000) -> dict:
+              max_iter: int = 300) -> dict:
     """Fit the multinomial logistic regression for each ``C`` (ascending, warm-started), pick
     the best dev MCC, score it on test. Returns ``W``, ``b``, the chosen ``C``, the metrics of
     every split and the dev MCC of every candidate."""

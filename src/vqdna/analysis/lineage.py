@@ -12,14 +12,24 @@ make its claim checkable. For a trained tokenizer and a classification task fold
 4. **Numbers** (:mod:`vqdna.analysis.codespace`, :mod:`vqdna.analysis.treedist`): nearest-
    neighbour class purity of the codes against its permutation chance level; Spearman/Mantel
    correlation between the distances of the classes' attribution-weighted code centroids and
-   the distances of the clades in the tree (mean patristic distance in nucleotide mutations;
-   without a tree, Mash distances of the clades' consensus k-mers); within/between-group
-   distance ratio for a coarser label (``clade_who``: Delta, Omicron, ...); the probe metrics.
+   reference distances of the clades -- from the tree: the mean number of genome positions at
+   which tips of the two clades differ (``hamming``, default) and the mean patristic distance
+   in mutations (``patristic``), both reported; without a tree: Mash distances of the clades'
+   consensus k-mers; the within/between-group distance ratio for a coarser grouping (the
+   tree's ``clade_who``, inherited from ancestors where missing, or a ``--groups`` JSON file);
+   the probe metrics.
 5. ``report.md`` (figures by relative path, tables, parameters) and ``analysis.json``.
 
 The tree is ``--tree``, or the one recorded in the task's ``summary.json`` by
 ``vqdna data nextstrain`` when that file exists. Identical windows are tokenized once (related
-genomes share most windows), so a 36-clade SARS-CoV-2 task with 85k windows costs ~9k encodes.
+genomes share most windows), so a 36-clade SARS-CoV-2 task with 85k windows costs ~9k encodes;
+``cache_dir`` keeps the code features for reruns.
+
+CLI::
+
+    vqdna analyze --tokenizer tok/ --task task/ --out report/ [--max-per-class N] [--seed S]
+        [--tree tree.json] [--groups groups.json] [--distance hamming|patristic]
+        [--metric cosine|euclidean] [--n-perm 999] [--C 0.01 0.1 1 10] [--projection umap|pca]
 """
 from __future__ import annotations
 
@@ -37,7 +47,7 @@ from .codespace import (class_centroids, group_separation, mantel, nearest_class
                         pairwise_distances)
 from .gradcam import DEFAULT_CS, code_features, fit_probe, gradcam_attribution, level_slices, merge_duplicates, \
     support_class
-from .treedist import clade_groups, clade_tree_distances, kmer_class_distances, load_tree, resolve_tree, \
+from .treedist import clade_groups, clade_hamming_distances, clade_tree_distances, kmer_class_distances, load_tree, resolve_tree, \
     task_genomes, task_tip_names
 
 __all__ = ["analyze", "subsample_per_class"]
@@ -191,9 +201,10 @@ def _fmt(v, nd=3):
 
 # ----------------------------------------------------------------------------- main entry
 def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int = 0, tree=None,
-            tree_label: str | None = None, group_label: str | None = "clade_who", metric: str = "cosine",
-            n_perm: int = 999, Cs: Sequence[float] = DEFAULT_CS, projection: str = "umap",
-            save_arrays: bool = False, progress: bool = True) -> dict:
+            tree_label: str | None = None, group_label: str | None = "clade_who", group_map=None,
+            distance: str = "hamming", metric: str = "cosine",
+            n_perm: int = 999, Cs: Sequence[float] = DEFAULT_CS, max_iter: int = 300, projection: str = "umap",
+            save_arrays: bool = False, cache_dir=None, progress: bool = True) -> dict:
     """Run the whole analysis and write ``out/report.md``, ``out/analysis.json`` and the PNGs.
 
     ``tokenizer``: a folder or a loaded learned tokenizer (``encode``, ``codebooks``,
@@ -206,6 +217,8 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
     t0 = time.time()
     if metric not in ("cosine", "euclidean"):
         raise ValueError(f"metric must be 'cosine' or 'euclidean', not {metric!r}")
+    if distance not in ("hamming", "patristic"):
+        raise ValueError(f"distance must be 'hamming' or 'patristic', not {distance!r}")
     if projection not in ("umap", "pca"):
         raise ValueError(f"projection must be 'umap' or 'pca', not {projection!r}")
     if max_per_class is not None and max_per_class < 1:
@@ -246,20 +259,40 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
     useqs = list(uniq)
     _log(progress, t0, f"{sum(len(r[0]) for r in rows.values())} rows, {len(useqs)} distinct sequences; "
                        f"tokenizing with {tok_type} ({'+'.join(map(str, vocab))} codes)")
-    codes = []
-    step = 256
-    for b in range(0, len(useqs), step):
-        codes += tokenizer.encode(useqs[b:b + step])
-        if progress and (b // step) % 10 == 0:
-            _log(progress, t0, f"tokenized {min(b + step, len(useqs))}/{len(useqs)}")
-    Xu = code_features(codes, vocab)
-    usage = []
-    for lev in range(n_levels):
-        used = np.zeros(vocab[lev], dtype=bool)
-        for c in codes:
-            used[np.unique(c[lev])] = True
-        usage.append(int(used.sum()))
-    del codes
+    cache_file = None
+    if cache_dir is not None and tok_path is not None and (Path(tok_path) / "model.safetensors").is_file():
+        import hashlib
+
+        from ..tokenizers.learned import file_sha256
+
+        h = hashlib.sha256(file_sha256(Path(tok_path) / "model.safetensors").encode())
+        for q in useqs:
+            h.update(q.encode("ascii", "replace") + b"\n")
+        cache_file = Path(cache_dir) / f"codefeatures-{h.hexdigest()[:24]}.npz"
+    if cache_file is not None and cache_file.is_file():
+        z = np.load(cache_file)
+        Xu, usage = z["Xu"], [int(u) for u in z["usage"]]
+        _log(progress, t0, f"code features from the cache {cache_file}")
+    else:
+        codes = []
+        step = 256
+        for b in range(0, len(useqs), step):
+            codes += tokenizer.encode(useqs[b:b + step])
+            if progress and (b // step) % 10 == 0:
+                _log(progress, t0, f"tokenized {min(b + step, len(useqs))}/{len(useqs)}")
+        Xu = code_features(codes, vocab)
+        usage = []
+        for lev in range(n_levels):
+            used = np.zeros(vocab[lev], dtype=bool)
+            for c in codes:
+                used[np.unique(c[lev])] = True
+            usage.append(int(used.sum()))
+        del codes
+        if cache_file is not None:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_suffix(".tmp.npz")
+            np.savez(tmp, Xu=Xu, usage=np.asarray(usage))
+            tmp.replace(cache_file)
 
     # ---- probe
     tr_keep, tr_w = merge_duplicates(uidx["train"].tolist(), rows["train"][1])
@@ -268,7 +301,8 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
     X_te, y_te = Xu[uidx["test"]], rows["test"][1]
     _log(progress, t0, f"fitting the probe on {len(y_tr)} distinct train rows (weights sum {tr_w.sum():.0f}), "
                        f"{Xu.shape[1]} features, C grid {list(Cs)}")
-    probe = fit_probe(X_tr, y_tr, X_dev, y_dev, X_te, y_te, C, sample_weight=tr_w, Cs=Cs, seed=seed)
+    probe = fit_probe(X_tr, y_tr, X_dev, y_dev, X_te, y_te, C, sample_weight=tr_w, Cs=Cs, seed=seed,
+                      max_iter=max_iter)
     maj = int(np.bincount(rows["train"][1], minlength=C).argmax())
     from ..metrics import classification_metrics
 
@@ -287,16 +321,22 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
     tree_path, rec_label = resolve_tree(task_dir, tree)
     label_attr = tree_label or rec_label or "clade_nextstrain"
     tips = task_tip_names(task_dir)
-    ref: dict = {}
+    refs: dict[str, dict] = {}  # every available reference distance; `distance` picks the primary one
     groups: list = [None] * C
     if tree_path is not None:
         tj = load_tree(tree_path)
+        hd = clade_hamming_distances(tj, label_attr, names, tips)
+        refs["hamming"] = {"source": "tree genomes", "D": hd["D"], "n_tips": hd["n_tips"],
+                           "unit": "mean genome differences (positions)"}
         td = clade_tree_distances(tj, label_attr, names, tips)
-        ref = {"source": "tree", "path": str(tree_path), "label": label_attr, "D": td["D"], "n_tips": td["n_tips"],
-               "unit": "mean patristic distance (nucleotide mutations)"}
+        refs["patristic"] = {"source": "tree branches", "D": td["D"], "n_tips": td["n_tips"],
+                             "unit": "mean patristic distance (mutations)"}
         if group_label and group_label != label_attr:
             groups = clade_groups(tj, label_attr, group_label, names, tips)
         del tj
+        if distance not in refs:
+            raise ValueError(f"distance must be one of {sorted(refs)} with a tree, not {distance!r}")
+        primary = distance
     else:
         genomes = task_genomes(task_dir)
         if genomes:
@@ -306,15 +346,33 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
             by = [[s for s, y in zip(*rows["train"]) if y == c] for c in range(C)]
             src = "train windows"
         kd = kmer_class_distances(by)
-        ref = {"source": f"k-mers ({src})", "D": kd["D"], "k": kd["k"],
-               "unit": f"Mash distance of consensus {kd['k']}-mers"}
-    D_ref = np.array(ref["D"], dtype=np.float64)
-    ref["within_class"] = np.diag(D_ref).copy()  # tree: mean distance of two tips of the clade
-    np.fill_diagonal(D_ref, 0.0)
+        refs["kmer"] = {"source": src, "D": kd["D"], "k": kd["k"],
+                        "unit": f"Mash distance of consensus {kd['k']}-mers"}
+        primary = "kmer"
+    if group_map:
+        if isinstance(group_map, (str, Path)):
+            group_map = json.loads(Path(group_map).read_text())
+        if not isinstance(group_map, dict):
+            raise ValueError("groups must map class name -> group name (a JSON object)")
+        matched = set(group_map) & set(names)
+        if not matched:
+            raise ValueError(f"groups name none of the task's classes ({names[:5]} ...)")
+        groups = [group_map.get(n) or None for n in names]  # names the task lacks are ignored
+        group_source = "file"
+    else:
+        group_source = group_label if any(g is not None for g in groups) else None
+    ref_D = {}
+    for k, rf in refs.items():
+        D = np.array(rf["D"], dtype=np.float64)
+        rf["within_class"] = np.diag(D).copy()  # mean distance of two members of a class
+        np.fill_diagonal(D, 0.0)
+        ref_D[k] = D
+    D_ref = ref_D[primary]
+    ref = refs[primary]
     ref_valid = np.isfinite(D_ref).sum(1) > 1  # a class without tips / sequences has a NaN row
     group_names = sorted({g for g in groups if g is not None})
     gid = np.array([group_names.index(g) if g is not None else -1 for g in groups], dtype=np.int64)
-    _log(progress, t0, f"reference distances from {ref['source']}; groups: {group_names or 'none'}")
+    _log(progress, t0, f"reference distances: {list(refs)} (primary {primary}); groups: {group_names or 'none'}")
 
     # ---- per level numbers and figures
     levels = [(f"L{l}", [l]) for l in range(n_levels)]
@@ -337,6 +395,8 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
         D_emb = pairwise_distances(cent[ok], metric)
         D_r = D_ref[np.ix_(ok, ok)]
         man = mantel(D_emb, D_r, n_perm=n_perm, seed=seed)
+        man_all = {k: mantel(D_emb, Dk[np.ix_(ok, ok)], n_perm=n_perm, seed=seed) if np.isfinite(
+            Dk[np.ix_(ok, ok)]).all() else None for k, Dk in ref_D.items()}
         sep = group_separation(D_emb, gid[ok], n_perm=n_perm, seed=seed) if len(group_names) > 1 else None
         sep_ref = group_separation(D_r, gid[ok], n_perm=0, seed=seed) if len(group_names) > 1 else None
         near = nearest_class_agreement(D_emb, D_r, gid[ok] if len(group_names) > 1 else None)
@@ -354,6 +414,7 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
             "centroid_classes": [names[i] for i in ok],
             "centroid_distances": D_emb,
             "mantel_vs_reference": man,
+            "mantel_vs_each_reference": man_all,
             "group_separation": sep,
             "group_separation_in_reference": sep_ref,
             "nearest_class": {k: v for k, v in near.items() if k not in ("nearest", "nearest_ref")},
@@ -371,7 +432,7 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
         if len(ok) >= 3:
             fn = f"distances_{key}.png"
             _plot_distances(out / fn, D_emb, D_r, gid[ok],
-                            f"{tok_type.upper()} {key}: class centroids vs {ref['source']}\n"
+                            f"{tok_type.upper()} {key}: class centroids vs {primary} distance\n"
                             f"Spearman {_fmt(man['spearman'], 2)} (Mantel p {_fmt(man['p_value'], 3)})",
                             ref["unit"], metric)
             figures[f"distances_{key}"] = fn
@@ -386,8 +447,8 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
     result = {
         "parameters": {"tokenizer": tok_path, "tokenizer_type": tok_type, "vocab_sizes": vocab, "task": str(task_dir),
                        "max_per_class": max_per_class, "seed": seed, "metric": metric, "n_perm": n_perm,
-                       "Cs": list(Cs), "projection": projection, "tree": ref.get("path"), "tree_label": label_attr,
-                       "group_label": group_label if len(group_names) else None,
+                       "Cs": list(Cs), "max_iter": max_iter, "projection": projection, "tree": str(tree_path) if tree_path else None,
+                       "tree_label": label_attr, "distance": primary, "groups": group_source,
                        "features": "per level K_l * count/L (bag of codes), concatenated over levels",
                        "gradcam": "A[c,k] = max(0, W[c,k] * mean_{train rows of class c} x[k]); "
                                   "support[k] = argmax_c A[c,k], or none if A[:,k] == 0"},
@@ -396,7 +457,7 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
                  "codes_used_per_level": usage},
         "probe": {"C": probe["C"], "candidates": probe["candidates"], "train": probe["train"], "dev": probe["dev"],
                   "test": probe.get("test", {}), "majority_baseline_test": majority},
-        "reference": {k: v for k, v in ref.items()},
+        "reference": {"primary": primary, **refs},
         "levels": results,
         "per_class": per_class,
         "figures": figures,
@@ -423,11 +484,12 @@ def _report_md(r: dict, levels) -> str:
     L.append("## Parameters\n")
     L.append("| parameter | value |\n|---|---|")
     for k in ("tokenizer", "tokenizer_type", "vocab_sizes", "task", "max_per_class", "seed", "metric", "n_perm",
-              "Cs", "projection", "tree", "tree_label", "group_label"):
+              "Cs", "max_iter", "projection", "tree", "tree_label", "distance", "groups"):
         L.append(f"| {k} | `{p[k]}` |")
     L.append(f"| features | {p['features']} |")
     L.append(f"| Grad-CAM | `{p['gradcam']}` |")
-    L.append(f"| reference distance | {r['reference'].get('unit')} ({r['reference'].get('source')}) |")
+    rp = r["reference"]["primary"]
+    L.append(f"| reference distance | {rp}: {r['reference'][rp].get('unit')} ({r['reference'][rp].get('source')}) |")
     L.append("")
     L.append(f"Rows train/dev/test: {d['rows']['train']}/{d['rows']['dev']}/{d['rows']['test']} "
              f"({d['distinct_sequences']} distinct sequences; {d['distinct_train_rows']} distinct train "
@@ -471,6 +533,17 @@ def _report_md(r: dict, levels) -> str:
                  f"{_fmt(nc.get('agree_with_ref'))} ({_fmt(nc.get('agree_with_ref_chance'))}) | "
                  f"{_fmt(nc.get('same_group'))} ({_fmt(nc.get('same_group_chance'))}) |")
     L.append("")
+    others = [k for k in r["reference"] if k != "primary"]
+    if len(others) > 1:
+        L.append("Mantel correlation of the centroid distances with each reference distance "
+                 "(Spearman r, permutation p):\n")
+        L.append("| level | " + " | ".join(f"{k} ({r['reference'][k]['unit']})" for k in others) + " |")
+        L.append("|---|" + "---|" * len(others))
+        for key, _ in levels:
+            ms = r["levels"][key]["mantel_vs_each_reference"]
+            L.append(f"| {key} | " + " | ".join(
+                f"{_fmt(ms[k]['spearman'])} ({_fmt(ms[k]['p_value'])})" if ms.get(k) else "n/a" for k in others) + " |")
+        L.append("")
     L.append("## Figures\n")
     for key, fn in r["figures"].items():
         L.append(f"![{key}]({fn})\n")

@@ -17,6 +17,21 @@ of the clade (its diversity). Only the tips that the task used are counted when 
 folder lists them (``genomes.fa`` of ``vqdna data nextstrain``), matched by name with
 whitespace replaced by ``_`` as the importer writes it.
 
+Genomes (:func:`clade_hamming_distances`, the default reference when a tree is given)
+-----------------------------------------------------------------------------------
+The genome of a tip is the root (reference) sequence with the mutations of its path applied.
+The distance of two tips is the number of reference positions at which their genomes differ
+(a substitution or a deleted base counts 1 per position; a position mutated and mutated back
+counts 0); the distance of two clades is its mean over all pairs of a tip of each. With
+``P_i`` the set of positions where tip ``i`` differs from the reference and ``S_i`` the set of
+(position, base) pairs, ``H(i, j) = |P_i| + |P_j| - |P_i & P_j| - |S_i & S_j|``, so the clade
+means come from class-by-position count matrices ``Q`` as ``Q Q^T`` (no loop over pairs).
+Unlike the patristic distance this is not distorted where the tree is not a tree: Nextstrain
+attaches recombinant lineages (XBB = 22F and its descendants 23A.., XEC = 24F, XDV = 24D, the
+``recombinant`` clade) to a ``rec_parent`` at the root with a long branch (XBB: 143
+mutations), so their patristic distance to their Omicron parents is several times the number
+of positions at which the genomes differ.
+
 Groups (:func:`clade_groups`)
 -----------------------------
 A coarser label (``clade_who``: Delta, Omicron, ...) groups the classes. A tip whose own value
@@ -42,7 +57,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["load_tree", "clade_tree_distances", "clade_groups", "kmer_class_distances", "task_tip_names",
+__all__ = ["load_tree", "clade_tree_distances", "clade_hamming_distances", "tip_differences", "clade_groups", "kmer_class_distances", "task_tip_names",
            "task_genomes", "resolve_tree"]
 
 MISSING = (None, "", "?")
@@ -199,6 +214,88 @@ def clade_tree_distances(tree: dict, label: str, class_names: Sequence[str],
                 tot = 2 * (N[a] - 1) * sum_depth[a] - 2 * (S[a, a] - sum_depth[a])
                 D[a, a] = tot / (N[a] * (N[a] - 1))
     return {"D": D, "n_tips": N.astype(int).tolist(), "mean_depth": mean_depth.tolist()}
+
+
+_MUT = re.compile(r"^([A-Za-z\-])(\d+)([A-Za-z\-])$")
+
+
+def tip_differences(tree: dict, label: str):
+    """Yield ``(safe_name, label_value, {position: base})`` per tip: its differences from the root.
+
+    The root base of a position is the ``from`` base of the first mutation at it on the path;
+    a mutation back to it removes the position. Insertions (``pos:bases``) are ignored.
+    """
+    diff: dict[int, str] = {}
+    root_base: dict[int, str] = {}
+    stack: list = [("node", _root(tree))]
+    while stack:
+        kind, item = stack.pop()
+        if kind == "undo":
+            for d, key, old in reversed(item):
+                if old is None:
+                    d.pop(key, None)
+                else:
+                    d[key] = old
+            continue
+        node = item
+        undo = []
+        for m in ((node.get("branch_attrs") or {}).get("mutations") or {}).get("nuc") or []:
+            hit = _MUT.match(str(m).strip())
+            if not hit:
+                continue
+            a, pos, b = hit.group(1).upper(), int(hit.group(2)), hit.group(3).upper()
+            if pos not in root_base:
+                undo.append((root_base, pos, None))
+                root_base[pos] = a
+            undo.append((diff, pos, diff.get(pos)))
+            if b == root_base[pos]:
+                diff.pop(pos, None)
+            else:
+                diff[pos] = b
+        if undo:
+            stack.append(("undo", undo))
+        kids = node.get("children") or []
+        for ch in reversed(kids):
+            stack.append(("node", ch))
+        if not kids:
+            yield _safe(node.get("name", "")), _label(node, label), dict(diff)
+
+
+def clade_hamming_distances(tree: dict, label: str, class_names: Sequence[str],
+                            tips: Iterable[str] | None = None) -> dict:
+    """Mean number of differing reference positions between the genomes of two clades' tips
+    (see the module docstring). Same return layout as :func:`clade_tree_distances`."""
+    cid = {c: i for i, c in enumerate(class_names)}
+    C = len(class_names)
+    allowed = set(tips) if tips is not None else None
+    members = []
+    pos_id: dict[int, int] = {}
+    pb_id: dict[tuple, int] = {}
+    for name, lab, diff in tip_differences(tree, label):
+        if lab in cid and (allowed is None or name in allowed):
+            members.append((cid[lab], [pos_id.setdefault(p, len(pos_id)) for p in diff],
+                            [pb_id.setdefault(pb, len(pb_id)) for pb in diff.items()]))
+    N = np.zeros(C)
+    sumP = np.zeros(C)
+    Qp = np.zeros((C, max(len(pos_id), 1)))
+    Qs = np.zeros((C, max(len(pb_id), 1)))
+    for c, ps, pbs in members:
+        N[c] += 1
+        sumP[c] += len(ps)
+        np.add.at(Qp[c], ps, 1)
+        np.add.at(Qs[c], pbs, 1)
+    SP, SS = Qp @ Qp.T, Qs @ Qs.T
+    mean_p = np.divide(sumP, N, out=np.full(C, np.nan), where=N > 0)
+    D = np.full((C, C), np.nan)
+    for a in range(C):
+        for b in range(C):
+            if N[a] == 0 or N[b] == 0:
+                continue
+            if a != b:
+                D[a, b] = mean_p[a] + mean_p[b] - (SP[a, b] + SS[a, b]) / (N[a] * N[b])
+            elif N[a] > 1:  # self pairs contribute 0: mean over ordered pairs i != j
+                D[a, a] = (2 * N[a] * sumP[a] - SP[a, a] - SS[a, a]) / (N[a] * (N[a] - 1))
+    return {"D": D, "n_tips": N.astype(int).tolist(), "mean_differences_from_root": mean_p.tolist()}
 
 
 def clade_groups(tree: dict, label: str, group_label: str, class_names: Sequence[str],

@@ -282,10 +282,13 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
     metric = primary_metric(task.kind)
     tok = load_model_tokenizer(model_dir)
     t_tok = time.time()
-    codes = {s: tokenize(tok, task.splits[s].sequences, where=f"{task.splits[s].path}: row")
-             for s in ("train", "dev", "test")}
-    t_tok = time.time() - t_tok
     train_idx = subsample(task.train.labels, cfg.max_train, task.kind, seed=0)
+    # only the training rows that are used get tokenized (codes["train"] is indexed like the split)
+    codes = {s: tokenize(tok, task.splits[s].sequences, where=f"{task.splits[s].path}: row")
+             for s in ("dev", "test")}
+    used = tokenize(tok, [task.train.sequences[i] for i in train_idx], where=f"{task.train.path}: row")
+    codes["train"] = dict(zip(train_idx.tolist(), used))
+    t_tok = time.time() - t_tok
     out.mkdir(parents=True, exist_ok=True)
     work = out / "work"
     log = print if progress else (lambda *a, **k: None)

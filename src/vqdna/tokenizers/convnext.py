@@ -83,3 +83,148 @@ class Decoder(nn.Module):
             x = block(x)
         x = F.gelu(self.proj(self.norm(x)))
         return self.head(x.transpose(1, 2)).transpose(1, 2)
+
+
+# ============================================================ inference (no autograd)
+# The classes below run the *same* network for inference only: weights are packed once
+# for oneDNN (CPU, float32), GELU and the residual add ride on the GEMMs as oneDNN
+# post-ops, the depthwise convolution runs channels-last (no transposes), and the stem
+# (one-hot -> conv k5 -> LayerNorm -> GELU -> linear) becomes a table lookup: its output
+# depends only on the 5-mer around a position, so it is tabulated for all 6^5 5-mers
+# (A, C, G, T, N/IUPAC, padding). Results equal the modules' up to float rounding.
+# They hold detached copies of the weights: rebuild them after the weights change.
+
+
+def onednn_available() -> bool:
+    """True when this torch build has the oneDNN packed-linear ops the fast path uses."""
+    try:
+        return bool(torch.backends.mkldnn.is_available()
+                    and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+                    and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
+    except Exception:  # pragma: no cover - exotic builds
+        return False
+
+
+class PackedLinear:
+    """``x @ W.T + b``, optionally followed by exact (erf) GELU or ``+ add``, with W packed once.
+
+    With ``onednn`` the weight is reordered into oneDNN's blocked layout and the GELU /
+    addition are fused post-ops of the GEMM; otherwise plain ``F.linear`` (any device).
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, *, onednn: bool):
+        self.weight = weight.detach()
+        self.bias = None if bias is None else bias.detach()
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, None) if onednn else None
+
+    def __call__(self, x: torch.Tensor, *, gelu: bool = False, add: torch.Tensor | None = None) -> torch.Tensor:
+        if self.packed is not None:
+            if add is not None:
+                return torch.ops.mkldnn._linear_pointwise.binary(x, add, self.packed, self.bias, "add")
+            if gelu:
+                return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "gelu", [], "none")
+            return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+        y = F.linear(x, self.weight, self.bias)
+        if gelu:
+            y = F.gelu(y)
+        return add + y if add is not None else y
+
+
+def conv1d_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int,
+                         groups: int = 1) -> torch.Tensor:
+    """``Conv1d`` on (B, L, C_in) -> (B, L, C_out) without transposes: a 1 x k Conv2d on an NHWC view."""
+    B, L, C = x.shape
+    y = F.conv2d(x.reshape(B, 1, L, C).permute(0, 3, 1, 2), weight.unsqueeze(2), bias,
+                 padding=(0, padding), groups=groups)
+    return y.permute(0, 2, 3, 1).reshape(B, L, -1)
+
+
+class InferenceBlock:
+    """ConvNeXtBlock.forward for inference: channels-last depthwise conv, LayerNorm, then
+    fc1+GELU and fc2+residual as two packed GEMMs (layer scale folded into fc2)."""
+
+    def __init__(self, block: ConvNeXtBlock, *, onednn: bool):
+        self.dim = block.norm.normalized_shape[0]
+        self.dw_weight = block.dwconv.weight.detach()
+        self.dw_bias = block.dwconv.bias.detach()
+        self.pad = block.dwconv.padding[0]
+        self.norm = (block.norm.weight.detach(), block.norm.bias.detach(), block.norm.eps)
+        self.fc1 = PackedLinear(block.fc1.weight, block.fc1.bias, onednn=onednn)
+        w2, b2 = block.fc2.weight.detach(), block.fc2.bias.detach()
+        if block.gamma is not None:
+            g = block.gamma.detach()
+            w2, b2 = w2 * g[:, None], b2 * g
+        self.fc2 = PackedLinear(w2, b2, onednn=onednn)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, d) -> (B, L, d)
+        B, L, d = x.shape
+        y = conv1d_channels_last(x, self.dw_weight, self.dw_bias, self.pad, groups=d).reshape(B * L, d)
+        y = F.layer_norm(y, (d,), *self.norm)
+        return self.fc2(self.fc1(y, gelu=True), add=x.reshape(B * L, d)).view(B, L, d)
+
+
+def kmer_codes(idx: torch.Tensor, k: int, n_symbols: int) -> torch.Tensor:
+    """(B, L) symbols in [0, n_symbols) -> (B, L) int64 codes of the k-mer centred on each
+    position, in base n_symbols + 1; positions past either end read the padding symbol n_symbols."""
+    base, half = n_symbols + 1, k // 2
+    p = F.pad(idx.long(), (half, k - 1 - half), value=n_symbols)
+    L = idx.shape[-1]
+    code = p[..., 0:L].clone()
+    for j in range(1, k):
+        code.mul_(base).add_(p[..., j:j + L])
+    return code
+
+
+class InferenceEncoder:
+    """Encoder.forward for inference: stem by 5-mer table lookup, then InferenceBlocks."""
+
+    def __init__(self, encoder: Encoder, *, onednn: bool):
+        stem = encoder.stem
+        self.k = stem.kernel_size[0]
+        self.n_symbols = encoder.one_hot.shape[0]  # input indices 0..4
+        if stem.padding[0] != self.k // 2 or self.k % 2 == 0:
+            raise ValueError("the stem table needs a centred, odd stem kernel")
+        self.table = self._stem_table(encoder)
+        self.blocks = [InferenceBlock(b, onednn=onednn) for b in encoder.blocks]
+
+    @torch.no_grad()
+    def _stem_table(self, enc: Encoder) -> torch.Tensor:
+        """Stem output (after the projection) of every k-mer: ((n_symbols + 1) ** k, dim)."""
+        base = self.n_symbols + 1
+        n = base ** self.k
+        digits = torch.arange(n)[:, None] // base ** torch.arange(self.k - 1, -1, -1)[None] % base  # (n, k)
+        one_hot = torch.cat([enc.one_hot, enc.one_hot.new_zeros(1, enc.one_hot.shape[1])])  # padding row = 0
+        x = F.embedding(digits.to(one_hot.device), one_hot)  # (n, k, n_inputs)
+        s = F.conv1d(x.transpose(1, 2), enc.stem.weight, enc.stem.bias).squeeze(2)  # (n, stem_dim)
+        return enc.proj(F.gelu(enc.stem_norm(s))).detach().contiguous()
+
+    def __call__(self, idx: torch.Tensor, levels: tuple) -> list[torch.Tensor]:
+        if idx.numel():
+            lo, hi = torch.aminmax(idx)
+            if int(lo) < 0 or int(hi) >= self.n_symbols:
+                raise IndexError(f"nucleotide indices must lie in 0..{self.n_symbols - 1}, got {int(lo)}..{int(hi)}")
+        x = F.embedding(kmer_codes(idx, self.k, self.n_symbols), self.table)
+        outs = []
+        for i, block in enumerate(self.blocks, start=1):
+            x = block(x)
+            if i in levels:
+                outs.append(x)
+        return outs
+
+
+class InferenceDecoder:
+    """Decoder.forward for inference (packed blocks, channels-last head convolution)."""
+
+    def __init__(self, decoder: Decoder, *, onednn: bool):
+        self.blocks = [InferenceBlock(b, onednn=onednn) for b in decoder.blocks]
+        n = decoder.norm
+        self.norm = (n.normalized_shape, n.weight.detach(), n.bias.detach(), n.eps)
+        self.proj = PackedLinear(decoder.proj.weight, decoder.proj.bias, onednn=onednn)
+        self.head = (decoder.head.weight.detach(), decoder.head.bias.detach(), decoder.head.padding[0])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, d) -> (B, L, n_outputs)
+        for block in self.blocks:
+            x = block(x)
+        B, L, d = x.shape
+        y = self.proj(F.layer_norm(x.reshape(B * L, d), *self.norm), gelu=True).view(B, L, -1)
+        return conv1d_channels_last(y, *self.head)

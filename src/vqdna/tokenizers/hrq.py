@@ -23,7 +23,7 @@ from .quantizer import EMAVectorQuantizer
 
 class HierarchicalResidualQuantizer(nn.Module):
     def __init__(self, *, codebook_sizes: tuple, dim: int, residual: str = "doubled", decay: float = 0.99,
-                 eps: float = 1e-5, dead_code_threshold: float = 0.03):
+                 eps: float = 1e-5, dead_code_threshold: float = 0.2):
         super().__init__()
         if residual not in ("doubled", "chained", "plain"):
             raise ValueError(f"residual must be doubled|chained|plain, not {residual!r}")
@@ -65,6 +65,28 @@ class HierarchicalResidualQuantizer(nn.Module):
         if self.training:
             self.last_inputs = inputs
         return dict(embedding=self.combine(qs), codes=torch.stack(codes), commit=commit)
+
+    @torch.no_grad()
+    def codes(self, zs: list[torch.Tensor], nearest: list | None = None) -> torch.Tensor:
+        """Codes only, (n_levels, ...): what ``forward(zs)["codes"]`` gives, without the embedding,
+        the commitment term or EMA updates. ``nearest`` optionally replaces each level's
+        ``vq.nearest`` (e.g. by :class:`~vqdna.tokenizers.quantizer.PackedNearest`)."""
+        if len(zs) != len(self.quantizers):
+            raise ValueError(f"{len(zs)} encoder outputs for {len(self.quantizers)} codebooks")
+        nearest = nearest or [vq.nearest for vq in self.quantizers]
+        h_prev = q_prev = q_sum = None
+        codes = []
+        for level, (z, vq, find) in enumerate(zip(zs, self.quantizers, nearest)):
+            h = self.level_input(level, z, h_prev, q_prev, q_sum)
+            indices = find(h)
+            codes.append(indices)
+            if level + 1 < len(zs):
+                # the straight-through value forward() hands to the next level: flat + (q - flat)
+                flat = h.float()
+                q = (flat + (vq.lookup(indices) - flat)).to(h.dtype)
+                h_prev, q_prev = h, q
+                q_sum = q if q_sum is None else q_sum + q
+        return torch.stack(codes)
 
     def combine(self, qs: list[torch.Tensor]) -> torch.Tensor:
         """Output embedding: mean of the level quantizations (sum for plain RQ)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -27,14 +28,22 @@ from safetensors.torch import load_file, save_file
 from ..config import TokenizerConfig, from_dict, to_dict, validate_tokenizer_config
 from ..sequence import alphabet
 from .base import GenomeTokenizer, read_json, write_json_atomic
-from .vqvae import VQDNAAutoencoder
+from .vqvae import InferenceModel, VQDNAAutoencoder
 
 FORMAT = "vqdna-tokenizer/1"
 
 
 class VQDNATokenizer(GenomeTokenizer):
+    """``fast`` (default): on a CPU, run the packed inference path (:class:`InferenceModel`:
+    oneDNN GEMMs with fused GELU / residual, stem table, no transposes); codes equal the
+    plain modules' up to float rounding of near-ties. ``fast=False`` runs the modules as
+    trained. ``compile``: wrap the plain model's encoding in ``torch.compile`` (used when
+    the packed path is off or unavailable, e.g. on a GPU); falls back to eager if compiling fails.
+    """
+
     def __init__(self, model: VQDNAAutoencoder, config: TokenizerConfig, *, device: str | None = None,
-                 chunk_length: int = 4096, batch_tokens: int = 65536):
+                 chunk_length: int = 4096, batch_tokens: int = 65536, fast: bool = True,
+                 compile: bool = False):
         self.model = model.eval()
         self.config = config
         self.tokenizer_type = config.quantizer
@@ -42,6 +51,9 @@ class VQDNATokenizer(GenomeTokenizer):
         self.model.to(self.device)
         self.chunk_length = chunk_length  # nucleotides kept per chunk
         self.batch_tokens = batch_tokens  # nucleotides (with halos) per forward pass
+        self.fast, self.compile = fast, compile
+        self._engine_cache: InferenceModel | None = None
+        self._compiled = None
         c = config
         self.halo = 2 + c.depth * (c.kernel_size // 2)  # receptive-field radius of encoder / decoder
 
@@ -64,7 +76,8 @@ class VQDNATokenizer(GenomeTokenizer):
 
     def encode_indices(self, idx: Sequence[np.ndarray]) -> list[np.ndarray]:
         outs = [np.zeros((self.config.n_levels, len(a)), dtype=np.int64) for a in idx]
-        self._chunked(idx, lambda x: self.model.encode(x).permute(1, 0, 2), outs)
+        encode = self._encoder()
+        self._chunked(idx, lambda x: encode(x).permute(1, 0, 2), outs)
         return outs
 
     def embed(self, seqs: Sequence[str]) -> list[torch.Tensor]:
@@ -82,12 +95,58 @@ class VQDNATokenizer(GenomeTokenizer):
         arrays = [np.asarray(c).reshape(n, -1) for c in codes]
         outs = [np.zeros(a.shape[1], dtype=np.int64) for a in arrays]
         # chunk over positions: present codes as (len, n_levels) "sequences"
-        self._chunked([a.T for a in arrays], lambda x: self.model.decode_logits(x.permute(2, 0, 1)).argmax(-1),
-                      outs)
+        engine = self._engine()
+        decode = engine.decode_logits if engine is not None else self.model.decode_logits
+        self._chunked([a.T for a in arrays], lambda x: decode(x.permute(2, 0, 1)).argmax(-1), outs)
         return [alphabet.decode(o) for o in outs]
 
+    # ------------------------------------------------------------ inference paths
+    def _engine(self) -> InferenceModel | None:
+        """The packed inference path for the model's current weights (rebuilt when they change),
+        or None when ``fast`` is off or the packed path is unavailable / fails its self-check."""
+        if not self.fast or self.device.type != "cpu":
+            return None
+        eng = self._engine_cache
+        if eng is None or not eng.matches(self.model):
+            eng = self._engine_cache = None
+            try:
+                eng = InferenceModel(self.model)
+                _self_check(eng, self.model)
+            except Exception as e:  # noqa: BLE001 - any failure means: use the plain modules
+                warnings.warn(f"VQDNATokenizer: packed inference path unavailable ({e}); using the plain model")
+                self.fast = False
+                return None
+            self._engine_cache = eng
+        return eng
+
+    def _encoder(self):
+        """(B, L) indices -> (n_levels, B, L) codes, by the fastest available path."""
+        engine = self._engine()
+        if engine is not None:
+            return engine.encode
+        if not self.compile:
+            return self.model.encode
+        if self._compiled is None:
+            model = self.model
+
+            def plain(x):
+                return model.quantizer.codes(model.encoder(x, model.config.levels))
+
+            self._compiled = torch.compile(plain, dynamic=True)
+
+        def run(x):
+            if self._compiled is not False:
+                try:
+                    return self._compiled(x)
+                except Exception as e:  # noqa: BLE001
+                    warnings.warn(f"VQDNATokenizer: torch.compile failed ({e}); running eagerly")
+                    self._compiled = False
+            return self.model.encode(x)
+
+        return run
+
     # ------------------------------------------------------------ chunking
-    @torch.no_grad()
+    @torch.inference_mode()
     def _chunked(self, arrays, fn, outs) -> None:
         """Run ``fn`` over halo'd chunks of each array, batching chunks of equal length,
         and write the kept centre of each result into ``outs``."""
@@ -136,6 +195,21 @@ class VQDNATokenizer(GenomeTokenizer):
         model = VQDNAAutoencoder(config)
         model.load_state_dict(load_file(weights))
         return cls(model, config, device=device, **kwargs)
+
+
+def _self_check(engine: InferenceModel, model: VQDNAAutoencoder) -> None:
+    """Raise if the packed encoder disagrees with the model's modules beyond float rounding."""
+    if not engine.packed:
+        return
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, 5, (2, 97), generator=g, dtype=torch.uint8).to(next(model.parameters()).device)
+    with torch.inference_mode():
+        ref = model.encoder(idx, model.config.levels)
+        got = engine.encoder_outputs(idx)
+    for a, b in zip(ref, got):
+        tol = 1e-4 * max(float(a.abs().max()), 1.0)
+        if a.shape != b.shape or not bool(((a - b).abs() <= tol).all()):
+            raise RuntimeError("packed encoder outputs differ from the model's")
 
 
 def file_sha256(path, block: int = 1 << 20) -> str:

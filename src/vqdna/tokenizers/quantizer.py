@@ -81,7 +81,7 @@ class EMAVectorQuantizer(nn.Module):
     """One codebook of ``codebook_size`` vectors of ``dim``, learnt by EMA (Eq. 4)."""
 
     def __init__(self, *, codebook_size: int, dim: int, decay: float = 0.99, eps: float = 1e-5,
-                 dead_code_threshold: float = 0.03):
+                 dead_code_threshold: float = 0.2):
         super().__init__()
         self.codebook_size, self.dim = codebook_size, dim
         self.decay, self.eps, self.dead_code_threshold = decay, eps, dead_code_threshold
@@ -167,3 +167,28 @@ class EMAVectorQuantizer(nn.Module):
         self.cluster_size[dead] = mean
         self.embed_sum[dead] = new * mean
         return n_dead
+
+
+class PackedNearest:
+    """``EMAVectorQuantizer.nearest`` for inference, with the codebook prepared once.
+
+    argmin_k |x - c_k|^2 = argmax_k (x . c_k - |c_k|^2 / 2): one GEMM with the half code
+    norms (float32) as its bias, then argmax; |x|^2 is constant per row and never
+    computed. With ``onednn`` the codebook is packed for oneDNN (CPU, float32); otherwise
+    ``torch.addmm``. Equal to ``nearest`` up to float rounding of near-ties. Holds a copy
+    of the codebook: rebuild it after the codebook changes.
+    """
+
+    def __init__(self, vq: EMAVectorQuantizer, *, onednn: bool = False):
+        self.dim = vq.dim
+        self.embed = vq.embed.detach().float()
+        self.half_norms = self.embed.pow(2).sum(1).mul_(-0.5)  # float32
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(self.embed, None) if onednn else None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.dim).float()
+        if self.packed is not None:
+            scores = torch.ops.mkldnn._linear_pointwise(flat, self.packed, self.half_norms, "none", [], "")
+        else:
+            scores = torch.addmm(self.half_norms, flat, self.embed.t())
+        return scores.argmax(1).view(x.shape[:-1])

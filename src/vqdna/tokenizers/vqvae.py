@@ -12,8 +12,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import TokenizerConfig
-from .convnext import Decoder, Encoder
+from .convnext import Decoder, Encoder, InferenceDecoder, InferenceEncoder, onednn_available
 from .hrq import HierarchicalResidualQuantizer
+from .quantizer import PackedNearest
 
 
 class VQDNAAutoencoder(nn.Module):
@@ -44,8 +45,8 @@ class VQDNAAutoencoder(nn.Module):
 
     @torch.no_grad()
     def encode(self, idx: torch.Tensor) -> torch.Tensor:
-        """(B, L) -> codes (n_levels, B, L)."""
-        return self.quantizer(self.encoder(idx, self.config.levels))["codes"]
+        """(B, L) -> codes (n_levels, B, L) (the codes of ``forward``, without its loss terms)."""
+        return self.quantizer.codes(self.encoder(idx, self.config.levels))
 
     @torch.no_grad()
     def decode_logits(self, codes: torch.Tensor) -> torch.Tensor:
@@ -61,10 +62,64 @@ class VQDNAAutoencoder(nn.Module):
                                         generator=generator)
 
     def flops_per_nucleotide(self, *, decoder: bool = False) -> int:
-        """Multiply-adds x 2 per nucleotide of the encoder + distances (+ decoder)."""
+        """FLOPs per nucleotide of tokenization: 2 per multiply-add of every convolution and
+        linear layer of the encoder (stem conv on the one-hot input, projection, depthwise conv,
+        fc1, fc2 of each block) plus the code-distance matmul of every level; with ``decoder``
+        also the decoder's. Biases, LayerNorm, GELU, residual adds and argmin are not counted."""
         c = self.config
         block = 2 * (c.dim * c.kernel_size + 2 * c.dim * c.mlp_ratio * c.dim)
         enc = 2 * (c.n_inputs * c.stem_dim * 5 + c.stem_dim * c.dim) + c.depth * block
         dist = sum(2 * c.dim * k for k in c.codebook_sizes)
         dec = c.depth * block + 2 * (c.dim * c.stem_dim + c.stem_dim * c.n_inputs * 5)
         return enc + dist + (dec if decoder else 0)
+
+
+class InferenceModel:
+    """Tokenization (and decoding) of a VQDNAAutoencoder for inference only.
+
+    On a CPU with float32 weights and oneDNN, the encoder, the code search and the decoder
+    run the packed paths of :mod:`.convnext` and :class:`.PackedNearest`; codes equal
+    ``model.encode`` up to float rounding (near-ties). Elsewhere it calls the model's own
+    modules. Weights are copied (and packed) at construction: ``matches(model)`` tells
+    whether they are still the model's current ones.
+    """
+
+    def __init__(self, model: VQDNAAutoencoder, *, packed: bool = True):
+        self.model = model
+        self.levels = model.config.levels
+        self.version = weights_version(model)
+        p = next(model.parameters())
+        self.packed = bool(packed and p.device.type == "cpu" and p.dtype == torch.float32)
+        self.onednn = self.packed and onednn_available()
+        self.encoder = InferenceEncoder(model.encoder, onednn=self.onednn) if self.packed else None
+        self.nearest = [PackedNearest(vq, onednn=self.onednn) for vq in model.quantizer.quantizers] \
+            if self.packed else None
+        self._decoder = None
+
+    def matches(self, model: VQDNAAutoencoder) -> bool:
+        return model is self.model and weights_version(model) == self.version
+
+    def encoder_outputs(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        if self.encoder is None:
+            return self.model.encoder(idx, self.levels)
+        return self.encoder(idx, self.levels)
+
+    def encode(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B, L) nucleotide indices -> codes (n_levels, B, L)."""
+        with torch.inference_mode():
+            return self.model.quantizer.codes(self.encoder_outputs(idx), self.nearest)
+
+    def decode_logits(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (n_levels, B, L) -> nucleotide logits (B, L, n_inputs)."""
+        with torch.inference_mode():
+            emb = self.model.quantizer.embed_codes(codes)
+            if not self.packed:
+                return self.model.decoder(emb)
+            if self._decoder is None:
+                self._decoder = InferenceDecoder(self.model.decoder, onednn=self.onednn)
+            return self._decoder(emb)
+
+
+def weights_version(model: nn.Module) -> tuple:
+    """Changes whenever a parameter or buffer is replaced or modified in place."""
+    return tuple((t.data_ptr(), t._version) for t in (*model.parameters(), *model.buffers()))
