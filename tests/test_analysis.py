@@ -77,6 +77,20 @@ def test_probe_binary_is_symmetric_softmax_pair():
     assert W[1, 0] > 0 and r["test"]["accuracy"] > 0.9
 
 
+def test_probe_weights_fold_the_scaler_back_to_raw_features():
+    rng = np.random.default_rng(1)
+    X = rng.random((90, 6)) * np.array([1, 10, 0.1, 1, 1, 0])  # last feature constant
+    y = np.repeat([0, 1, 2], 30)
+    X[y == 1, 1] += 15
+    X[y == 2, 2] += 0.2
+    w = rng.integers(1, 4, size=90).astype(float)
+    r = fit_probe(X, y, X, y, X, y, 3, sample_weight=w, Cs=(0.1, 1.0))
+    assert r["W"].shape == (3, 6) and np.all(r["W"][:, 5] == 0)
+    logits = X @ r["W"].T + r["b"]
+    np.testing.assert_array_equal(logits.argmax(1), r["test_pred"])
+    assert r["W"][1, 1] > 0 and r["W"][2, 2] > 0 and r["test"]["accuracy"] > 0.9
+
+
 # ----------------------------------------------------------------------------- code space
 def test_nn_purity_hand_made_codebook():
     # four tight clusters of three codes far apart, plus a code with no class (ignored)
@@ -262,5 +276,64 @@ def test_analyze_writes_report_with_figures(tiny_hrq_tokenizer, tmp_path):
     L0 = r["levels"]["L0"]
     assert len(L0["support"]) == 64 and L0["codes_with_class"] > 0
     assert 0 <= L0["nn_purity"]["purity"] <= 1
-    assert r["reference"]["source"].startswith("k-mers")
+    assert r["reference"]["primary"] == "kmer" and r["reference"]["kmer"]["source"] == "train windows"
     assert "TA-repeat" in md and "Linear probe" in md
+
+
+def _clade_tree(tmp_path, rng):
+    """A reference of 600 nt and a tree of 4 clades in 2 WHO-like groups (A, B: G1; C, D: G2)."""
+    ref = "".join(rng.choice(list("ACGT"), 600))
+    used: set = set()
+
+    def muts(n):
+        out = []
+        while len(out) < n:
+            p = int(rng.integers(1, 601))
+            if p in used:
+                continue
+            used.add(p)
+            b = ref[p - 1]
+            out.append(f"{b}{p}{'ACGT'[('ACGT'.index(b) + 1) % 4]}")
+        return out
+
+    def node(name, m, children=None, **attrs):
+        n = {"name": name, "branch_attrs": {"mutations": {"nuc": m}},
+             "node_attrs": {k: {"value": v} for k, v in attrs.items()}}
+        if children:
+            n["children"] = children
+        return n
+
+    def clade(c, who, n_muts):
+        tips = [node(f"{c}/tip {i}", muts(1), clade_nextstrain=c) for i in range(8)]
+        return node(f"node_{c}", muts(n_muts), tips, clade_nextstrain=c, clade_who=who)
+
+    g1 = node("G1", muts(6), [clade("A", "G1", 3), clade("B", "G1", 3)], clade_who="G1")
+    g2 = node("G2", muts(6), [clade("C", "G2", 3), clade("D", "G2", 3)], clade_who="G2")
+    tree = {"version": "v2", "meta": {}, "tree": node("root", [], [g1, g2])}
+    (tmp_path / "tree.json").write_text(json.dumps(tree))
+    (tmp_path / "ref.fa").write_text(">ref\n" + ref + "\n")
+    return tmp_path / "tree.json", tmp_path / "ref.fa"
+
+
+def test_analyze_nextstrain_task_uses_tree_and_groups(tiny_hrq_tokenizer, tmp_path):
+    from vqdna.analysis.lineage import analyze
+    from vqdna.data.nextstrain import import_nextstrain
+
+    tree, ref = _clade_tree(tmp_path, np.random.default_rng(3))
+    task = tmp_path / "task"
+    import_nextstrain(tree, ref, task, window=100, min_class_size=4, progress=False)
+    r = analyze(tiny_hrq_tokenizer, task, tmp_path / "rep", n_perm=20, projection="pca", Cs=(0.1,),
+                progress=False)
+    assert r["parameters"]["tree"] == str(tree)  # found through the task's summary.json
+    assert r["reference"]["primary"] == "hamming" and set(r["reference"]) == {"primary", "hamming", "patristic"}
+    D = np.array(r["reference"]["hamming"]["D"], dtype=float)
+    # within a group: 3 + 3 clade mutations + 2 private = 8; across groups: + 6 + 6 = 20
+    assert D[0, 1] == pytest.approx(8) and D[0, 2] == pytest.approx(20)
+    assert r["data"]["groups"] == ["G1", "G1", "G2", "G2"]
+    lv = r["levels"]["all"]
+    assert lv["mantel_vs_reference"]["n"] == 4 and lv["group_separation"]["n_groups"] == 2
+    assert set(lv["mantel_vs_each_reference"]) == {"hamming", "patristic"}
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "patristic" in md and "G1" in md
+    for p in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
+        assert (tmp_path / "rep" / p).is_file()

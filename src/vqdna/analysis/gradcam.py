@@ -17,11 +17,18 @@ Multinomial logistic regression (scikit-learn, lbfgs, L2 penalty) trained on the
 ``C`` is chosen on the dev split by MCC from a small grid (ties: the stronger regularisation);
 the chosen model is scored once on test (accuracy, macro F1, MCC). Identical (sequence, label)
 rows are merged with a sample weight equal to their multiplicity, which leaves the loss, and
-so the fit, unchanged. The model is ``logit_c(x) = W[c] . x + b[c]``. For two classes
-scikit-learn keeps one weight vector ``w`` (the log-odds of class 1); it is written as the
-equivalent softmax pair ``W = [-w/2, +w/2]``. With an L2 penalty the softmax weights of a
-feature sum to (about) zero over the classes, so ``W[c, k] > 0`` means "code k raises class c
-above the others".
+so the fit, unchanged. By default the features are standardised (train mean ``mu`` and
+standard deviation ``sd``, multiplicity-weighted) before the fit -- lbfgs converges several
+times faster and the dev MCC is higher than on the raw features -- and the scaler is folded
+back into the weights, so the model is always reported on the raw features::
+
+    logit_c(x) = W[c] . x + b[c],   W[c, k] = W_std[c, k] / sd[k]   (0 for a constant feature),
+                                    b[c] = b_std[c] - sum_k W_std[c, k] mu[k] / sd[k].
+
+For two classes scikit-learn keeps one weight vector ``w`` (the log-odds of class 1); it is
+written as the equivalent softmax pair ``W = [-w/2, +w/2]``. With an L2 penalty the softmax
+weights of a feature sum to (about) zero over the classes, so ``W[c, k] > 0`` means "code k
+raises class c above the others".
 
 Grad-CAM (:func:`gradcam_attribution`)
 --------------------------------------
@@ -51,7 +58,7 @@ from ..metrics import classification_metrics
 __all__ = ["level_slices", "code_features", "gradcam_attribution", "support_class", "fit_probe",
            "merge_duplicates", "DEFAULT_CS"]
 
-DEFAULT_CS = (0.01, 0.1, 1.0, 10.0)
+DEFAULT_CS = (0.001, 0.01, 0.1, 1.0)
 
 
 def level_slices(vocab_sizes: Sequence[int]) -> list[slice]:
@@ -133,12 +140,25 @@ def _softmax_weights(model, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_probe(X_train, y_train, X_dev, y_dev, X_test, y_test, n_classes: int, *,
               sample_weight=None, Cs: Sequence[float] = DEFAULT_CS, seed: int = 0,
-              max_iter: int = 300) -> dict:
+              max_iter: int = 300, standardize: bool = True) -> dict:
     """Fit the multinomial logistic regression for each ``C`` (ascending, warm-started), pick
-    the best dev MCC, score it on test. Returns ``W``, ``b``, the chosen ``C``, the metrics of
-    every split and the dev MCC of every candidate."""
+    the best dev MCC, score it on test. Returns ``W``, ``b`` (on the raw features), the chosen
+    ``C``, the metrics of every split and the dev MCC of every candidate."""
     from sklearn.linear_model import LogisticRegression
 
+    X_train = np.asarray(X_train, dtype=np.float64)
+    w = np.ones(len(X_train)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if standardize:
+        mu = (w[:, None] * X_train).sum(0) / w.sum()
+        sd = np.sqrt((w[:, None] * (X_train - mu) ** 2).sum(0) / w.sum())
+        scale = np.where(sd > 0, sd, 1.0)
+    else:
+        mu, scale = np.zeros(X_train.shape[1]), np.ones(X_train.shape[1])
+
+    def tf(X):
+        return (np.asarray(X, dtype=np.float64) - mu) / scale
+
+    Xs_tr, Xs_dev, Xs_te = tf(X_train), tf(X_dev), tf(X_test)
     Cs = sorted(float(c) for c in Cs)
     model = LogisticRegression(C=Cs[0], max_iter=max_iter, warm_start=True, random_state=seed)
     best, cands = None, []
@@ -146,16 +166,18 @@ def fit_probe(X_train, y_train, X_dev, y_dev, X_test, y_test, n_classes: int, *,
         model.set_params(C=C)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter: recorded below instead
-            model.fit(X_train, y_train, sample_weight=sample_weight)
-        dev = classification_metrics(y_dev, model.predict(X_dev)) if len(y_dev) else {"mcc": float("nan")}
+            model.fit(Xs_tr, y_train, sample_weight=sample_weight)
+        dev = classification_metrics(y_dev, model.predict(Xs_dev)) if len(y_dev) else {"mcc": float("nan")}
         n_iter = int(np.max(model.n_iter_))
         cands.append({"C": C, "dev_mcc": dev["mcc"], "n_iter": n_iter, "converged": n_iter < max_iter})
         if best is None or dev["mcc"] > best[0]:  # strict: ties keep the smaller C
-            W, b = _softmax_weights(model, n_classes)
-            best = (dev["mcc"], C, W, b, model.predict(X_test) if len(y_test) else np.zeros(0, int),
-                    model.predict(X_train), dev)
+            W_s, b_s = _softmax_weights(model, n_classes)
+            W = np.where(sd > 0, W_s / scale, 0.0) if standardize else W_s
+            b = b_s - (W_s * (mu / scale)).sum(1) if standardize else b_s
+            best = (dev["mcc"], C, W, b, model.predict(Xs_te) if len(y_test) else np.zeros(0, int),
+                    model.predict(Xs_tr), dev)
     dev_mcc, C, W, b, pred_test, pred_train, dev = best
-    out = {"C": C, "W": W, "b": b, "candidates": cands,
+    out = {"C": C, "W": W, "b": b, "candidates": cands, "standardize": standardize,
            "train": classification_metrics(y_train, pred_train) if sample_weight is None else
            _weighted_accuracy(y_train, pred_train, sample_weight),
            "dev": dev, "test_pred": pred_test}

@@ -29,7 +29,7 @@ CLI::
 
     vqdna analyze --tokenizer tok/ --task task/ --out report/ [--max-per-class N] [--seed S]
         [--tree tree.json] [--groups groups.json] [--distance hamming|patristic]
-        [--metric cosine|euclidean] [--n-perm 999] [--C 0.01 0.1 1 10] [--projection umap|pca]
+        [--metric cosine|euclidean] [--n-perm 999] [--C 0.001 0.01 0.1 1] [--projection umap|pca]
 """
 from __future__ import annotations
 
@@ -449,7 +449,8 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
                        "max_per_class": max_per_class, "seed": seed, "metric": metric, "n_perm": n_perm,
                        "Cs": list(Cs), "max_iter": max_iter, "projection": projection, "tree": str(tree_path) if tree_path else None,
                        "tree_label": label_attr, "distance": primary, "groups": group_source,
-                       "features": "per level K_l * count/L (bag of codes), concatenated over levels",
+                       "features": "per level K_l * count/L (bag of codes), concatenated over levels; standardised for the "
+                                   "fit, W reported on the raw features",
                        "gradcam": "A[c,k] = max(0, W[c,k] * mean_{train rows of class c} x[k]); "
                                   "support[k] = argmax_c A[c,k], or none if A[:,k] == 0"},
         "data": {"classes": names, "groups": groups, "rows": {s: int(len(rows[s][1])) for s in rows},
