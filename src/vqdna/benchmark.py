@@ -43,6 +43,7 @@ Output folder::
                 atomically. A killed benchmark, run again with the same --out, skips every
                 cell that exists (and resumes the tokenizer / LM training from checkpoints).
     work/       corpus slice, tokenizers, code stores, language models, task folders built here
+                (``--work DIR`` puts them elsewhere)
 
 Cost columns per tokenizer: parameters (LM, and tokenizer network for VQ/HRQ), tokens per 512
 nucleotides (measured on 512-nt windows of the corpus), FLOPs per sequence = forward pass of the
@@ -502,15 +503,18 @@ def _reference_cells(task_name_: str, task, budget: Budget) -> list[dict]:
 
 
 def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seeds: int | None = None,
-                  max_train: int | None = None, device: str | None = "cpu") -> dict:
-    """Run (or resume) the benchmark; returns the aggregated results (also written to ``out``)."""
+                  max_train: int | None = None, device: str | None = "cpu", work=None) -> dict:
+    """Run (or resume) the benchmark; returns the aggregated results (also written to ``out``).
+
+    ``work``: where the corpus slice, tokenizers, code stores and language models go (default
+    ``out/work``; put it elsewhere to keep ``out`` small, and give the same one to resume)."""
     from .sequence.tasks import load_task
 
     t_start = time.time()
     b = get_budget(budget, seeds=seeds, max_train=max_train)
     names = parse_tokenizers(tokenizers)
     out = Path(out)
-    work = out / "work"
+    work = Path(work) if work is not None else out / "work"
     (out / "cells").mkdir(parents=True, exist_ok=True)
     spec_path = out / "benchmark.json"
     spec = {"budget": asdict(b)}

@@ -129,8 +129,14 @@ def cmd_benchmark(a):
     from .benchmark import run_benchmark
 
     run_benchmark(a.tokenizers, a.corpus, a.tasks, budget=a.budget, out=a.out, seeds=a.seeds,
-                  max_train=a.max_train, device=a.device)
+                  max_train=a.max_train, device=a.device, work=a.work)
     print((Path(a.out) / "results.md").read_text())
+
+
+def cmd_demo(a):
+    from .demo import run_demo
+
+    run_demo(a.out, profile=a.profile, device=a.device)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,10 +258,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--budget", choices=["quick", "standard"], default="quick",
                    help="quick: tiny LM, ~15 min; standard: small LM, 3 seeds, ~90 min (see results.md)")
     s.add_argument("--out", required=True, help="results folder; rerun with the same --out to resume")
+    s.add_argument("--work", help="folder for tokenizers, code stores and models (default: OUT/work)")
     s.add_argument("--seeds", type=int, help="override the budget's fine-tuning seeds")
     s.add_argument("--max-train", type=int, help="override the budget's training rows per task")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_benchmark)
+
+    s = sub.add_parser("demo", help="the main job: all three stages on PyPI-shipped genomes, on a CPU")
+    s.add_argument("--out", default="runs/demo")
+    s.add_argument("--profile", choices=["quick", "standard", "test"], default="quick",
+                   help="quick: about 10 minutes on 2 CPU cores; standard: longer, 3 seeds")
+    s.add_argument("--device")
+    s.set_defaults(func=cmd_demo)
 
     data = sub.add_parser("data", help="import data sets").add_subparsers(dest="data_command", required=True)
     s = data.add_parser("nextstrain", help="SARS-CoV-2 genomes and a lineage task from a Nextstrain tree")

@@ -302,6 +302,7 @@ class FinetuneConfig:
     # (also the codebook projection / learned embeddings), "full" (every LM weight, no LoRA), "head" (probe)
     method: str = "lora"
     head_dropout: float = 0.1
+    pooling: str = ""  # "" = the LM's (mean by default), or "mean" / "cls" for this task
     max_length: int = 512  # training truncates to this many tokens; inference chunks whole sequences
     eval_batch_size: int = 128
     max_train: int = 0  # subsample training rows (stratified, seeded); 0 = all

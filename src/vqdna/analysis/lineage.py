@@ -94,18 +94,20 @@ def _log(progress: bool, t0: float, msg: str) -> None:
 
 
 def _palette(n: int):
+    """``n`` distinct colours without greys (grey marks codes that support no class)."""
     import matplotlib.pyplot as plt
 
     cols = []
     for name in ("tab20", "tab20b", "tab20c"):
         cmap = plt.get_cmap(name)
         cols += [cmap(i) for i in range(cmap.N)]
+    cols = [c for c in cols if max(c[:3]) - min(c[:3]) > 0.1]
+    # tab20 alternates dark/light shades: dark ones first, so that few classes get strong colours
+    cols = cols[0:18:2] + cols[1:18:2] + cols[18:]
     if n > len(cols):
         cmap = plt.get_cmap("hsv")
-        cols = [cmap(i / n) for i in range(n)]
-    # tab20 alternates dark/light shades: take the dark ones first for small n
-    order = list(range(0, 20, 2)) + list(range(1, 20, 2)) + list(range(20, len(cols)))
-    return [cols[i] for i in order[:n]] if n <= len(order) else cols[:n]
+        return [cmap(i / n) for i in range(n)]
+    return cols[:n]
 
 
 def _project(emb: np.ndarray, method: str, metric: str, seed: int) -> np.ndarray:
@@ -399,6 +401,9 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
             Dk[np.ix_(ok, ok)]).all() else None for k, Dk in ref_D.items()}
         sep = group_separation(D_emb, gid[ok], n_perm=n_perm, seed=seed) if len(group_names) > 1 else None
         sep_ref = group_separation(D_r, gid[ok], n_perm=0, seed=seed) if len(group_names) > 1 else None
+        for sp in (sep, sep_ref):
+            if sp:
+                sp["per_group"] = {group_names[k]: v for k, v in sp["per_group"].items()}
         near = nearest_class_agreement(D_emb, D_r, gid[ok] if len(group_names) > 1 else None)
         nearest = {names[ok[i]]: names[ok[j]] for i, j in enumerate(near["nearest"])}
         nearest_ref = {names[ok[i]]: names[ok[j]] for i, j in enumerate(near.get("nearest_ref", []))}
@@ -544,6 +549,24 @@ def _report_md(r: dict, levels) -> str:
             ms = r["levels"][key]["mantel_vs_each_reference"]
             L.append(f"| {key} | " + " | ".join(
                 f"{_fmt(ms[k]['spearman'])} ({_fmt(ms[k]['p_value'])})" if ms.get(k) else "n/a" for k in others) + " |")
+        L.append("")
+    if any(r["levels"][k]["group_separation"] for k, _ in levels):
+        L.append("Per group: mean centroid distance within the group / to the classes of other groups "
+                 "(in brackets: the same for the reference distance):\n")
+        gnames = sorted({g for k, _ in levels if r["levels"][k]["group_separation"]
+                         for g in r["levels"][k]["group_separation"]["per_group"]})
+        L.append("| level | " + " | ".join(gnames) + " |")
+        L.append("|---|" + "---|" * len(gnames))
+        for key, _ in levels:
+            sp, sr = r["levels"][key]["group_separation"], r["levels"][key]["group_separation_in_reference"]
+            if not sp:
+                continue
+            cells = []
+            for g in gnames:
+                a, b = sp["per_group"].get(g), sr["per_group"].get(g)
+                cells.append(f"{_fmt(a['within'])} / {_fmt(a['to_others'])} [{_fmt(b['within'], 1)} / "
+                             f"{_fmt(b['to_others'], 1)}]" if a and b else "n/a")
+            L.append(f"| {key} | " + " | ".join(cells) + " |")
         L.append("")
     L.append("## Figures\n")
     for key, fn in r["figures"].items():

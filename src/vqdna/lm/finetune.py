@@ -61,7 +61,7 @@ METHODS = ("lora", "lora+embed", "full", "head")
 
 def build_classifier(model_dir, *, num_labels: int, head_dropout: float = 0.1, regression_mean: float = 0.0,
                      regression_std: float = 1.0, id2label: dict | None = None,
-                     random_init: bool = False) -> VQDNAForSequenceClassification:
+                     random_init: bool = False, pooling: str = "") -> VQDNAForSequenceClassification:
     """A classifier whose encoder comes from a pre-trained (or fine-tuned) model folder.
 
     ``random_init``: keep only the frozen codebooks and initialise the rest at random (the
@@ -72,6 +72,10 @@ def build_classifier(model_dir, *, num_labels: int, head_dropout: float = 0.1, r
     cfg.num_labels = num_labels
     cfg.architectures = ["VQDNAForSequenceClassification"]
     cfg.classifier_dropout = head_dropout
+    if pooling:
+        if pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
+        cfg.pooling = pooling
     cfg.regression_mean, cfg.regression_std = float(regression_mean), float(regression_std)
     if id2label:
         cfg.id2label = {int(k): str(v) for k, v in id2label.items()}
@@ -198,7 +202,8 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
     id2label = {v: k for k, v in task.label_names.items()} if task.label_names else None
     torch.manual_seed(seed)
     model = build_classifier(lm_dir, num_labels=num_labels, head_dropout=cfg.head_dropout, regression_mean=mean,
-                             regression_std=std, id2label=id2label, random_init=random_init)
+                             regression_std=std, id2label=id2label, random_init=random_init,
+                             pooling=cfg.pooling)
     net = apply_method(model, cfg.method, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                        targets=cfg.lora_targets)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
