@@ -323,7 +323,12 @@ def test_analyze_nextstrain_task_uses_tree_and_groups(tiny_hrq_tokenizer, tmp_pa
     task = tmp_path / "task"
     import_nextstrain(tree, ref, task, window=100, min_class_size=4, progress=False)
     r = analyze(tiny_hrq_tokenizer, task, tmp_path / "rep", n_perm=20, projection="pca", Cs=(0.1,),
-                progress=False)
+                cache_dir=tmp_path / "cache", progress=False)
+    # a rerun reads the code features and the probe from the cache and gives the same numbers
+    r2 = analyze(tiny_hrq_tokenizer, task, tmp_path / "rep2", n_perm=20, projection="pca", Cs=(0.1,),
+                 cache_dir=tmp_path / "cache", progress=False)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+    assert r2["probe"] == r["probe"] and r2["levels"] == r["levels"]
     assert r["parameters"]["tree"] == str(tree)  # found through the task's summary.json
     assert r["reference"]["primary"] == "hamming" and set(r["reference"]) == {"primary", "hamming", "patristic"}
     D = np.array(r["reference"]["hamming"]["D"], dtype=float)

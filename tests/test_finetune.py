@@ -84,8 +84,8 @@ def test_finetune_regression(tiny_lm, lm_tasks, tmp_path):
     out = tmp_path / "reg"
     from dataclasses import replace
 
-    r = finetune(tiny_lm, lm_tasks["regression"], out=out, seeds=1, config=replace(QUICK, max_train=40, pooling="cls"),
-                 progress=False)
+    r = finetune(tiny_lm, lm_tasks["regression"], out=out, seeds=1,
+                 config=replace(QUICK, max_train=40, pooling="cls"), progress=False)
     assert r["metric"] == "spearman" and "mse" in r["test"]
     assert r["subsample"] == dict(max_train=40, train_rows=40, of=64, stratified=True, seed=0)
     assert r["per_seed"][0]["train_rows"] == 40

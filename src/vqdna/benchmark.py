@@ -31,8 +31,9 @@ Plus reference rows with no deep learning: :func:`vqdna.kmer_baseline.run_kmer_b
 (bag of k-mers k=1..6) on the **same subsampled training rows** (``kmer-bag``) and, where the
 budget says so, on all training rows (``kmer-bag-all``), same dev/test splits.
 
-Budgets (:data:`BUDGETS`): ``quick`` (tiny LM, a few hundred steps, 1 seed, 1000 rows per task),
-``standard`` (small LM, more steps, 3 seeds, 2000 rows) and a hidden ``test`` for the tests.
+Budgets (:data:`BUDGETS`): ``quick`` (tiny LM, 300 steps, 1 seed, 1000 rows per task, 1.5 Mnt
+corpus slice), ``standard`` (small LM, 400 steps of longer windows, 3 seeds, whole corpus) and a
+hidden ``test`` for the tests; ``--seeds`` / ``--max-train`` override theirs.
 Every number in them is written to ``results.md`` / ``results.json``.
 
 Output folder::
@@ -55,11 +56,10 @@ the total), and wall time of every stage.
 from __future__ import annotations
 
 import csv
-import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -112,21 +112,26 @@ class Budget:
 BUDGETS: dict[str, Budget] = {
     # the tests: seconds
     "test": Budget("test", corpus_nt=40_000, corpus_block=10_000, tok_config="tiny", tok_steps=6,
-                   tok_overrides=dict(warmup_steps=3, eval_every=6, checkpoint_every=6, kmeans_samples=1024, val_fraction=0.2,
-                                      eval_windows=8),
+                   tok_overrides=dict(warmup_steps=3, eval_every=6, checkpoint_every=6, kmeans_samples=1024,
+                                      val_fraction=0.2, eval_windows=8),
                    bpe_vocab=256, lm_config="tiny", lm_steps=3, lm_batch=4, window_nt=60, lm_eval_windows=4,
                    ft_epochs=1, ft_lr=1e-3, max_train=40, seeds=1, kmer_all=False, note="test only"),
-    # ~10 min on an idle 2-core CPU for 5 tokenizers x 4 short-sequence tasks
+    # measured: 13.5 min for 5 tokenizers (hrq vq bpe kmer6 char) x 4 short-sequence tasks at a load
+    # average of 8-11 on the 2 cores (one thread); +2.5 min for kmer3 and nt6
     "quick": Budget("quick", corpus_nt=1_500_000, corpus_block=20_000, tok_config="small", tok_steps=120,
                     tok_overrides=dict(warmup_steps=40, eval_every=120, checkpoint_every=40, kmeans_samples=8192,
                                        eval_windows=64),
                     bpe_vocab=4096, lm_config="tiny", lm_steps=300, lm_batch=16, window_nt=128, lm_eval_windows=32,
                     ft_epochs=3, ft_lr=1e-3, max_train=1000, seeds=1, kmer_all=True),
-    # ~80-90 min on an idle 2-core CPU for 7 tokenizers x 4 tasks (more tasks: scale the fine-tuning part)
-    "standard": Budget("standard", corpus_nt=None, corpus_block=20_000, tok_config="small", tok_steps=1000,
-                       tok_overrides=dict(warmup_steps=200, eval_every=500, checkpoint_every=250),
-                       bpe_vocab=4096, lm_config="small", lm_steps=800, lm_batch=16, window_nt=256,
-                       lm_eval_windows=64, ft_epochs=4, ft_lr=1e-3, max_train=2000, seeds=3, kmer_all=True),
+    # small LM, 3 seeds. Estimated from rates measured on this 2-core machine under a load average
+    # of ~5 (one thread): tokenizer training ~0.7 s/step, HRQ/VQ tokenizing ~35k nt/s, small-LM
+    # pre-training ~1.3 s/step (16 x 256 tokens), small-LM LoRA ~1 s/step on 100-nt rows:
+    # ~2.5 h for 7 tokenizers x 4 short-sequence tasks under that load, ~60-90 min on an idle
+    # machine. Fine-tuning dominates (tokenizers x tasks x seeds): 14 tasks need ~3x as long.
+    "standard": Budget("standard", corpus_nt=None, corpus_block=20_000, tok_config="small", tok_steps=600,
+                       tok_overrides=dict(warmup_steps=150, eval_every=300, checkpoint_every=150),
+                       bpe_vocab=4096, lm_config="small", lm_steps=400, lm_batch=16, window_nt=256,
+                       lm_eval_windows=64, ft_epochs=3, ft_lr=1e-3, max_train=1000, seeds=3, kmer_all=True),
 }
 
 
@@ -230,6 +235,8 @@ def prepare_corpus(fasta, work: Path, budget: Budget) -> dict:
         info = read_json(info_path)
         if info["sources"] != files or info["corpus_nt"] != budget.corpus_nt:
             raise ValueError(f"{info_path}: another corpus was used in this --out; use another --out")
+        if info.get("sliced"):
+            info["files"] = [str(work / "corpus.fa")]  # the work folder may have moved
         return info
     recs = list(read_fasta(files))
     total = sum(len(r.sequence) for r in recs)
@@ -481,22 +488,21 @@ def _probe_cell(name: str, task_name_: str, task, tdir: Path, budget: Budget) ->
             "train_rows_of": len(task.train), "wall_time_s": time.time() - t0}
 
 
-def _reference_cells(task_name_: str, task, budget: Budget) -> list[dict]:
+def _reference_cell(ref: str, task_name_: str, task, budget: Budget) -> dict:
+    """Bag of k-mers on the same subsampled training rows (``kmer-bag``) or on all (``kmer-bag-all``)."""
     from .sequence.tasks import Split
 
-    out = []
-    idx = subsample(task.train.labels, budget.max_train, task.kind, seed=0)
-    sub = replace(task, splits={**task.splits, "train": Split([task.train.sequences[i] for i in idx],
-                                                              task.train.labels[idx], task.train.path)})
-    variants = [("kmer-bag", sub)] + ([("kmer-bag-all", task)] if budget.kmer_all else [])
-    for name, t in variants:
-        r = run_kmer_baseline(t)
-        m = r["primary_metric"]
-        out.append({"tokenizer": name, "task": task_name_, "kind": "reference", "budget": budget.name, "metric": m,
-                    "score": r["test"][m], "test": r["test"], "dev": r["dev"], "scaling": r["scaling"],
-                    "param": {r["param_name"]: r["param"]}, "train_rows": r["n_train"],
-                    "train_rows_of": len(task.train), "wall_time_s": r["wall_time"]})
-    return out
+    n_all = len(task.train)
+    if ref == "kmer-bag":
+        idx = subsample(task.train.labels, budget.max_train, task.kind, seed=0)
+        task = replace(task, splits={**task.splits, "train": Split([task.train.sequences[i] for i in idx],
+                                                                   task.train.labels[idx], task.train.path)})
+    r = run_kmer_baseline(task)
+    m = r["primary_metric"]
+    return {"tokenizer": ref, "task": task_name_, "kind": "reference", "budget": budget.name, "metric": m,
+            "score": r["test"][m], "test": r["test"], "dev": r["dev"], "scaling": r["scaling"],
+            "param": {r["param_name"]: r["param"]}, "train_rows": r["n_train"],
+            "train_rows_of": n_all, "wall_time_s": r["wall_time"]}
 
 
 # ---------------------------------------------------------------- the benchmark
@@ -516,6 +522,8 @@ def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seed
     out = Path(out)
     work = Path(work) if work is not None else out / "work"
     (out / "cells").mkdir(parents=True, exist_ok=True)
+    if not (out / ".gitignore").exists():  # models and code stores must never be committed with the results
+        (out / ".gitignore").write_text("work/\n*.tmp*\n")
     spec_path = out / "benchmark.json"
     spec = {"budget": asdict(b)}
     if spec_path.exists() and read_json(spec_path)["budget"] != spec["budget"]:
@@ -531,44 +539,33 @@ def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seed
             loaded[tn] = load_task(td)
         return loaded[tn]
 
-    _log(f"budget {b.name}: {len(names)} tokenizers x {len(task_list)} tasks; corpus {corpus_info['nucleotides']:,} nt; "
+    _log(f"budget {b.name}: {len(names)} tokenizers x {len(task_list)} tasks; "
+         f"corpus {corpus_info['nucleotides']:,} nt; "
          f"pre-training {b.pretrain_nucleotides:,} nt per tokenizer")
     run_log = {"resumed_cells": 0, "computed_cells": 0}
 
-    def ensure(tok, task, kind, compute):
+    def ensure(tok, task, kind, compute, message=None):
+        """The cell if it exists (resume), else compute and write it atomically."""
         c = _read_cell(out, tok, task, kind, b)
         if c is not None:
             run_log["resumed_cells"] += 1
             return c
-        c = compute()
-        if isinstance(c, list):
-            for x in c:
-                _write_cell(out, x)
-            run_log["computed_cells"] += len(c)
-            return c
+        if message:
+            _log(message)
         run_log["computed_cells"] += 1
-        return _write_cell(out, c)
+        return _write_cell(out, compute())
 
     for tn, td in task_list:
-        if _read_cell(out, "kmer-bag", tn, "reference", b) is None or \
-                (b.kmer_all and _read_cell(out, "kmer-bag-all", tn, "reference", b) is None):
-            _log(f"reference: bag of k-mers on {tn}")
-            for c in _reference_cells(tn, task_obj(tn, td), b):
-                _write_cell(out, c)
-                run_log["computed_cells"] += 1
-        else:
-            run_log["resumed_cells"] += 1 + int(b.kmer_all)
-
+        for ref in REFERENCE[: 2 if b.kmer_all else 1]:
+            ensure(ref, tn, "reference", lambda: _reference_cell(ref, tn, task_obj(tn, td), b),
+                   f"reference: {ref} on {tn}")
     for name in names:
         tdir = work / name
         ensure(name, "corpus", "pretrain", lambda: _pretrain_cell(name, corpus_info, tdir, b, device))
         for tn, td in task_list:
-            c = _read_cell(out, name, tn, "finetune", b)
-            if c is None:
-                _log(f"{name}: fine-tuning {tn} ({b.seeds} seed(s))")
-            c = ensure(name, tn, "finetune", lambda: _finetune_cell(name, tn, td, tdir, b, device))
-            if c is not None:
-                _log(f"{name} / {tn}: fine-tune test {c['metric']} = {c['score']:.4f}")
+            c = ensure(name, tn, "finetune", lambda: _finetune_cell(name, tn, td, tdir, b, device),
+                       f"{name}: fine-tuning {tn} ({b.seeds} seed(s))")
+            _log(f"{name} / {tn}: fine-tune test {c['metric']} = {c['score']:.4f}")
             c = ensure(name, tn, "probe", lambda: _probe_cell(name, tn, task_obj(tn, td), tdir, b))
             _log(f"{name} / {tn}: linear probe test {c['metric']} = {c['score']:.4f}")
     results = aggregate(out, names, [t for t, _ in task_list], b, corpus_info,

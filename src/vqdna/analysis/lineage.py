@@ -23,7 +23,7 @@ make its claim checkable. For a trained tokenizer and a classification task fold
 The tree is ``--tree``, or the one recorded in the task's ``summary.json`` by
 ``vqdna data nextstrain`` when that file exists. Identical windows are tokenized once (related
 genomes share most windows), so a 36-clade SARS-CoV-2 task with 85k windows costs ~9k encodes;
-``cache_dir`` keeps the code features for reruns.
+``cache_dir`` keeps the code features and the fitted probe for reruns.
 
 CLI::
 
@@ -197,7 +197,7 @@ def _fmt(v, nd=3):
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
     if isinstance(v, float):
-        return f"{v:.{nd}f}"
+        return f"{v:.{nd}g}" if 0 < abs(v) < 10 ** -(nd - 1) else f"{v:.{nd}f}"
     return str(v)
 
 
@@ -303,8 +303,29 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
     X_te, y_te = Xu[uidx["test"]], rows["test"][1]
     _log(progress, t0, f"fitting the probe on {len(y_tr)} distinct train rows (weights sum {tr_w.sum():.0f}), "
                        f"{Xu.shape[1]} features, C grid {list(Cs)}")
-    probe = fit_probe(X_tr, y_tr, X_dev, y_dev, X_te, y_te, C, sample_weight=tr_w, Cs=Cs, seed=seed,
-                      max_iter=max_iter)
+    probe_file = None
+    if cache_file is not None:
+        import hashlib
+
+        h = hashlib.sha256(cache_file.name.encode())
+        for split in ("train", "dev", "test"):
+            h.update(np.ascontiguousarray(uidx[split]).tobytes() + np.ascontiguousarray(rows[split][1]).tobytes())
+        h.update(json.dumps([sorted(float(c) for c in Cs), max_iter, seed]).encode())
+        probe_file = cache_file.with_name(f"probe-{h.hexdigest()[:24]}.npz")
+    if probe_file is not None and probe_file.is_file():
+        z = np.load(probe_file, allow_pickle=False)
+        probe = json.loads(str(z["meta"]))
+        probe.update(W=z["W"], b=z["b"], test_pred=z["test_pred"])
+        _log(progress, t0, f"probe from the cache {probe_file}")
+    else:
+        probe = fit_probe(X_tr, y_tr, X_dev, y_dev, X_te, y_te, C, sample_weight=tr_w, Cs=Cs, seed=seed,
+                          max_iter=max_iter)
+        if probe_file is not None:
+            meta = {k: v for k, v in probe.items() if k not in ("W", "b", "test_pred")}
+            tmp = probe_file.with_suffix(".tmp.npz")
+            np.savez(tmp, W=probe["W"], b=probe["b"], test_pred=probe["test_pred"],
+                     meta=np.array(json.dumps(_clean(meta))))
+            tmp.replace(probe_file)
     maj = int(np.bincount(rows["train"][1], minlength=C).argmax())
     from ..metrics import classification_metrics
 
@@ -397,6 +418,9 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
         D_emb = pairwise_distances(cent[ok], metric)
         D_r = D_ref[np.ix_(ok, ok)]
         man = mantel(D_emb, D_r, n_perm=n_perm, seed=seed)
+        other = "euclidean" if metric == "cosine" else "cosine"
+        pur_o = nn_purity(emb, sup, metric=other, n_perm=n_perm, seed=seed)
+        man_o = mantel(pairwise_distances(cent[ok], other), D_r, n_perm=n_perm, seed=seed)
         man_all = {k: mantel(D_emb, Dk[np.ix_(ok, ok)], n_perm=n_perm, seed=seed) if np.isfinite(
             Dk[np.ix_(ok, ok)]).all() else None for k, Dk in ref_D.items()}
         sep = group_separation(D_emb, gid[ok], n_perm=n_perm, seed=seed) if len(group_names) > 1 else None
@@ -420,6 +444,7 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
             "centroid_distances": D_emb,
             "mantel_vs_reference": man,
             "mantel_vs_each_reference": man_all,
+            "other_metric": {"metric": other, "nn_purity": pur_o, "mantel_vs_reference": man_o},
             "group_separation": sep,
             "group_separation_in_reference": sep_ref,
             "nearest_class": {k: v for k, v in near.items() if k not in ("nearest", "nearest_ref")},
@@ -550,6 +575,15 @@ def _report_md(r: dict, levels) -> str:
             L.append(f"| {key} | " + " | ".join(
                 f"{_fmt(ms[k]['spearman'])} ({_fmt(ms[k]['p_value'])})" if ms.get(k) else "n/a" for k in others) + " |")
         L.append("")
+    om = r["levels"][levels[0][0]]["other_metric"]["metric"]
+    L.append(f"The same with {om} distances in code space (NN purity vs chance, p; Mantel r, p):\n")
+    L.append("| level | NN purity | chance | p | Mantel r | p |\n|---|---|---|---|---|---|")
+    for key, _ in levels:
+        o = r["levels"][key]["other_metric"]
+        L.append(f"| {key} | {_fmt(o['nn_purity']['purity'])} | {_fmt(o['nn_purity']['chance_expected'])} | "
+                 f"{_fmt(o['nn_purity']['p_value'])} | {_fmt(o['mantel_vs_reference']['spearman'])} | "
+                 f"{_fmt(o['mantel_vs_reference']['p_value'])} |")
+    L.append("")
     if any(r["levels"][k]["group_separation"] for k, _ in levels):
         L.append("Per group: mean centroid distance within the group / to the classes of other groups "
                  "(in brackets: the same for the reference distance):\n")

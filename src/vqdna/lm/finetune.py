@@ -33,7 +33,6 @@ and std, per-epoch history, config, grid, wall times, subsampling).
 """
 from __future__ import annotations
 
-import copy
 import shutil
 import time
 from dataclasses import replace
@@ -51,7 +50,7 @@ from ..tokenizers.base import read_json, write_json_atomic
 from ..train import Hooks, LoopConfig, setup_runtime, train_loop
 from .inference import collate, load_model_tokenizer, predict_codes, tokenize
 from .modeling import VQDNAConfig, VQDNAForSequenceClassification
-from .pretrain import copy_tokenizer, tokenizer_sha256
+from .pretrain import copy_tokenizer
 
 METHODS = ("lora", "lora+embed", "full", "head")
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ import torch.nn as nn
 
 from ..codes import CodeStore
 from ..config import LMConfig, LMTrainConfig, lm_configs, save_yaml, to_dict, validate_lm_config
-from ..tokenizers.base import GenomeTokenizer, read_json, write_json_atomic
+from ..tokenizers.base import GenomeTokenizer, write_json_atomic
 from ..train import Hooks, LoopConfig, setup_runtime, train_loop
 from .masking import mask_codes
 from .modeling import CLS, VQDNAConfig, VQDNAForMaskedLM

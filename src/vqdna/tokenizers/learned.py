@@ -39,10 +39,15 @@ class VQDNATokenizer(GenomeTokenizer):
     plain modules' up to float rounding of near-ties. ``fast=False`` runs the modules as
     trained. ``compile``: wrap the plain model's encoding in ``torch.compile`` (used when
     the packed path is off or unavailable, e.g. on a GPU); falls back to eager if compiling fails.
+    Off by default: on CPU the packed path is faster and needs no compile time
+    (benchmarks/tokenize_throughput.py measures both).
+
+    Long sequences are cut into ``chunk_length`` pieces (+ a halo of the receptive field on
+    each side); chunks of equal length are batched up to ``batch_tokens`` tokens per forward.
     """
 
     def __init__(self, model: VQDNAAutoencoder, config: TokenizerConfig, *, device: str | None = None,
-                 chunk_length: int = 4096, batch_tokens: int = 65536, fast: bool = True,
+                 chunk_length: int = 16384, batch_tokens: int | None = None, fast: bool = True,
                  compile: bool = False):
         self.model = model.eval()
         self.config = config
@@ -50,7 +55,9 @@ class VQDNATokenizer(GenomeTokenizer):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device)
         self.chunk_length = chunk_length  # nucleotides kept per chunk
-        self.batch_tokens = batch_tokens  # nucleotides (with halos) per forward pass
+        # nucleotides (with halos) per forward pass; default: the widest activation (tokens x
+        # mlp_ratio x dim float32) stays near 96 MiB, i.e. 16384 tokens for d = 384, more for narrow models
+        self.batch_tokens = batch_tokens or max(4096, (96 << 20) // (4 * config.mlp_ratio * config.dim))
         self.fast, self.compile = fast, compile
         self._engine_cache: InferenceModel | None = None
         self._compiled = None
