@@ -133,6 +133,8 @@ def test_mantel_group_separation_and_nearest():
     g = np.array([0, 0, 0, 1, 1, 1])
     s = group_separation(D1, g, n_perm=200)
     assert s["ratio"] < 0.2 and s["p_value"] < 0.1
+    assert s["per_group"][0]["within"] == pytest.approx(4 / 3)  # pairs 1, 2, 1
+    assert s["per_group"][0]["to_others"] == pytest.approx(10) and s["per_group"][0]["p_value"] < 0.1
     near = nearest_class_agreement(D1, D2, g)
     assert near["agree_with_ref"] == 1.0 and near["same_group"] == 1.0
     assert near["same_group_chance"] == pytest.approx(2 / 5)

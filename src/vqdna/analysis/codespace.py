@@ -15,8 +15,8 @@
 * :func:`group_separation` -- mean distance between classes of the same group (e.g. the WHO
   variant: 21A/21I/21J are Delta) divided by the mean distance between classes of different
   groups; < 1 means related classes sit together. Permutation p-value of the group labels over
-  the classes (one-sided, small ratio). Per group with 2+ members: its mean within distance
-  and its mean distance to the members of other groups.
+  the classes (one-sided, small ratio). Per group with 2+ members: its mean within distance,
+  its mean distance to the members of other groups, their ratio and its permutation p-value.
 * :func:`nearest_class_agreement` -- share of classes whose nearest class in embedding space is
   also their nearest class by the reference distance (tree), and share whose nearest class is
   in the same group.
@@ -127,20 +127,27 @@ def _within_between(D: np.ndarray, g: np.ndarray) -> tuple[float, float]:
     return float(d[same].mean()), float(d[~same].mean())
 
 
+def _per_group(D: np.ndarray, g: np.ndarray) -> dict:
+    per = {}
+    for x in np.unique(g):
+        m = g == x
+        n = int(m.sum())
+        if n >= 2 and (~m).any():
+            w = float(D[np.ix_(m, m)][np.triu_indices(n, 1)].mean())
+            o = float(D[np.ix_(m, ~m)].mean())
+            per[int(x)] = {"n": n, "within": w, "to_others": o, "ratio": w / o if o > 0 else float("nan")}
+    return per
+
+
 def group_separation(D: np.ndarray, groups: np.ndarray, *, n_perm: int = 999, seed: int = 0) -> dict:
-    """Within-group / between-group mean distance over the items with ``groups >= 0``."""
+    """Within-group / between-group mean distance over the items with ``groups >= 0``; per group
+    with 2+ members its within / to-others ratio, each with a permutation p-value."""
     groups = np.asarray(groups).reshape(-1)
     keep = np.flatnonzero(groups >= 0)
     D = np.asarray(D, dtype=np.float64)[np.ix_(keep, keep)]
     g = groups[keep]
     w, b = _within_between(D, g)
-    per = {}
-    for x in np.unique(g):
-        m = g == x
-        if m.sum() >= 2 and (~m).any():
-            sub = D[np.ix_(m, m)]
-            per[int(x)] = {"n": int(m.sum()), "within": float(sub[np.triu_indices(int(m.sum()), 1)].mean()),
-                           "to_others": float(D[np.ix_(m, ~m)].mean())}
+    per = _per_group(D, g)
     out = {"n_items": int(len(keep)), "n_groups": int(len(np.unique(g))), "within": w, "between": b,
            "per_group": per}
     if not (np.isfinite(w) and np.isfinite(b) and b > 0):
@@ -148,9 +155,16 @@ def group_separation(D: np.ndarray, groups: np.ndarray, *, n_perm: int = 999, se
     ratio = w / b
     rng = np.random.default_rng(seed)
     hits = 0
+    per_hits = dict.fromkeys(per, 0)
     for _ in range(n_perm):
-        pw, pb = _within_between(D, rng.permutation(g))
+        pg = rng.permutation(g)
+        pw, pb = _within_between(D, pg)
         hits += (pw / pb) <= ratio + 1e-12
+        pp = _per_group(D, pg)  # the permutation keeps every group's size
+        for x in per:
+            per_hits[x] += pp[x]["ratio"] <= per[x]["ratio"] + 1e-12
+    for x in per:
+        per[x]["p_value"] = float((1 + per_hits[x]) / (1 + n_perm)) if n_perm else float("nan")
     return {**out, "ratio": ratio, "p_value": float((1 + hits) / (1 + n_perm)), "n_perm": int(n_perm)}
 
 

@@ -301,8 +301,6 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
     X_tr, y_tr = Xu[uidx["train"][tr_keep]], rows["train"][1][tr_keep]
     X_dev, y_dev = Xu[uidx["dev"]], rows["dev"][1]
     X_te, y_te = Xu[uidx["test"]], rows["test"][1]
-    _log(progress, t0, f"fitting the probe on {len(y_tr)} distinct train rows (weights sum {tr_w.sum():.0f}), "
-                       f"{Xu.shape[1]} features, C grid {list(Cs)}")
     probe_file = None
     if cache_file is not None:
         import hashlib
@@ -318,6 +316,8 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
         probe.update(W=z["W"], b=z["b"], test_pred=z["test_pred"])
         _log(progress, t0, f"probe from the cache {probe_file}")
     else:
+        _log(progress, t0, f"fitting the probe on {len(y_tr)} distinct train rows (weights sum {tr_w.sum():.0f}), "
+                           f"{Xu.shape[1]} features, C grid {list(Cs)}")
         probe = fit_probe(X_tr, y_tr, X_dev, y_dev, X_te, y_te, C, sample_weight=tr_w, Cs=Cs, seed=seed,
                           max_iter=max_iter)
         if probe_file is not None:
@@ -585,8 +585,8 @@ def _report_md(r: dict, levels) -> str:
                  f"{_fmt(o['mantel_vs_reference']['p_value'])} |")
     L.append("")
     if any(r["levels"][k]["group_separation"] for k, _ in levels):
-        L.append("Per group: mean centroid distance within the group / to the classes of other groups "
-                 "(in brackets: the same for the reference distance):\n")
+        L.append("Per group: mean centroid distance within the group / to the classes of other groups = ratio "
+                 "(permutation p of the ratio); in brackets the ratio for the reference distance:\n")
         gnames = sorted({g for k, _ in levels if r["levels"][k]["group_separation"]
                          for g in r["levels"][k]["group_separation"]["per_group"]})
         L.append("| level | " + " | ".join(gnames) + " |")
@@ -598,8 +598,8 @@ def _report_md(r: dict, levels) -> str:
             cells = []
             for g in gnames:
                 a, b = sp["per_group"].get(g), sr["per_group"].get(g)
-                cells.append(f"{_fmt(a['within'])} / {_fmt(a['to_others'])} [{_fmt(b['within'], 1)} / "
-                             f"{_fmt(b['to_others'], 1)}]" if a and b else "n/a")
+                cells.append(f"{_fmt(a['within'])} / {_fmt(a['to_others'])} = {_fmt(a['ratio'], 2)} "
+                             f"(p {_fmt(a.get('p_value'), 2)}) [{_fmt(b['ratio'], 2)}]" if a and b else "n/a")
             L.append(f"| {key} | " + " | ".join(cells) + " |")
         L.append("")
     L.append("## Figures\n")
