@@ -193,7 +193,7 @@ class VQDNAEmbeddings(nn.Module):
             e = F.embedding(input_ids[:, 0], p0)
             for level in range(1, len(tables)):
                 e = e + F.embedding(input_ids[:, level], tables[level].to(W.dtype) @ W.t())
-            return e * self.scale + b
+            return (e * self.scale if self.scale != 1.0 else e) + b
         e = F.embedding(input_ids[:, 0], tables[0])
         for level in range(1, len(tables)):
             e = e + F.embedding(input_ids[:, level], tables[level])
