@@ -138,3 +138,15 @@ def test_embed_mean_and_per_nucleotide(tiny_lm, lm_data, tmp_path):
     assert list(z["names"]) == ["a", "b"]
     # the mean-pooled vector of a one-chunk sequence is the mean of its nucleotide states
     assert np.allclose(e[0], z["seq0"].mean(0), atol=1e-5)
+
+
+def test_grid_runs_every_point_and_picks_on_dev(tiny_lm, lm_tasks, tmp_path):
+    from dataclasses import replace
+
+    cfg = replace(QUICK, grid_lr=(1e-3, 3e-3), grid_dropout=(0.0,), grid_epochs=(1, 2))
+    r = finetune(tiny_lm, lm_tasks["classification"], out=tmp_path / "g", seeds=2, grid=True, config=cfg,
+                 progress=False)
+    assert [(g["lr"], g["epochs"]) for g in r["grid"]] == [(1e-3, 1), (1e-3, 2), (3e-3, 1), (3e-3, 2)]
+    best = max(r["grid"], key=lambda g: g["dev"]["mcc"])  # first of the ties wins
+    assert (r["config"]["lr"], r["config"]["epochs"]) == (best["lr"], best["epochs"])
+    assert r["per_seed"][0]["dev"] == best["dev"] and len(r["per_seed"]) == 2
