@@ -6,6 +6,7 @@ Usage (from the repository root)::
     python benchmarks/tokenize_throughput.py --configs paper --quantizers vq --repeats 5
     python benchmarks/tokenize_throughput.py --fasta genome.fa.gz --length 500000 --json out.json
     python benchmarks/tokenize_throughput.py --quick             # 50k nt, no plain/compile rows
+    python benchmarks/tokenize_throughput.py --from-json out.json  # print an earlier run again
 
 Rows per config (randomly initialised weights: speed does not depend on their values):
 
@@ -253,6 +254,52 @@ def run_worker(spec: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def render(meta: dict, results: list[dict]) -> None:
+    """Print the markdown report."""
+    peaks = [x for r in results for rep in r["repeats"] for x in rep["peaks"]]
+    onednn_peaks = [rep["onednn_peak"] for r in results for rep in r["repeats"]]
+    med_peak = statistics.median(peaks)
+    n = meta["peak_n"]
+    load = meta["load"]
+    print(f"\n### Stage-1 tokenization throughput ({meta['time']})\n")
+    print(f"- torch {meta['torch']}, {meta['threads']} thread(s), CPU: {meta['cpu']} "
+          f"({meta['cpus']} logical CPUs), python {meta['python']}")
+    print(f"- fp32 matmul peak ({n}x{n} torch.mm, same threads, measured around every repeat): median "
+          f"**{med_peak:.0f} GFLOP/s** (range {min(peaks):.0f}-{max(peaks):.0f}); oneDNN GEMM of the same size: "
+          f"median {statistics.median(onednn_peaks):.0f} GFLOP/s")
+    print(f"- load average at the end: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min)")
+    print(f"- input: {meta['length']:,} nt ({meta['input']}); median of {meta['repeats']} timed calls after one "
+          f"untimed first call; memory: {results[0]['mem_method']} over the first timed call\n")
+    plain = {(r["spec"]["config"], r["spec"]["quantizer"]): r["median"]["nt_per_s"] for r in results
+             if r["spec"]["kind"] == "tok_plain"}
+    print("| config | quantizer | path | chunk / batch tokens | nt/s | vs plain | FLOPs/nt | FLOP limit (nt/s) | "
+          "% of FLOP limit (mm) | % of oneDNN GEMM | first-call extra (s) | peak RSS +MB |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        s, m = r["spec"], r["median"]
+        limit = m["peak"] * 1e9 / r["flops_per_nt"]
+        ref = plain.get((s["config"], s["quantizer"])) if s["kind"].startswith("tok") else None
+        speed = f"{m['nt_per_s'] / ref:.2f}x" if ref else ""
+        extra = r["first_call_s"] - statistics.median(x["seconds"] for x in r["repeats"])
+        print(f"| {s['config']} | {s['quantizer'].upper()} | {ROW_NAMES[s['kind']]} | "
+              f"{r['chunk_length']} / {r['batch_tokens']} | {m['nt_per_s']:,.0f} | {speed} | "
+              f"{r['flops_per_nt'] / 1e6:.3f} M | {limit:,.0f} | **{100 * m['frac']:.1f}%** | "
+              f"{100 * m['frac_onednn']:.1f}% | {extra:.2f} | {r['mem_mb']:.0f} |")
+    print("\nFLOPs/nt: 2 x multiply-adds of the encoder's convolutions and linears + code distances "
+          "(VQDNAAutoencoder.flops_per_nucleotide()); torch.utils.flop_counter agrees: "
+          + ", ".join(sorted({f"{r['spec']['config']}/{r['spec']['quantizer']} "
+                              f"{'yes' if r['flops_counted'] == r['flops_per_nt'] else 'NO'}" for r in results})))
+    print("% of FLOP limit = nt/s x FLOPs/nt / matmul peak: median over repeats of the ratio to the peak "
+          "measured around each repeat. 'model forward' rows count halo tokens too. First-call extra = first "
+          "call - median timed call (packing, oneDNN kernel generation, compilation).")
+    for r in results:
+        s = r["spec"]
+        if s["config"] == "paper" and s["kind"] == "tok":
+            f = r["median"]["frac"]
+            print(f"Requirement (paper tokenizer >= 75% of the FLOP limit): {s['quantizer'].upper()} "
+                  f"{100 * f:.1f}% {'PASS' if f >= 0.75 else 'FAIL'}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", default="paper,tiny", help="stage-1 presets, comma-separated")
@@ -267,10 +314,16 @@ def main(argv=None) -> int:
     p.add_argument("--peak-n", type=int, default=4096, help="size of the square fp32 matmul for the peak")
     p.add_argument("--quick", action="store_true", help="50k nt; default and packed-forward rows only")
     p.add_argument("--json", default=None, help="also write all measurements to this file")
+    p.add_argument("--from-json", default=None, help="only print the report of an earlier --json file")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.worker:
         print(json.dumps(worker(json.loads(a.worker))))
+        return 0
+    if a.from_json:
+        with open(a.from_json) as f:
+            saved = json.load(f)
+        render(saved["meta"], saved["results"])
         return 0
     if a.quick:
         a.length, a.rows = min(a.length, 50_000), "tok,fwd"
@@ -299,40 +352,14 @@ def main(argv=None) -> int:
                 print(f"WARNING {config}/{quantizer}: flops_per_nucleotide() = {declared} but the flop counter "
                       f"finds {counted}", file=sys.stderr)
 
-    peaks = [x for r in results for rep in r["repeats"] for x in rep["peaks"]]
-    onednn_peaks = [rep["onednn_peak"] for r in results for rep in r["repeats"]]
-    med_peak = statistics.median(peaks)
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    print(f"\n### Stage-1 tokenization throughput ({time.strftime('%Y-%m-%d %H:%M')})\n")
-    print(f"- torch {torch.__version__}, {a.threads} thread(s), CPU: {cpu_model()} "
-          f"({os.cpu_count()} logical CPUs), python {platform.python_version()}")
-    print(f"- fp32 matmul peak ({a.peak_n}x{a.peak_n} torch.mm, same threads, measured around every "
-          f"repeat): median **{med_peak:.0f} GFLOP/s** (range {min(peaks):.0f}-{max(peaks):.0f}); "
-          f"oneDNN GEMM of the same size: median {statistics.median(onednn_peaks):.0f} GFLOP/s")
-    print(f"- load average at the end: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min)")
-    src = a.fasta or "random A/C/G/T"
-    print(f"- input: {a.length:,} nt ({src}); median of {a.repeats} timed calls after one untimed first "
-          f"call; memory: {results[0]['mem_method']} over the first timed call\n")
-    print("| config | quantizer | path | chunk / batch tokens | nt/s | FLOPs/nt | FLOP limit (nt/s) | "
-          "% of FLOP limit (mm) | % of oneDNN GEMM | first call (s) | peak RSS +MB |")
-    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for r in results:
-        s, m = r["spec"], r["median"]
-        limit = m["peak"] * 1e9 / r["flops_per_nt"]
-        print(f"| {s['config']} | {s['quantizer'].upper()} | {ROW_NAMES[s['kind']]} | "
-              f"{r['chunk_length']} / {r['batch_tokens']} | {m['nt_per_s']:,.0f} | {r['flops_per_nt'] / 1e6:.3f} M | "
-              f"{limit:,.0f} | **{100 * m['frac']:.1f}%** | {100 * m['frac_onednn']:.1f}% | "
-              f"{r['first_call_s']:.2f} | {r['mem_mb']:.0f} |")
-    print("\nFLOPs/nt: 2 x multiply-adds of the encoder's convolutions and linears + code distances "
-          "(VQDNAAutoencoder.flops_per_nucleotide()); torch.utils.flop_counter agrees: "
-          + ", ".join(sorted({f"{r['spec']['config']}/{r['spec']['quantizer']} "
-                              f"{'yes' if r['flops_counted'] == r['flops_per_nt'] else 'NO'}" for r in results})))
-    print("% of FLOP limit = nt/s x FLOPs/nt / matmul peak, median over repeats of the ratio to the peak "
-          "measured around each repeat. 'model forward' rows count halo tokens too.")
+    meta = dict(torch=torch.__version__, threads=a.threads, cpu=cpu_model(), cpus=os.cpu_count(),
+                python=platform.python_version(), time=time.strftime("%Y-%m-%d %H:%M"), load=list(load),
+                length=a.length, input=a.fasta or "random A/C/G/T", repeats=a.repeats, peak_n=a.peak_n)
     if a.json:
         with open(a.json, "w") as f:
-            json.dump(dict(torch=torch.__version__, threads=a.threads, cpu=cpu_model(), results=results,
-                           matmul_peak_median=med_peak), f, indent=1)
+            json.dump(dict(meta=meta, results=results), f, indent=1)
+    render(meta, results)
     return 0
 
 

@@ -344,3 +344,17 @@ def test_analyze_nextstrain_task_uses_tree_and_groups(tiny_hrq_tokenizer, tmp_pa
     assert "patristic" in md and "G1" in md
     for p in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
         assert (tmp_path / "rep" / p).is_file()
+
+
+def test_analyze_rejects_regression_task_and_bad_options(tiny_hrq_tokenizer, tmp_path, capsys):
+    from vqdna.cli import main
+
+    d = tmp_path / "reg"
+    d.mkdir()
+    for split in ("train", "dev", "test"):
+        (d / f"{split}.csv").write_text("sequence,label\nACGTACGT,0.5\nTTTTACGT,0.25\n")
+    assert main(["analyze", "--tokenizer", str(tiny_hrq_tokenizer), "--task", str(d), "--out",
+                 str(tmp_path / "o"), "--quiet"]) == 2
+    assert "classification" in capsys.readouterr().err
+    assert main(["analyze", "--tokenizer", str(tiny_hrq_tokenizer), "--task", str(d), "--out",
+                 str(tmp_path / "o"), "--max-per-class", "0"]) == 2

@@ -1,0 +1,7 @@
+"""Analysis of learned vocabularies (paper Sec. 4.4): ``vqdna analyze``.
+
+* :mod:`.gradcam` -- bag-of-codes features, the linear probe and its Grad-CAM attribution;
+* :mod:`.codespace` -- nearest-neighbour purity, class centroids, Mantel and group tests;
+* :mod:`.treedist` -- clade distances from a Nextstrain tree (genome and patristic) or k-mers;
+* :mod:`.lineage` -- :func:`~vqdna.analysis.lineage.analyze`: the whole run, figures and report.
+"""

@@ -47,7 +47,7 @@ class VQDNATokenizer(GenomeTokenizer):
     """
 
     def __init__(self, model: VQDNAAutoencoder, config: TokenizerConfig, *, device: str | None = None,
-                 chunk_length: int = 16384, batch_tokens: int | None = None, fast: bool = True,
+                 chunk_length: int = 4096, batch_tokens: int | None = None, fast: bool = True,
                  compile: bool = False):
         self.model = model.eval()
         self.config = config
@@ -55,9 +55,11 @@ class VQDNATokenizer(GenomeTokenizer):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device)
         self.chunk_length = chunk_length  # nucleotides kept per chunk
-        # nucleotides (with halos) per forward pass; default: the widest activation (tokens x
-        # mlp_ratio x dim float32) stays near 96 MiB, i.e. 16384 tokens for d = 384, more for narrow models
-        self.batch_tokens = batch_tokens or max(4096, (96 << 20) // (4 * config.mlp_ratio * config.dim))
+        # nucleotides (with halos) per forward pass. Default: the widest activation (tokens x
+        # mlp_ratio x dim float32) stays under 24 MiB, so it fits the last-level cache and stays
+        # below glibc's 32 MiB mmap threshold (reused, not page-faulted anew every batch): one
+        # 4096-nt chunk per forward for d = 384, more chunks for narrower models
+        self.batch_tokens = batch_tokens or max(4096, (24 << 20) // (4 * config.mlp_ratio * config.dim))
         self.fast, self.compile = fast, compile
         self._engine_cache: InferenceModel | None = None
         self._compiled = None
