@@ -202,18 +202,23 @@ def clade_tree_distances(tree: dict, label: str, class_names: Sequence[str],
             acc[parent] = acc.get(parent, 0.0) + np.outer(n, n)
     N = counts[0] if len(nodes) else np.zeros(C)
     mean_depth = np.divide(sum_depth, N, out=np.full(C, np.nan), where=N > 0)
-    D = np.full((C, C), np.nan)
-    for a in range(C):
-        for b in range(C):
-            if N[a] == 0 or N[b] == 0:
-                continue
-            if a != b:
-                D[a, b] = mean_depth[a] + mean_depth[b] - 2 * S[a, b] / (N[a] * N[b])
-            elif N[a] > 1:
-                # sum over ordered pairs i != j of d(i,j) = 2 (N-1) sum_i d_i - 2 (S_aa - sum_i d_i)
-                tot = 2 * (N[a] - 1) * sum_depth[a] - 2 * (S[a, a] - sum_depth[a])
-                D[a, a] = tot / (N[a] * (N[a] - 1))
+    D = _mean_pair_distances(sum_depth, N, 2 * S)
     return {"D": D, "n_tips": N.astype(int).tolist(), "mean_depth": mean_depth.tolist()}
+
+
+def _mean_pair_distances(sums: np.ndarray, N: np.ndarray, cross: np.ndarray) -> np.ndarray:
+    """Mean distance between tips of clades a and b when d(i, j) = x_i + x_j - c(i, j):
+    ``sums[a]`` = sum of x over a's N[a] tips, ``cross[a, b]`` = sum of c(i, j) over the pairs.
+    Off the diagonal: mean over all pairs; on it: over ordered pairs i != j (self pairs are 0).
+    NaN where a clade has no tips (or, on the diagonal, one tip)."""
+    C = len(N)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = sums / N
+        D = mean[:, None] + mean[None, :] - cross / np.outer(N, N)
+        diag = (2 * N * sums - np.diag(cross)) / (N * (N - 1))
+    D[np.arange(C), np.arange(C)] = np.where(N > 1, diag, np.nan)
+    D[(N == 0)[:, None] | (N == 0)[None, :]] = np.nan
+    return D
 
 
 _MUT = re.compile(r"^([A-Za-z\-])(\d+)([A-Za-z\-])$")
@@ -286,15 +291,7 @@ def clade_hamming_distances(tree: dict, label: str, class_names: Sequence[str],
         np.add.at(Qs[c], pbs, 1)
     SP, SS = Qp @ Qp.T, Qs @ Qs.T
     mean_p = np.divide(sumP, N, out=np.full(C, np.nan), where=N > 0)
-    D = np.full((C, C), np.nan)
-    for a in range(C):
-        for b in range(C):
-            if N[a] == 0 or N[b] == 0:
-                continue
-            if a != b:
-                D[a, b] = mean_p[a] + mean_p[b] - (SP[a, b] + SS[a, b]) / (N[a] * N[b])
-            elif N[a] > 1:  # self pairs contribute 0: mean over ordered pairs i != j
-                D[a, a] = (2 * N[a] * sumP[a] - SP[a, a] - SS[a, a]) / (N[a] * (N[a] - 1))
+    D = _mean_pair_distances(sumP, N, SP + SS)
     return {"D": D, "n_tips": N.astype(int).tolist(), "mean_differences_from_root": mean_p.tolist()}
 
 
