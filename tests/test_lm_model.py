@@ -121,6 +121,33 @@ def test_classification_and_regression_heads():
     assert torch.allclose(out.logits, raw * 2.0 + 5.0, atol=1e-5)
 
 
+def test_head_batch_normalises_pooled_vector_and_saves_running_stats(tmp_path):
+    ids = random_ids(B=6, seed=3)
+    clf = with_books(VQDNAForSequenceClassification(tiny_config(num_labels=2, classifier_dropout=0.0)))
+    head = clf.classifier
+    with torch.no_grad():
+        pooled = clf.pooled(ids)
+        z = (pooled - pooled.mean(0)) / torch.sqrt(pooled.var(0, unbiased=False) + 1e-5)
+        clf.train()
+        out = clf.head(pooled)  # batch statistics in training
+        assert torch.allclose(out, head.out_proj(torch.tanh(head.dense(z))), atol=1e-4)
+        assert torch.allclose(head.norm.running_mean, 0.1 * pooled.mean(0), atol=1e-6)
+        assert clf.head(pooled[:1]).shape == (1, 2)  # a one-row batch falls back to running statistics
+        clf.eval()
+        rm, rv = head.norm.running_mean, head.norm.running_var
+        ev = clf.head(pooled)
+        zr = (pooled - rm) / torch.sqrt(rv + 1e-5)
+        assert torch.allclose(ev, head.out_proj(torch.tanh(head.dense(zr))), atol=1e-5)
+    clf.save_pretrained(tmp_path)
+    back = VQDNAForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert torch.equal(back.classifier.norm.running_var, rv)
+    with torch.no_grad():
+        assert torch.allclose(back(ids).logits, clf(ids).logits, atol=1e-6)
+    # the switch: no normalisation at all
+    plain = with_books(VQDNAForSequenceClassification(tiny_config(num_labels=2, classifier_norm=False))).eval()
+    assert plain.classifier.norm is None
+
+
 def test_chunked_inference_averages_chunks():
     from vqdna.lm.inference import collate, pooled_features
 

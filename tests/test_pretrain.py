@@ -99,3 +99,17 @@ def test_cli_pretrain(lm_data, tmp_path, capsys):
                "--max-steps", "2"])
     assert rc == 0 and "saved language model" in capsys.readouterr().out
     assert main(["pretrain", "--codes", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_learning_rate_schedules():
+    from vqdna.train import LoopConfig, lr_at
+
+    cos = LoopConfig(max_steps=110, lr=1.0, warmup_steps=10, min_lr_ratio=0.0)
+    lin = LoopConfig(max_steps=110, lr=1.0, warmup_steps=10, min_lr_ratio=0.0, decay="linear")
+    for cfg in (cos, lin):
+        assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
+        assert lr_at(10, cfg) == pytest.approx(1.0) and lr_at(110, cfg) == pytest.approx(0.0)
+    assert lr_at(60, lin) == pytest.approx(0.5) and lr_at(35, lin) == pytest.approx(0.75)
+    assert lr_at(35, cos) == pytest.approx(0.5 * (1 + np.cos(np.pi * 0.25)))
+    with pytest.raises(ValueError, match="decay"):
+        lr_at(50, LoopConfig(max_steps=110, lr=1.0, decay="step"))

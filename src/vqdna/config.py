@@ -295,7 +295,8 @@ class FinetuneConfig:
     epochs: int = 10
     batch_size: int = 32
     weight_decay: float = 0.01
-    warmup_ratio: float = 0.06  # share of the steps with linear warm-up, then the loop's cosine decay to 0
+    warmup_ratio: float = 0.06  # share of the steps with linear warm-up, then `decay` to 0
+    decay: str = "linear"  # METHOD.md's fine-tuning schedule ("cosine" = the pre-training one)
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -304,6 +305,9 @@ class FinetuneConfig:
     # (also the codebook projection / learned embeddings), "full" (every LM weight, no LoRA), "head" (probe)
     method: str = "lora"
     head_dropout: float = 0.1
+    # batch-normalise the pooled vector entering the head: mean-pooled states barely differ between
+    # sequences, and an unnormalised head learns slowly (see lm.modeling.ClassificationHead)
+    head_norm: bool = True
     pooling: str = ""  # "" = the LM's (mean by default), or "mean" / "cls" for this task
     max_length: int = 512  # training truncates to this many tokens; inference chunks whole sequences
     eval_batch_size: int = 128

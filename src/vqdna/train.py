@@ -33,7 +33,8 @@ class LoopConfig:
     weight_decay: float = 0.01
     betas: tuple = (0.9, 0.999)
     warmup_steps: int = 0  # linear warm-up of the learning rate
-    min_lr_ratio: float = 0.01  # cosine decays to lr * this at max_steps
+    min_lr_ratio: float = 0.01  # the decay ends at lr * this at max_steps
+    decay: str = "cosine"  # after warm-up: "cosine" (pre-training) or "linear" (METHOD.md's fine-tuning)
     grad_accum: int = 1  # micro-batches per optimizer step
     grad_clip: float = 1.0  # 0 = off
     eval_every: int = 500
@@ -74,12 +75,18 @@ def setup_runtime(device: str | None = None) -> Runtime:
 
 
 def lr_at(step: int, cfg: LoopConfig) -> float:
-    """Linear warm-up, then cosine decay to ``lr * min_lr_ratio``."""
+    """Linear warm-up, then cosine (or linear) decay to ``lr * min_lr_ratio``."""
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     span = max(cfg.max_steps - cfg.warmup_steps, 1)
     t = min(max(step - cfg.warmup_steps, 0) / span, 1.0)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+    if cfg.decay == "linear":
+        shape = 1.0 - t
+    elif cfg.decay == "cosine":
+        shape = 0.5 * (1 + math.cos(math.pi * t))
+    else:
+        raise ValueError(f"decay must be 'cosine' or 'linear', not {cfg.decay!r}")
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape)
 
 
 def autocast_for(device: torch.device, precision: str):

@@ -11,9 +11,12 @@ Recipe (defaults in :class:`vqdna.config.FinetuneConfig`):
   projection frozen too, since it belongs to the pre-trained input embedding, not to the task;
   ``method="lora+embed"`` also trains the input embedding and positions, ``"full"`` trains every
   LM weight without LoRA, ``"head"`` is a probe on frozen features).
-* AdamW (weight decay 0.01), batch 32, linear warm-up over 6% of the steps then the shared
-  loop's cosine decay to 0 (:func:`vqdna.train.train_loop`, the one training loop; METHOD.md asks
-  for a linear decay, which that loop does not offer); training truncates sequences to 512 tokens.
+* AdamW (weight decay 0.01), batch 32, linear warm-up over 6% of the steps then linear decay to
+  0 (METHOD.md; :func:`vqdna.train.train_loop`, the one training loop); training truncates
+  sequences to 512 tokens.
+* the head batch-normalises the pooled vector (see :class:`~vqdna.lm.modeling.ClassificationHead`
+  for why; ``head_norm=False`` turns it off); its running statistics belong to the best epoch's
+  saved state like the trainable weights.
 * dev is scored after every epoch; the best epoch (primary metric: MCC for classification,
   Spearman for regression) is kept and the test split is scored **once**, with its weights.
   Dev and test read whole sequences (chunks of 512 averaged, see :mod:`vqdna.lm.inference`).
@@ -58,7 +61,8 @@ METHODS = ("lora", "lora+embed", "full", "head")
 # ---------------------------------------------------------------- model
 
 
-def build_classifier(model_dir, *, num_labels: int, head_dropout: float = 0.1, regression_mean: float = 0.0,
+def build_classifier(model_dir, *, num_labels: int, head_dropout: float = 0.1, head_norm: bool = True,
+                     regression_mean: float = 0.0,
                      regression_std: float = 1.0, id2label: dict | None = None,
                      random_init: bool = False, pooling: str = "") -> VQDNAForSequenceClassification:
     """A classifier whose encoder comes from a pre-trained (or fine-tuned) model folder.
@@ -71,6 +75,7 @@ def build_classifier(model_dir, *, num_labels: int, head_dropout: float = 0.1, r
     cfg.num_labels = num_labels
     cfg.architectures = ["VQDNAForSequenceClassification"]
     cfg.classifier_dropout = head_dropout
+    cfg.classifier_norm = head_norm
     if pooling:
         if pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
@@ -146,7 +151,10 @@ def quiet_save(model, out) -> None:
 
 
 def trainable_state(model: nn.Module) -> dict:
-    return {k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad}
+    """What fine-tuning changes: trainable parameters and the head's running statistics."""
+    state = {k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad}
+    state.update({k: b.detach().clone() for k, b in model.named_buffers() if k.startswith("classifier.")})
+    return state
 
 
 # ---------------------------------------------------------------- data
@@ -200,15 +208,16 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
     mean, std = (float(y_train.mean()), float(y_train.std() or 1.0)) if kind == "regression" else (0.0, 1.0)
     id2label = {v: k for k, v in task.label_names.items()} if task.label_names else None
     torch.manual_seed(seed)
-    model = build_classifier(lm_dir, num_labels=num_labels, head_dropout=cfg.head_dropout, regression_mean=mean,
+    model = build_classifier(lm_dir, num_labels=num_labels, head_dropout=cfg.head_dropout, head_norm=cfg.head_norm,
+                             regression_mean=mean,
                              regression_std=std, id2label=id2label, random_init=random_init,
                              pooling=cfg.pooling)
+    max_len = min(cfg.max_length, model.config.max_tokens)
+    train_codes = [codes["train"][i][:, :max_len] for i in train_idx]
     net = apply_method(model, cfg.method, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                        targets=cfg.lora_targets)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     vocab = model.config.vocab_sizes
-    max_len = min(cfg.max_length, model.config.max_tokens)
-    train_codes = [codes["train"][i][:, :max_len] for i in train_idx]
     bs = cfg.batch_size
     per_step = bs * runtime.world_size
     steps_per_epoch = max(int(np.ceil(len(train_codes) / per_step)), 1)
@@ -244,7 +253,7 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
     loop = LoopConfig(max_steps=max_steps, lr=cfg.lr, weight_decay=cfg.weight_decay,
                       warmup_steps=max(int(round(cfg.warmup_ratio * max_steps)), 1), min_lr_ratio=0.0,
                       eval_every=steps_per_epoch, checkpoint_every=10 ** 12, keep_checkpoints=1, seed=seed,
-                      precision=cfg.precision, log_name=f"finetune seed {seed}")
+                      decay=cfg.decay, precision=cfg.precision, log_name=f"finetune seed {seed}")
     run_dir = work_dir / f"run-seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
     import contextlib
@@ -257,9 +266,9 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
     shutil.rmtree(run_dir, ignore_errors=True)  # the loop's final checkpoint: not needed
     # the best epoch's weights, then the test split once
     with torch.no_grad():
-        params = dict(model.named_parameters())
+        tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
         for k, v in best["state"].items():
-            params[k].copy_(v)
+            tensors[k].copy_(v)
     train_time = time.time() - t0
     final = merged(net, model).eval()
     pred = predict_codes(final, codes["test"], batch_size=cfg.eval_batch_size)
