@@ -32,7 +32,7 @@ Plus reference rows with no deep learning: :func:`vqdna.kmer_baseline.run_kmer_b
 budget says so, on all training rows (``kmer-bag-all``), same dev/test splits.
 
 Budgets (:data:`BUDGETS`): ``quick`` (tiny LM, 300 steps, 1 seed, 1000 rows per task, 1.5 Mnt
-corpus slice), ``standard`` (small LM, 400 steps of longer windows, 3 seeds, whole corpus) and a
+corpus slice), ``standard`` (tiny LM, 600 steps of 256-nt windows, 4 epochs, 3 seeds, whole corpus) and a
 hidden ``test`` for the tests; ``--seeds`` / ``--max-train`` override theirs.
 Every number in them is written to ``results.md`` / ``results.json``.
 
@@ -123,15 +123,13 @@ BUDGETS: dict[str, Budget] = {
                                        eval_windows=64),
                     bpe_vocab=4096, lm_config="tiny", lm_steps=300, lm_batch=16, window_nt=128, lm_eval_windows=32,
                     ft_epochs=3, ft_lr=1e-3, max_train=1000, seeds=1, kmer_all=True),
-    # small LM, 3 seeds. Estimated from rates measured on this 2-core machine under a load average
-    # of ~5 (one thread): tokenizer training ~0.7 s/step, HRQ/VQ tokenizing ~35k nt/s, small-LM
-    # pre-training ~1.3 s/step (16 x 256 tokens), small-LM LoRA ~1 s/step on 100-nt rows:
-    # ~2.5 h for 7 tokenizers x 4 short-sequence tasks under that load, ~60-90 min on an idle
-    # machine. Fine-tuning dominates (tokenizers x tasks x seeds): 14 tasks need ~3x as long.
-    "standard": Budget("standard", corpus_nt=None, corpus_block=20_000, tok_config="small", tok_steps=600,
-                       tok_overrides=dict(warmup_steps=150, eval_every=300, checkpoint_every=150),
-                       bpe_vocab=4096, lm_config="small", lm_steps=400, lm_batch=16, window_nt=256,
-                       lm_eval_windows=64, ft_epochs=3, ft_lr=1e-3, max_train=1000, seeds=3, kmer_all=True),
+    # all 13 GUE tasks + gRNA in <= 90 min on the 2-core machine: the tiny LM (a small-LM LoRA run
+    # takes ~120 s per seed on 1000 rows, 14 tasks x 7 tokenizers x 3 seeds would take 14 h),
+    # 2x quick's pre-training on 2x longer windows, 4 epochs, 3 seeds
+    "standard": Budget("standard", corpus_nt=None, corpus_block=20_000, tok_config="small", tok_steps=400,
+                       tok_overrides=dict(warmup_steps=100, eval_every=200, checkpoint_every=100),
+                       bpe_vocab=4096, lm_config="tiny", lm_steps=600, lm_batch=16, window_nt=256,
+                       lm_eval_windows=64, ft_epochs=4, ft_lr=1e-3, max_train=1000, seeds=3, kmer_all=True),
 }
 
 
