@@ -230,39 +230,25 @@ def tip_differences(tree: dict, label: str):
     The root base of a position is the ``from`` base of the first mutation at it on the path;
     a mutation back to it removes the position. Insertions (``pos:bases``) are ignored.
     """
+    from ..data.nextstrain import _ABSENT, walk_with_undo
+
     diff: dict[int, str] = {}
     root_base: dict[int, str] = {}
-    stack: list = [("node", _root(tree))]
-    while stack:
-        kind, item = stack.pop()
-        if kind == "undo":
-            for d, key, old in reversed(item):
-                if old is None:
-                    d.pop(key, None)
-                else:
-                    d[key] = old
-            continue
-        node = item
-        undo = []
+    for node, undo, is_tip in walk_with_undo([_root(tree)]):
         for m in ((node.get("branch_attrs") or {}).get("mutations") or {}).get("nuc") or []:
             hit = _MUT.match(str(m).strip())
             if not hit:
                 continue
             a, pos, b = hit.group(1).upper(), int(hit.group(2)), hit.group(3).upper()
             if pos not in root_base:
-                undo.append((root_base, pos, None))
+                undo.append((root_base, pos, _ABSENT))
                 root_base[pos] = a
-            undo.append((diff, pos, diff.get(pos)))
+            undo.append((diff, pos, diff.get(pos, _ABSENT)))
             if b == root_base[pos]:
                 diff.pop(pos, None)
             else:
                 diff[pos] = b
-        if undo:
-            stack.append(("undo", undo))
-        kids = node.get("children") or []
-        for ch in reversed(kids):
-            stack.append(("node", ch))
-        if not kids:
+        if is_tip:
             yield _safe(node.get("name", "")), _label(node, label), dict(diff)
 
 

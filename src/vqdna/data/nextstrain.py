@@ -170,6 +170,32 @@ def _clean_reference(reference: str) -> str:
 # --------------------------------------------------------------------------- the walk
 
 
+def walk_with_undo(roots) -> Iterator[tuple[dict, list, bool]]:
+    """Depth-first over the tree (parents before children, children in JSON order).
+
+    Yields ``(node, undo, is_tip)``. The caller edits its state dicts for the node's branch and
+    appends ``(dict, key, old value or _ABSENT)`` to ``undo`` for every edit; the edits are
+    reverted, newest first, once the node's subtree is done. So a tip sees exactly the changes
+    on its path from the root, with one live dict instead of a copy per node.
+    """
+    stack: list = [("node", r) for r in reversed(list(roots))]
+    while stack:
+        kind, item = stack.pop()
+        if kind == "undo":
+            for d, key, old in reversed(item):
+                if old is _ABSENT:
+                    d.pop(key, None)
+                else:
+                    d[key] = old
+            continue
+        children = item.get("children") or []
+        undo: list = []
+        yield item, undo, not children
+        if undo:
+            stack.append(("undo", undo))
+        stack.extend(("node", child) for child in reversed(children))
+
+
 def _iter_tips(tree, ref: str, *, strict: bool, mismatches: list | None):
     """Yield ``(name, node, diff, ins)`` for every tip; ``diff``/``ins`` are live dicts.
 
@@ -180,54 +206,35 @@ def _iter_tips(tree, ref: str, *, strict: bool, mismatches: list | None):
     diff: dict[int, str] = {}
     ins: dict[int, str] = {}
     n_mismatch = 0
-    for root in _roots(tree):
-        stack: list = [("node", root)]
-        while stack:
-            kind, item = stack.pop()
-            if kind == "undo":
-                for d, key, old in reversed(item):
-                    if old is _ABSENT:
-                        d.pop(key, None)
-                    else:
-                        d[key] = old
+    for node, undo, is_tip in walk_with_undo(_roots(tree)):
+        name = str(node.get("name", "?"))
+        for m in ((node.get("branch_attrs") or {}).get("mutations") or {}).get("nuc") or []:
+            where = f"node {name!r}: "
+            a, p, b = parse_mutation(m, where=where)
+            if a == "":  # insertion after position p
+                if not 0 <= p <= n_ref:
+                    raise TreeError(f"{where}insertion {m!r} at position {p} outside the reference (0..{n_ref})")
+                undo.append((ins, p, ins.get(p, _ABSENT)))
+                ins[p] = b
                 continue
-            node = item
-            name = str(node.get("name", "?"))
-            muts = ((node.get("branch_attrs") or {}).get("mutations") or {}).get("nuc") or []
-            undo = []
-            for m in muts:
-                where = f"node {name!r}: "
-                a, p, b = parse_mutation(m, where=where)
-                if a == "":  # insertion after position p
-                    if not 0 <= p <= n_ref:
-                        raise TreeError(f"{where}insertion {m!r} at position {p} outside the reference (0..{n_ref})")
-                    undo.append((ins, p, ins.get(p, _ABSENT)))
-                    ins[p] = b
-                    continue
-                if not 1 <= p <= n_ref:
-                    raise TreeError(f"{where}mutation {m!r}: position {p} outside the reference (1..{n_ref})")
-                cur = diff.get(p, ref[p - 1])
-                if a != cur:
-                    msg = (f"{where}mutation {m!r} expects {a!r} at position {p} but the genome has {cur!r} "
-                           f"(reference {ref[p - 1]!r})")
-                    if strict:
-                        raise TreeError(msg + "; is it the right reference? (strict=False counts and continues)")
-                    n_mismatch += 1
-                    if mismatches is not None:
-                        mismatches.append(msg)
-                undo.append((diff, p, diff.get(p, _ABSENT)))
-                if b == ref[p - 1]:
-                    diff.pop(p, None)
-                else:
-                    diff[p] = b
-            children = node.get("children") or []
-            if undo:
-                stack.append(("undo", undo))
-            if children:
-                for child in reversed(children):  # keep the JSON order of children
-                    stack.append(("node", child))
+            if not 1 <= p <= n_ref:
+                raise TreeError(f"{where}mutation {m!r}: position {p} outside the reference (1..{n_ref})")
+            cur = diff.get(p, ref[p - 1])
+            if a != cur:
+                msg = (f"{where}mutation {m!r} expects {a!r} at position {p} but the genome has {cur!r} "
+                       f"(reference {ref[p - 1]!r})")
+                if strict:
+                    raise TreeError(msg + "; is it the right reference? (strict=False counts and continues)")
+                n_mismatch += 1
+                if mismatches is not None:
+                    mismatches.append(msg)
+            undo.append((diff, p, diff.get(p, _ABSENT)))
+            if b == ref[p - 1]:
+                diff.pop(p, None)
             else:
-                yield name, node, diff, ins
+                diff[p] = b
+        if is_tip:
+            yield name, node, diff, ins
     if n_mismatch:
         log.warning("%d mutation(s) disagreed with the current base (strict=False: applied anyway)", n_mismatch)
 
