@@ -107,3 +107,25 @@ def test_task_names_and_tokenizer_parsing():
     assert bm.parse_tokenizers("all") == list(bm.ALL_TOKENIZERS)
     with pytest.raises(ValueError):
         bm.parse_tokenizers("char,wordpiece")
+
+
+def test_shards_balance_cost_and_keep_every_tokenizer():
+    groups = bm.shard_tokenizers(list(bm.ALL_TOKENIZERS), 2)
+    assert sorted(sum(groups, [])) == sorted(bm.ALL_TOKENIZERS) and len(groups) == 2
+    cost = [sum(bm._COST[n] for n in g) for g in groups]
+    assert max(cost) - min(cost) <= max(bm._COST.values())
+    assert bm.shard_tokenizers(["char"], 4) == [["char"]]
+
+
+def test_jobs_run_tokenizers_in_parallel_processes(bench, tmp_path):
+    out = tmp_path / "parallel"
+    res = bm.run_benchmark("char,nt6", [str(bench["genome"])], [str(bench["task"])], budget="test", out=out,
+                           jobs=2)
+    assert len(list((out / "cells").glob("*.json"))) == 7
+    # the parent computed the shared reference cell, every tokenizer cell came from a shard process
+    assert res["run"]["computed_cells"] == 1 and res["run"]["resumed_cells"] == 6
+    serial = bench["res"]
+    for name in ("char", "nt6"):
+        a, b = (json.loads((o / "cells" / f"{name}__corpus__pretrain.json").read_text()) for o in (out, bench["out"]))
+        assert a["nucleotides_seen"] == b["nucleotides_seen"] and a["tokens_per_512nt"] == b["tokens_per_512nt"]
+    assert set(res["finetune"]) == set(serial["finetune"])

@@ -507,11 +507,14 @@ def _reference_cell(ref: str, task_name_: str, task, budget: Budget) -> dict:
 
 
 def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seeds: int | None = None,
-                  max_train: int | None = None, device: str | None = "cpu", work=None) -> dict:
+                  max_train: int | None = None, device: str | None = "cpu", work=None, jobs: int = 1) -> dict:
     """Run (or resume) the benchmark; returns the aggregated results (also written to ``out``).
 
     ``work``: where the corpus slice, tokenizers, code stores and language models go (default
-    ``out/work``; put it elsewhere to keep ``out`` small, and give the same one to resume)."""
+    ``out/work``; put it elsewhere to keep ``out`` small, and give the same one to resume).
+    ``jobs``: tokenizers run in that many processes at once (each with its share of the torch
+    threads; see :func:`shard_tokenizers`); the cells are independent files, so the parent
+    only prepares the shared inputs first and assembles the tables after."""
     from .sequence.tasks import load_task
 
     t_start = time.time()
@@ -557,6 +560,9 @@ def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seed
         for ref in REFERENCE[: 2 if b.kmer_all else 1]:
             ensure(ref, tn, "reference", lambda: _reference_cell(ref, tn, task_obj(tn, td), b),
                    f"reference: {ref} on {tn}")
+    if jobs > 1 and len(names) > 1:
+        _run_shards(shard_tokenizers(names, jobs), corpus=corpus, tasks=tasks, budget=budget, out=out,
+                    seeds=seeds, max_train=max_train, device=device, work=work)
     for name in names:
         tdir = work / name
         ensure(name, "corpus", "pretrain", lambda: _pretrain_cell(name, corpus_info, tdir, b, device))
@@ -571,6 +577,46 @@ def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seed
                              "tasks": {t: str(Path(d).resolve()) for t, d in task_list}})
     _log(f"done: {out / 'results.md'}")
     return results
+
+
+# relative cost of one tokenizer's column (training + stride-1 sequences cost most); only for balancing shards
+_COST = {"hrq": 3.0, "vq": 2.5, "char": 2.0, "kmer3": 2.0, "kmer6": 1.5, "bpe": 0.4, "nt6": 0.4}
+
+
+def shard_tokenizers(names: list[str], jobs: int) -> list[list[str]]:
+    """Split tokenizers into ``jobs`` groups of about equal cost (greedy, most expensive first)."""
+    groups: list[list[str]] = [[] for _ in range(min(jobs, len(names)))]
+    load = [0.0] * len(groups)
+    for n in sorted(names, key=lambda n: -_COST.get(n, 1.0)):
+        i = load.index(min(load))
+        groups[i].append(n)
+        load[i] += _COST.get(n, 1.0)
+    return [g for g in groups if g]
+
+
+def _shard_main(threads: int, kwargs: dict) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    run_benchmark(**kwargs)
+
+
+def _run_shards(groups: list[list[str]], **kwargs) -> None:
+    """Run each group of tokenizers in its own (spawned) process; raise if one fails."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // len(groups))
+    _log(f"{len(groups)} processes x {threads} thread(s): " + " | ".join(",".join(g) for g in groups))
+    with ProcessPoolExecutor(len(groups), mp_context=mp.get_context("spawn")) as pool:
+        futures = {",".join(g): pool.submit(_shard_main, threads, dict(kwargs, tokenizers=g, jobs=1))
+                   for g in groups}
+        errors = {g: f.exception() for g, f in futures.items() if f.exception() is not None}
+    if errors:
+        raise RuntimeError("benchmark shard(s) failed: " + "; ".join(f"{g}: {e!r}" for g, e in errors.items())
+                           + " (the finished cells are kept; run again with the same --out to resume)")
 
 
 # ---------------------------------------------------------------- aggregation and reports

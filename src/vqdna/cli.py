@@ -129,7 +129,7 @@ def cmd_benchmark(a):
     from .benchmark import run_benchmark
 
     run_benchmark(a.tokenizers, a.corpus, a.tasks, budget=a.budget, out=a.out, seeds=a.seeds,
-                  max_train=a.max_train, device=a.device, work=a.work)
+                  max_train=a.max_train, device=a.device, work=a.work, jobs=a.jobs)
     print((Path(a.out) / "results.md").read_text())
 
 
@@ -261,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--work", help="folder for tokenizers, code stores and models (default: OUT/work)")
     s.add_argument("--seeds", type=int, help="override the budget's fine-tuning seeds")
     s.add_argument("--max-train", type=int, help="override the budget's training rows per task")
+    s.add_argument("--jobs", type=int, default=1,
+                   help="run the tokenizers in N processes at once (e.g. one per core; threads are shared out)")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_benchmark)
 
