@@ -124,7 +124,7 @@ BUDGETS: dict[str, Budget] = {
                     bpe_vocab=4096, lm_config="tiny", lm_steps=300, lm_batch=16, window_nt=128, lm_eval_windows=32,
                     ft_epochs=3, ft_lr=1e-3, max_train=1000, seeds=1, kmer_all=True),
     # all 13 GUE tasks + gRNA in <= 90 min on the 2-core machine: the tiny LM (a small-LM LoRA run
-    # takes ~120 s per seed on 1000 rows, 14 tasks x 7 tokenizers x 3 seeds would take 14 h),
+    # takes ~120 s per seed on 1000 rows: 14 tasks x 7 tokenizers x 3 seeds would take ~10 h),
     # 2x quick's pre-training on 2x longer windows, 4 epochs, 3 seeds
     "standard": Budget("standard", corpus_nt=None, corpus_block=20_000, tok_config="small", tok_steps=400,
                        tok_overrides=dict(warmup_steps=100, eval_every=200, checkpoint_every=100),
