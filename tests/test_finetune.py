@@ -151,3 +151,58 @@ def test_grid_runs_every_point_and_picks_on_dev(tiny_lm, lm_tasks, tmp_path):
     best = max(r["grid"], key=lambda g: g["dev"]["mcc"])  # first of the ties wins
     assert (r["config"]["lr"], r["config"]["epochs"]) == (best["lr"], best["epochs"])
     assert r["per_seed"][0]["dev"] == best["dev"] and len(r["per_seed"]) == 2
+
+
+def test_bucketed_batches_cover_every_row_once_and_group_lengths():
+    from vqdna.lm.finetune import bucketed_batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 500, size=1003)
+    batches = bucketed_batches(lengths, 32, seed=(0, 1))
+    rows = np.concatenate(batches)
+    assert sorted(rows.tolist()) == list(range(1003)) and len(batches) == int(np.ceil(1003 / 32))
+    # padding to each batch's longest wastes far less than a plain shuffle would
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    plain = np.random.default_rng(0).permutation(1003)
+    padded_plain = sum(len(plain[i:i + 32]) * lengths[plain[i:i + 32]].max() for i in range(0, 1003, 32))
+    assert padded < 0.7 * padded_plain
+    # a pure function of the seed (resume-safe); another epoch's seed gives another order
+    assert all(np.array_equal(a, b) for a, b in zip(batches, bucketed_batches(lengths, 32, seed=(0, 1))))
+    assert not all(np.array_equal(a, b) for a, b in zip(batches, bucketed_batches(lengths, 32, seed=(0, 2))))
+
+
+def test_meanmax_pooling_finetunes_and_reloads(tiny_lm, lm_tasks, tmp_path):
+    from dataclasses import replace
+
+    from vqdna.lm.inference import load_classifier, predict_codes, tokenize, load_model_tokenizer
+
+    out = tmp_path / "ft"
+    r = finetune(tiny_lm, lm_tasks["classification"], out=out, seeds=1, config=replace(QUICK, pooling="meanmax"),
+                 progress=False)
+    model = load_classifier(out)
+    assert model.config.pooling == "meanmax" and model.classifier.dense.in_features == 2 * model.config.hidden_size
+    tok = load_model_tokenizer(out)
+    seqs = ["ACGTTGCAAC" * 7, "TTGACA" * 5]
+    codes = tokenize(tok, seqs)
+    a = predict_codes(model, codes)
+    b = predict_codes(model, codes[::-1])[::-1]  # batch order does not matter
+    assert np.allclose(a, b, atol=1e-5) and np.isfinite(r["test"]["mcc"]["mean"])
+
+
+def test_meanmax_chunks_combine_by_max():
+    from vqdna.lm.inference import collate, pooled_features
+    from vqdna.lm.modeling import VQDNAConfig, VQDNAModel
+
+    cfg = VQDNAConfig(vocab_sizes=[16], input_mode="learned", hidden_size=16, num_hidden_layers=1,
+                      num_attention_heads=2, intermediate_size=32, max_position_embeddings=9, pooling="meanmax")
+    torch.manual_seed(0)
+    model = VQDNAModel(cfg).eval()
+    codes = [(np.arange(20) % 16)[None]]  # 20 tokens -> chunks of 8, 8, 4
+    pooled = pooled_features(model, codes)
+    assert pooled.shape == (1, 32)
+    parts = [codes[0][:, s:s + 8] for s in (0, 8, 16)]
+    with torch.no_grad():
+        ids, mask = collate(parts, [16])
+        s, c, mx = model.pool(model(ids, mask).last_hidden_state, ids, mask, return_sum=True)
+    assert torch.allclose(pooled[0, :16], s.sum(0) / c.sum(), atol=1e-5)
+    assert torch.allclose(pooled[0, 16:], mx.amax(0), atol=1e-6)

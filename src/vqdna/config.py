@@ -267,8 +267,8 @@ def validate_lm_config(m: LMConfig, t: LMTrainConfig | None = None) -> None:
         raise ValueError(f"input_mode must be auto|codebook|learned, not {m.input_mode!r}")
     if m.codebook_combine not in ("auto", "mean", "sum"):
         raise ValueError(f"codebook_combine must be auto|mean|sum, not {m.codebook_combine!r}")
-    if m.pooling not in ("mean", "cls"):
-        raise ValueError(f"pooling must be 'mean' or 'cls', not {m.pooling!r}")
+    if m.pooling not in ("mean", "cls", "meanmax"):
+        raise ValueError(f"pooling must be 'mean', 'cls' or 'meanmax', not {m.pooling!r}")
     if not 1 <= m.max_length <= 512:
         raise ValueError(f"max_length must be in 1..512, not {m.max_length}")
     if t is None:

@@ -43,6 +43,7 @@ class LoopConfig:
     seed: int = 0
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast); auto = bf16 on CUDA, fp32 on CPU
     log_name: str = "train"
+    unit: str = ""  # what units_per_batch counts ("rows", "tokens"); named, the bar shows its rate
 
 
 @dataclass
@@ -218,6 +219,7 @@ def train_loop(model: torch.nn.Module, *, cfg: LoopConfig, get_batch: Callable, 
                dynamic_ncols=True, mininterval=1.0)
     t0 = time.time() - state["wall_time"]
     step = state["step"]
+    seen0, t_resume = state["seen"], time.time()
     while step < cfg.max_steps:
         model.train()
         for group in optimizer.param_groups:
@@ -240,6 +242,9 @@ def train_loop(model: torch.nn.Module, *, cfg: LoopConfig, get_batch: Callable, 
         state["step"] = step
         if runtime.is_main:
             shown = {"loss": f"{out['loss'].item():.4f}"}
+            if cfg.unit:
+                rate = (state["seen"] - seen0) / max(time.time() - t_resume, 1e-9)
+                shown[f"{cfg.unit}/s"] = f"{rate:.0f}"
             if hooks.progress is not None:
                 shown.update(hooks.progress(model, out))
             bar.set_postfix(shown, refresh=False)

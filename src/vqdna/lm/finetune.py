@@ -52,7 +52,7 @@ from ..sequence.tasks import Task, load_task
 from ..tokenizers.base import read_json, write_json_atomic
 from ..train import Hooks, LoopConfig, setup_runtime, train_loop
 from .inference import collate, load_model_tokenizer, predict_codes, tokenize
-from .modeling import VQDNAConfig, VQDNAForSequenceClassification
+from .modeling import POOLINGS, VQDNAConfig, VQDNAForSequenceClassification
 from .pretrain import copy_tokenizer
 
 METHODS = ("lora", "lora+embed", "full", "head")
@@ -77,8 +77,8 @@ def build_classifier(model_dir, *, num_labels: int, head_dropout: float = 0.1, h
     cfg.classifier_dropout = head_dropout
     cfg.classifier_norm = head_norm
     if pooling:
-        if pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
         cfg.pooling = pooling
     cfg.regression_mean, cfg.regression_std = float(regression_mean), float(regression_std)
     if id2label:
@@ -177,6 +177,23 @@ def subsample(labels: np.ndarray, n: int, kind: str, seed: int = 0) -> np.ndarra
     return np.sort(keep)
 
 
+def bucketed_batches(lengths: np.ndarray, batch_rows: int, *, seed, pool: int = 50) -> list[np.ndarray]:
+    """Row indices of one epoch's batches, bucketed by length so that padding to a batch's
+    longest sequence wastes little: a seeded permutation is cut into pools of ``pool`` batches,
+    each pool is sorted by length and cut into batches, and the batch order is shuffled.
+    Every row appears exactly once; a pure function of ``seed`` (resume-safe)."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(lengths))
+    out = []
+    step = batch_rows * pool
+    for s in range(0, len(perm), step):
+        chunk = perm[s:s + step]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        out.extend(chunk[b:b + batch_rows] for b in range(0, len(chunk), batch_rows))
+    order = rng.permutation(len(out))
+    return [out[i] for i in order]
+
+
 class ClassifierStep(nn.Module):
     """Adapter for :func:`vqdna.train.train_loop`."""
 
@@ -223,12 +240,22 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
     steps_per_epoch = max(int(np.ceil(len(train_codes) / per_step)), 1)
     max_steps = steps_per_epoch * cfg.epochs
 
+    lengths = np.array([c.shape[-1] for c in train_codes])
+    epoch_batches: dict[int, list[np.ndarray]] = {}
+
+    def batches_of(epoch: int) -> list[np.ndarray]:
+        """This epoch's batches: a seeded shuffle, bucketed by length, batch order shuffled."""
+        if epoch not in epoch_batches:
+            epoch_batches.clear()
+            epoch_batches[epoch] = bucketed_batches(lengths, per_step, seed=(seed, epoch))
+        return epoch_batches[epoch]
+
     def get_batch(step, micro, rank):
         epoch, i = divmod(step, steps_per_epoch)
-        perm = np.random.default_rng([seed, epoch]).permutation(len(train_codes))
-        rows = perm[i * per_step + rank * bs: i * per_step + (rank + 1) * bs]
+        batch = batches_of(epoch)[i]
+        rows = batch[rank * bs: (rank + 1) * bs]
         if not len(rows):  # a rank past the end of a short last batch
-            rows = perm[:1]
+            rows = batch[:1]
         ids, mask = collate([train_codes[j] for j in rows], vocab)
         lab = torch.from_numpy(y_train[rows])
         return {"input_ids": ids, "attention_mask": mask, "labels": lab}
@@ -253,7 +280,7 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
     loop = LoopConfig(max_steps=max_steps, lr=cfg.lr, weight_decay=cfg.weight_decay,
                       warmup_steps=max(int(round(cfg.warmup_ratio * max_steps)), 1), min_lr_ratio=0.0,
                       eval_every=steps_per_epoch, checkpoint_every=10 ** 12, keep_checkpoints=1, seed=seed,
-                      decay=cfg.decay, precision=cfg.precision, log_name=f"finetune seed {seed}")
+                      decay=cfg.decay, precision=cfg.precision, log_name=f"finetune seed {seed}", unit="rows")
     run_dir = work_dir / f"run-seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
     import contextlib
@@ -262,7 +289,7 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
     quiet = contextlib.nullcontext() if progress else contextlib.redirect_stderr(io.StringIO())
     with quiet:
         state = train_loop(ClassifierStep(net), cfg=loop, get_batch=get_batch, evaluate=evaluate, out_dir=run_dir,
-                           runtime=runtime, hooks=Hooks(before_step=before_step))
+                           runtime=runtime, hooks=Hooks(before_step=before_step), units_per_batch=bs)
     shutil.rmtree(run_dir, ignore_errors=True)  # the loop's final checkpoint: not needed
     # the best epoch's weights, then the test split once
     with torch.no_grad():
@@ -332,7 +359,7 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
             r = first
         else:
             r = train_one(model_dir, task, codes, train_idx, cfg, seed=seed, work_dir=work, device=device,
-                          random_init=random_init, progress=False)
+                          random_init=random_init, progress=progress)
         log(f"  seed {seed}: dev {metric}={r['dev'][metric]:.4f} (best epoch {r['best_epoch']}), "
             f"test {metric}={r['test'][metric]:.4f}  [{r['wall_time_s']:.0f}s]")
         runs.append(r)

@@ -89,23 +89,28 @@ def _batches(parts_meta, batch_size):
 @torch.no_grad()
 def pooled_features(backbone: VQDNAModel, codes: Sequence[np.ndarray], *, batch_size: int = 128,
                     device=None) -> torch.Tensor:
-    """(N, hidden) pooled vector per sequence (chunked and token-weighted for long sequences)."""
+    """(N, pooled_size) pooled vector per sequence: chunks of a long sequence combine token-weighted
+    (mean) and by maximum (``meanmax``)."""
     cfg = backbone.config
     device = device or next(backbone.parameters()).device
     meta = chunks_of(codes, cfg.max_tokens)
     H = cfg.hidden_size
     total = torch.zeros(len(codes), H, dtype=torch.float64)
     count = torch.zeros(len(codes), 1, dtype=torch.float64)
+    mx = torch.full((len(codes), H), float("-inf"), dtype=torch.float64) if cfg.pooling == "meanmax" else None
     for idx in _batches(meta, batch_size):
         parts = [codes[meta[j][0]][:, meta[j][1]:meta[j][2]] for j in idx]
         ids, mask = collate(parts, cfg.vocab_sizes)
         ids, mask = ids.to(device), mask.to(device)
         h = backbone(ids, mask).last_hidden_state
-        s, c = backbone.pool(h, ids, mask, return_sum=True)
+        pooled = backbone.pool(h, ids, mask, return_sum=True)
         rows = torch.tensor([meta[j][0] for j in idx])
-        total.index_add_(0, rows, s.double().cpu())
-        count.index_add_(0, rows, c.double().cpu())
-    return (total / count.clamp(min=1)).float()
+        total.index_add_(0, rows, pooled[0].double().cpu())
+        count.index_add_(0, rows, pooled[1].double().cpu())
+        if mx is not None:
+            mx.scatter_reduce_(0, rows[:, None].expand(-1, H), pooled[2].double().cpu(), reduce="amax")
+    mean = (total / count.clamp(min=1)).float()
+    return mean if mx is None else torch.cat([mean, mx.clamp(min=-1e30).float()], dim=-1)
 
 
 @torch.no_grad()

@@ -47,6 +47,7 @@ from transformers.models.bert.modeling_bert import BertEmbeddings
 from transformers.utils import ModelOutput
 
 N_SPECIAL = 3
+POOLINGS = ("mean", "cls", "meanmax")
 PAD, MASK, CLS = 0, 1, 2  # offsets after each level's vocabulary
 
 
@@ -101,8 +102,8 @@ class VQDNAConfig(PretrainedConfig):
             raise ValueError("input_mode 'codebook' needs codebook_dim")
         if self.codebook_combine not in ("mean", "sum"):
             raise ValueError(f"codebook_combine must be 'mean' or 'sum', not {self.codebook_combine!r}")
-        if self.pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', not {self.pooling!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, not {self.pooling!r}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads "
                              f"{self.num_attention_heads}")
@@ -113,6 +114,11 @@ class VQDNAConfig(PretrainedConfig):
     @property
     def n_levels(self) -> int:
         return len(self.vocab_sizes)
+
+    @property
+    def pooled_size(self) -> int:
+        """Width of the pooled vector the sequence head reads (``meanmax`` concatenates two)."""
+        return 2 * self.hidden_size if self.pooling == "meanmax" else self.hidden_size
 
     @property
     def max_tokens(self) -> int:
@@ -274,10 +280,11 @@ class VQDNAModel(VQDNAPreTrainedModel):
 
     def pool(self, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
              *, return_sum: bool = False):
-        """Sequence vectors (B, hidden): mean over real tokens ([CLS] and pads excluded) or the [CLS] state.
+        """Sequence vectors (B, pooled_size): the mean over real tokens ([CLS] and pads excluded),
+        the [CLS] state, or (``meanmax``) the mean and the per-feature max over real tokens, concatenated.
 
-        With ``return_sum`` (mean pooling) return ``(sum, count)`` so that chunks of one long
-        sequence can be averaged token-weighted.
+        With ``return_sum`` return ``(sum, count)`` (``meanmax``: ``(sum, count, max)``) so that
+        chunks of one long sequence can be combined: sums and counts add, maxima take the max.
         """
         input_ids = self._ids(input_ids)
         if self.config.pooling == "cls":
@@ -290,9 +297,14 @@ class VQDNAModel(VQDNAPreTrainedModel):
             keep = keep & attention_mask.bool()
         w = keep.unsqueeze(-1).to(hidden.dtype)
         total, count = (hidden * w).sum(1), w.sum(1)
+        mx = None
+        if self.config.pooling == "meanmax":
+            mx = hidden.masked_fill(~keep.unsqueeze(-1), float("-inf")).amax(1)
+            mx = torch.where(count > 0, mx, torch.zeros_like(mx))  # a chunk with no real token
         if return_sum:
-            return total, count
-        return total / count.clamp(min=1)
+            return (total, count) if mx is None else (total, count, mx)
+        mean = total / count.clamp(min=1)
+        return mean if mx is None else torch.cat([mean, mx], dim=-1)
 
 
 # ---------------------------------------------------------------- masked LM
@@ -384,9 +396,9 @@ class ClassificationHead(nn.Module):
     def __init__(self, config: VQDNAConfig):
         super().__init__()
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.norm = nn.BatchNorm1d(config.hidden_size, affine=False) if config.classifier_norm else None
+        self.norm = nn.BatchNorm1d(config.pooled_size, affine=False) if config.classifier_norm else None
         self.dropout = nn.Dropout(p)
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(config.pooled_size, config.hidden_size)
         self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
 
     def forward(self, x):
