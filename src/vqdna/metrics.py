@@ -3,6 +3,9 @@
 * classification: Matthews correlation (primary, as in GUE), macro F1, accuracy;
 * regression: Spearman correlation (primary), Pearson correlation, mean squared error.
 
+:func:`score` picks the set by task kind: it is the one scoring function of fine-tuning, the
+linear probe (:mod:`vqdna.evaluate`) and the reference rows.
+
 All values are plain Python floats on their natural scale (MCC in -1..1, *not* x100; papers
 in the GUE line print MCC x100).
 
@@ -25,7 +28,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["classification_metrics", "regression_metrics", "summarize_seeds", "primary_metric"]
+__all__ = ["classification_metrics", "regression_metrics", "score", "summarize_seeds", "primary_metric"]
 
 
 def primary_metric(kind: str) -> str:
@@ -86,6 +89,16 @@ def regression_metrics(y_true, y_pred) -> dict[str, float]:
         sp = _finite_or_zero(spearmanr(y_true, y_pred).statistic)
         pe = _finite_or_zero(pearsonr(y_true, y_pred).statistic)
     return {"spearman": sp, "pearson": pe, "mse": mse}
+
+
+def score(kind: str, y_true, y_pred) -> dict[str, float]:
+    """The metrics of a task of ``kind``: :func:`classification_metrics` (``"classification"``)
+    or :func:`regression_metrics` (``"regression"``)."""
+    if kind == "classification":
+        return classification_metrics(y_true, y_pred)
+    if kind == "regression":
+        return regression_metrics(y_true, y_pred)
+    raise ValueError(f"unknown task kind {kind!r} (expected 'classification' or 'regression')")
 
 
 def summarize_seeds(results: Iterable[Mapping[str, float]]) -> dict[str, dict]:

@@ -13,7 +13,8 @@ order 1 so that one L2 penalty suits every level; it changes no ranking below.
 
 Probe (:func:`fit_probe`)
 -------------------------
-Multinomial logistic regression (scikit-learn, lbfgs, L2 penalty) trained on the train split;
+The project's linear probe (:func:`vqdna.evaluate.linear_probe`): multinomial logistic
+regression (scikit-learn, lbfgs, L2 penalty) trained on the train split;
 ``C`` is chosen on the dev split by MCC from a small grid (ties: the stronger regularisation);
 the chosen model is scored once on test (accuracy, macro F1, MCC). Identical (sequence, label)
 rows are merged with a sample weight equal to their multiplicity, which leaves the loss, and
@@ -48,11 +49,11 @@ plain numpy, so a test can check it on a hand-made model. This is our reading of
 """
 from __future__ import annotations
 
-import warnings
 from typing import Sequence
 
 import numpy as np
 
+from ..evaluate import linear_probe
 from ..metrics import classification_metrics
 
 __all__ = ["level_slices", "code_features", "gradcam_attribution", "support_class", "fit_probe",
@@ -142,47 +143,28 @@ def fit_probe(X_train, y_train, X_dev, y_dev, X_test, y_test, n_classes: int, *,
               sample_weight=None, Cs: Sequence[float] = DEFAULT_CS, seed: int = 0,
               max_iter: int = 300, standardize: bool = True) -> dict:
     """Fit the multinomial logistic regression for each ``C`` (ascending, warm-started), pick
-    the best dev MCC, score it on test. Returns ``W``, ``b`` (on the raw features), the chosen
-    ``C``, the metrics of every split and the dev MCC of every candidate."""
-    from sklearn.linear_model import LogisticRegression
-
-    X_train = np.asarray(X_train, dtype=np.float64)
-    w = np.ones(len(X_train)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    if standardize:
-        mu = (w[:, None] * X_train).sum(0) / w.sum()
-        sd = np.sqrt((w[:, None] * (X_train - mu) ** 2).sum(0) / w.sum())
-        scale = np.where(sd > 0, sd, 1.0)
+    the best dev MCC, score it on test (the project's probe, :func:`vqdna.evaluate.linear_probe`,
+    with the ``"standard-weighted"`` scaling). Returns ``W``, ``b`` (on the raw features), the
+    chosen ``C``, the metrics of every split and the dev MCC of every candidate."""
+    X_train, X_dev, X_test = (np.asarray(X, dtype=np.float64) for X in (X_train, X_dev, X_test))
+    r = linear_probe({"train": X_train, "dev": X_dev, "test": X_test}, {"train": y_train, "dev": y_dev, "test": y_test},
+                     "classification", grid=Cs, scalings=("standard-weighted" if standardize else "none",),
+                     sample_weight=sample_weight, warm_start=True, max_iter=max_iter, seed=seed)
+    model, scaler = r["model"], r["scaler"]
+    W_s, b_s = _softmax_weights(model, n_classes)
+    if standardize:  # fold the scaler back: the model on the raw features
+        W = np.where(scaler.constant, 0.0, W_s / scaler.scale)
+        b = b_s - (W_s * (scaler.mean / scaler.scale)).sum(1)
     else:
-        mu, scale = np.zeros(X_train.shape[1]), np.ones(X_train.shape[1])
-
-    def tf(X):
-        return (np.asarray(X, dtype=np.float64) - mu) / scale
-
-    Xs_tr, Xs_dev, Xs_te = tf(X_train), tf(X_dev), tf(X_test)
-    Cs = sorted(float(c) for c in Cs)
-    model = LogisticRegression(C=Cs[0], max_iter=max_iter, warm_start=True, random_state=seed)
-    best, cands = None, []
-    for C in Cs:
-        model.set_params(C=C)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter: recorded below instead
-            model.fit(Xs_tr, y_train, sample_weight=sample_weight)
-        dev = classification_metrics(y_dev, model.predict(Xs_dev)) if len(y_dev) else {"mcc": float("nan")}
-        n_iter = int(np.max(model.n_iter_))
-        cands.append({"C": C, "dev_mcc": dev["mcc"], "n_iter": n_iter, "converged": n_iter < max_iter})
-        if best is None or dev["mcc"] > best[0]:  # strict: ties keep the smaller C
-            W_s, b_s = _softmax_weights(model, n_classes)
-            W = np.where(sd > 0, W_s / scale, 0.0) if standardize else W_s
-            b = b_s - (W_s * (mu / scale)).sum(1) if standardize else b_s
-            best = (dev["mcc"], C, W, b, model.predict(Xs_te) if len(y_test) else np.zeros(0, int),
-                    model.predict(Xs_tr), dev)
-    dev_mcc, C, W, b, pred_test, pred_train, dev = best
-    out = {"C": C, "W": W, "b": b, "candidates": cands, "standardize": standardize,
-           "train": classification_metrics(y_train, pred_train) if sample_weight is None else
-           _weighted_accuracy(y_train, pred_train, sample_weight),
-           "dev": dev, "test_pred": pred_test}
-    out["test"] = classification_metrics(y_test, pred_test) if len(y_test) else {}
-    return out
+        W, b = W_s, b_s
+    pred_test = model.predict(scaler.transform(X_test)) if len(y_test) else np.zeros(0, int)
+    pred_train = model.predict(scaler.transform(X_train))
+    cands = [{"C": c["value"], "dev_mcc": c["dev"], "n_iter": c["n_iter"], "converged": c["converged"]}
+             for c in r["candidates"]]
+    return {"C": r["value"], "W": W, "b": b, "candidates": cands, "standardize": standardize,
+            "train": classification_metrics(y_train, pred_train) if sample_weight is None else
+            _weighted_accuracy(y_train, pred_train, sample_weight),
+            "dev": r["dev"], "test_pred": pred_test, "test": r["test"]}
 
 
 def _weighted_accuracy(y, pred, w) -> dict:

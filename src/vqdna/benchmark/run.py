@@ -1,0 +1,176 @@
+"""Run (or resume) a benchmark: :func:`run_benchmark`, and ``--jobs N`` shards."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..data.genomes import resolve_fasta
+from ..tokenizers.base import read_json, write_json_atomic
+from .budgets import budget_dict, get_budget, same_budget
+from .cells import Ledger, log
+from .inputs import prepare_corpus, resolve_tasks
+from .pipeline import finetune_cell, pretrain_cell, probe_cell
+from .references import reference_cell
+from .report import aggregate
+from .rows import ALL_TOKENIZERS, RowPlan, parse_rows, random_base
+
+__all__ = ["run_benchmark", "shard_tokenizers"]
+
+
+def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seeds: int | None = None,
+                  max_train: int | None = None, small_task_rows: int | None = None,
+                  large_task_seeds: int | None = None, device: str | None = "cpu", work=None, jobs: int = 1,
+                  report: bool = True) -> dict | None:
+    """Run (or resume) the benchmark; returns the aggregated results (also written to ``out``).
+
+    ``tokenizers``: the rows (:mod:`vqdna.benchmark.rows`), comma-separated or a list; ``None``
+    or empty = the budget's ``rows``. ``seeds``, ``max_train``, ``small_task_rows`` and
+    ``large_task_seeds`` override the budget's fields (a folder holds one budget: overriding a
+    number needs another ``out``). ``work``: where the corpus slice, tokenizers, code stores and
+    language models go (default ``out/work``; put it elsewhere to keep ``out`` small, and give
+    the same one to resume). ``jobs``: rows run in that many processes at once (each with its
+    share of the torch threads; see :func:`shard_tokenizers`); the cells are independent files,
+    so the parent only prepares the shared inputs first and assembles the tables after.
+    ``report=False``: write the cells only (the shards)."""
+    from ..sequence.tasks import load_task
+
+    t_start = time.time()
+    b = get_budget(budget, seeds=seeds, max_train=max_train, small_task_rows=small_task_rows,
+                   large_task_seeds=large_task_seeds)
+    plan = parse_rows(tokenizers, b)
+    out = Path(out)
+    work = Path(work) if work is not None else out / "work"
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    if not (out / ".gitignore").exists():  # models and code stores must never be committed with the results
+        (out / ".gitignore").write_text("work/\n*.tmp*\n")
+    spec_path = out / "benchmark.json"
+    if spec_path.exists() and not same_budget(read_json(spec_path)["budget"], b):
+        raise ValueError(f"{spec_path}: this folder holds a benchmark with another budget; use another --out")
+    write_json_atomic(spec_path, {"budget": budget_dict(b)})
+    corpus_files = resolve_fasta([str(c) for c in ([corpus] if isinstance(corpus, (str, Path)) else corpus)])
+    corpus_info = prepare_corpus(corpus_files, work, b)
+    task_list = resolve_tasks(tasks, work)
+    loaded: dict = {}
+
+    def task_obj(tn, td):
+        if tn not in loaded:
+            loaded[tn] = load_task(td)
+        return loaded[tn]
+
+    def task_seeds(tn, td) -> int:
+        return b.seeds_for(len(task_obj(tn, td).train))
+
+    log(f"budget {b.name}: {len(plan.pipelines)} tokenizers, {len(plan.random)} random-init controls, "
+        f"{len(plan.references)} references x {len(task_list)} tasks; corpus {corpus_info['nucleotides']:,} nt; "
+        f"pre-training {b.pretrain_nucleotides:,} nt per tokenizer")
+    ledger = Ledger(out, b)
+
+    # the k-mer references first (seconds), in this process
+    for tn, td in task_list:
+        for ref in plan.references:
+            if ref != "cnn":
+                ledger.ensure(ref, tn, "reference", lambda: reference_cell(ref, tn, task_obj(tn, td), b),
+                              f"reference: {ref} on {tn}")
+    units = plan.units()
+    if jobs > 1 and len(units) > 1:
+        _run_shards(shard_tokenizers(plan.names, jobs), corpus=corpus, tasks=tasks, budget=budget, out=out,
+                    seeds=seeds, max_train=max_train, small_task_rows=small_task_rows,
+                    large_task_seeds=large_task_seeds, device=device, work=work)
+    for unit in units:
+        for name in unit:
+            _run_row(name, ledger, corpus_info, task_list, task_obj, task_seeds, work, b, device)
+    if not report:
+        return None
+    results = aggregate(out, plan, [t for t, _ in task_list], b, corpus_info,
+                        run={"resumed_cells": ledger.resumed, "computed_cells": ledger.computed,
+                             "this_call_wall_time_s": time.time() - t_start,
+                             "tasks": {t: str(Path(d).resolve()) for t, d in task_list}})
+    log(f"done: {out / 'results.md'}")
+    return results
+
+
+def _run_row(name, ledger: Ledger, corpus_info, task_list, task_obj, task_seeds, work: Path, b, device) -> None:
+    """Every cell of one row (a pipeline, a random-init control or the cnn reference)."""
+    if name == "cnn":
+        for tn, td in task_list:
+            c = ledger.ensure("cnn", tn, "reference",
+                              lambda: reference_cell("cnn", tn, task_obj(tn, td), b, seeds=task_seeds(tn, td),
+                                                     device=device),
+                              lambda: f"cnn: training on {tn} ({task_seeds(tn, td)} seed(s))")
+            log(f"cnn / {tn}: test {c['metric']} = {c['score']:.4f}")
+        return
+    base = random_base(name)
+    if base is not None:
+        tdir = work / base
+        if not (tdir / "lm" / "model.safetensors").exists():
+            raise FileNotFoundError(f"{name}: no pre-trained {base} LM in {tdir / 'lm'} (its architecture and frozen "
+                                    f"vocabulary); run {base} first")
+        for tn, td in task_list:
+            c = ledger.ensure(name, tn, "finetune",
+                              lambda: finetune_cell(name, tn, td, tdir, b, seeds=task_seeds(tn, td), device=device,
+                                                    random_init=True),
+                              lambda: f"{name}: fine-tuning {tn} from a random-init LM ({task_seeds(tn, td)} seed(s))")
+            log(f"{name} / {tn}: fine-tune test {c['metric']} = {c['score']:.4f}")
+        return
+    tdir = work / name
+    ledger.ensure(name, "corpus", "pretrain", lambda: pretrain_cell(name, corpus_info, tdir, b, device))
+    for tn, td in task_list:
+        c = ledger.ensure(name, tn, "finetune",
+                          lambda: finetune_cell(name, tn, td, tdir, b, seeds=task_seeds(tn, td), device=device),
+                          lambda: f"{name}: fine-tuning {tn} ({task_seeds(tn, td)} seed(s))")
+        log(f"{name} / {tn}: fine-tune test {c['metric']} = {c['score']:.4f}")
+        c = ledger.ensure(name, tn, "probe", lambda: probe_cell(name, tn, task_obj(tn, td), tdir, b))
+        log(f"{name} / {tn}: linear probe test {c['metric']} = {c['score']:.4f}")
+
+
+# relative cost of one row (training + stride-1 sequences cost most); only for balancing shards.
+# A random-init control costs about its pipeline's fine-tuning share.
+_COST = {"hrq": 3.0, "vq": 2.5, "char": 2.0, "kmer3": 2.0, "kmer6": 1.5, "bpe": 0.4, "nt6": 0.4, "cnn": 2.0}
+_RANDOM_SHARE = 0.5
+
+
+def _row_cost(name: str) -> float:
+    base = random_base(name)
+    return _RANDOM_SHARE * _COST.get(base, 1.0) if base else _COST.get(name, 1.0)
+
+
+def shard_tokenizers(names: list[str], jobs: int) -> list[list[str]]:
+    """Split rows into ``jobs`` groups of about equal cost (greedy, most expensive first). A
+    pipeline and its random-init controls stay in one group (the controls read its LM); the
+    k-mer references are left out (the parent computes them)."""
+    plan = RowPlan(pipelines=[n for n in names if n in ALL_TOKENIZERS], random=[n for n in names if random_base(n)],
+                   references=[n for n in names if n == "cnn"])
+    units = plan.units()
+    groups: list[list[str]] = [[] for _ in range(min(jobs, len(units)))]
+    load = [0.0] * len(groups)
+    for u in sorted(units, key=lambda u: -sum(_row_cost(n) for n in u)):
+        i = load.index(min(load))
+        groups[i].extend(u)
+        load[i] += sum(_row_cost(n) for n in u)
+    return [g for g in groups if g]
+
+
+def _shard_main(threads: int, kwargs: dict) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    run_benchmark(**kwargs)
+
+
+def _run_shards(groups: list[list[str]], **kwargs) -> None:
+    """Run each group of rows in its own (spawned) process; raise if one fails."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // len(groups))
+    log(f"{len(groups)} processes x {threads} thread(s): " + " | ".join(",".join(g) for g in groups))
+    with ProcessPoolExecutor(len(groups), mp_context=mp.get_context("spawn")) as pool:
+        futures = {",".join(g): pool.submit(_shard_main, threads, dict(kwargs, tokenizers=g, jobs=1, report=False))
+                   for g in groups}
+        errors = {g: f.exception() for g, f in futures.items() if f.exception() is not None}
+    if errors:
+        raise RuntimeError("benchmark shard(s) failed: " + "; ".join(f"{g}: {e!r}" for g, e in errors.items())
+                           + " (the finished cells are kept; run again with the same --out to resume)")
+

@@ -1,0 +1,109 @@
+"""Benchmark budgets, row names and the paper's numbers: no run, milliseconds."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vqdna import benchmark as bm
+from vqdna.benchmark.budgets import same_budget
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_budgets_keep_their_numbers():
+    s = bm.BUDGETS["standard"]
+    assert (s.lm_config, s.lm_steps, s.lm_batch, s.window_nt, s.tok_steps) == ("tiny", 600, 16, 256, 400)
+    assert (s.ft_method, s.ft_lr, s.ft_epochs, s.ft_batch, s.max_train, s.seeds) == ("lora", 1e-3, 4, 32, 1000, 3)
+    q = bm.BUDGETS["quick"]
+    assert (q.lm_steps, q.window_nt, q.ft_epochs, q.max_train, q.seeds) == (300, 128, 3, 1000, 1)
+    assert q.corpus_nt == 1_500_000
+    for b in (s, q, bm.BUDGETS["test"]):
+        assert b.small_task_rows == 0 and b.seeds_for(10 ** 6) == b.seeds == b.seeds_for(1)
+        cfg = b.finetune_config()
+        assert (cfg.method, cfg.lr, cfg.epochs, cfg.batch_size, cfg.max_train) == ("lora", b.ft_lr, b.ft_epochs, 32,
+                                                                                    b.max_train)
+    # the committed results folders (written before the new fields existed) still resume
+    for name in ("standard", "quick"):
+        old = json.loads((ROOT / "benchmarks" / "results" / name / "benchmark.json").read_text())["budget"]
+        assert same_budget(old, bm.BUDGETS[name])
+        assert not same_budget(old, bm.get_budget(name, seeds=5))
+        assert not same_budget(old, bm.BUDGETS["full"])
+
+
+def test_full_budget():
+    f = bm.BUDGETS["full"]
+    assert f.max_train == 10_000 and f.seeds == 3 and f.kmer_all and f.corpus_nt is None
+    for k, v in bm.FULL_RECIPE.items():
+        assert getattr(f, k) == v, k
+    cfg = f.finetune_config()
+    assert (cfg.method, cfg.lr, cfg.epochs, cfg.batch_size, cfg.max_train) == (
+        f.ft_method, f.ft_lr, f.ft_epochs, f.ft_batch, 10_000)
+    plan = bm.parse_rows(None, f)  # its default rows
+    assert plan.pipelines == ["hrq", "vq", "kmer3", "bpe", "char"]
+    assert plan.random == ["hrq-random", "char-random"]
+    assert plan.references == ["kmer-bag", "kmer-bag-all", "cnn"]
+    assert plan.names == bm.parse_rows("hrq,vq,kmer3,bpe,char,hrq-random,char-random,cnn,kmer-bag,kmer-bag-all",
+                                       f).names
+
+
+def test_full_budget_seed_rule():
+    f = bm.BUDGETS["full"]
+    assert all(f.seeds_for(n) == 3 for n in (1904, 4904, 47_356))  # default: 3 seeds everywhere
+    # 3 seeds on the small tasks only: mouse3 1,904, mouse2 2,620, doench2016 4,392 rows; 1 elsewhere
+    g = bm.get_budget("full", small_task_rows=4392)
+    rows = {"mouse3": 1904, "mouse2": 2620, "doench2016": 4392, "prom_core_tata": 4904, "mouse0": 6478,
+            "prom_core_all": 47_356}
+    assert {t: g.seeds_for(n) for t, n in rows.items()} == {"mouse3": 3, "mouse2": 3, "doench2016": 3,
+                                                            "prom_core_tata": 1, "mouse0": 1, "prom_core_all": 1}
+    assert bm.get_budget("full", small_task_rows=4904, large_task_seeds=2).seeds_for(6478) == 2
+    with pytest.raises(ValueError, match="unknown budget"):
+        bm.get_budget("huge")
+    with pytest.raises(ValueError, match="no budget field"):
+        bm.get_budget("full", epochs=3)
+
+
+def test_row_names():
+    b = bm.BUDGETS["standard"]
+    plan = bm.parse_rows("cnn,char-random,char,hrq", b)
+    assert (plan.pipelines, plan.random) == (["char", "hrq"], ["char-random"])
+    assert plan.references == ["kmer-bag", "kmer-bag-all", "cnn"]  # kmer-bag always; -all from kmer_all
+    assert bm.parse_rows("char", bm.BUDGETS["test"]).references == ["kmer-bag"]
+    assert bm.parse_rows("char,kmer-bag-all", bm.BUDGETS["test"]).references == ["kmer-bag", "kmer-bag-all"]
+    assert bm.parse_rows("all,nt6-random", b).random == ["nt6-random"]
+    assert bm.parse_rows(None, b).names == list(bm.ALL_TOKENIZERS) + ["kmer-bag", "kmer-bag-all"]
+    with pytest.raises(ValueError, match="needs hrq in the same run"):
+        bm.parse_tokenizers("char,hrq-random")
+    for bad in ("wordpiece-random", "cnn-random", "hrq,hrq", "", "kmer9"):
+        with pytest.raises(ValueError):
+            bm.parse_tokenizers(bad)
+
+
+def test_shards_keep_a_pipeline_with_its_random_control():
+    names = bm.parse_rows(None, bm.BUDGETS["full"]).names
+    groups = bm.shard_tokenizers(names, 2)
+    assert len(groups) == 2
+    assert sorted(sum(groups, [])) == sorted(n for n in names if not n.startswith("kmer-bag"))
+    for g in groups:
+        for base in ("hrq", "char"):
+            assert (base in g) == (f"{base}-random" in g)
+            if base in g:
+                assert g.index(base) < g.index(f"{base}-random")
+
+
+def test_paper_numbers():
+    from vqdna.benchmark.paper import PAPER_GUE, paper_mean
+
+    assert len(PAPER_GUE) == 13
+    assert round(paper_mean(PAPER_GUE, "DNABERT-2"), 1) == 68.4 and round(paper_mean(PAPER_GUE, "VQDNA-HRQ"), 1) == 70.0
+    assert PAPER_GUE["prom_core_tata"] == (74.17, 78.50) and PAPER_GUE["mouse4"] == (52.66, 54.73)
+    assert paper_mean(["doench2016"], "DNABERT-2") is None
+
+
+def test_cli_benchmark_options():
+    from vqdna.cli import build_parser
+
+    a = build_parser().parse_args(["benchmark", "--corpus", "c.fa", "--tasks", "t", "--out", "o", "--budget", "full",
+                                   "--small-task-rows", "4392"])
+    assert a.tokenizers is None and a.budget == "full" and a.small_task_rows == 4392 and a.large_task_seeds is None
