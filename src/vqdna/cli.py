@@ -140,6 +140,22 @@ def cmd_demo(a):
     run_demo(a.out, profile=a.profile, device=a.device)
 
 
+def cmd_baseline_cnn(a):
+    from .references.cnn import run_cnn_baseline
+    from .sequence.tasks import load_task
+
+    r = run_cnn_baseline(load_task(a.task), seeds=a.seeds, max_train=a.max_train or 0, epochs=a.epochs,
+                         device=a.device, progress=not a.quiet, threads=a.threads)
+    m = r["primary_metric"]
+    print(f"cnn on {r['task']}: test {m} {r['test'][m]:.4f} +- {r['test_std'][m]:.4f} over {len(r['values'])} "
+          f"seed(s) (dev {r['dev'][m]:.4f}); {r['n_train']:,} training rows, {r['n_parameters']:,} parameters, "
+          f"{r['wall_time']:.0f}s")
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(r, indent=2) + "\n")
+        print(f"wrote {a.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vqdna", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -291,6 +307,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     nextstrain.add_arguments(s)
     s.set_defaults(func=cmd_data_nextstrain)
+
+    base = sub.add_parser("baseline", help="reference rows without pre-training").add_subparsers(
+        dest="baseline_command", required=True)
+    s = base.add_parser("cnn", help="a ~0.5M-parameter 1D CNN trained from scratch on one-hot DNA")
+    s.add_argument("--task", required=True, help="folder with train.csv, dev.csv, test.csv (sequence,label)")
+    s.add_argument("--seeds", type=int, default=1, help="runs with seeds 0..N-1; mean and std are reported")
+    s.add_argument("--max-train", type=int, help="train on a stratified subsample of N rows (the benchmark's rows)")
+    s.add_argument("--epochs", type=int, help="maximum epochs (default 15; early stopping on dev)")
+    s.add_argument("--out", help="write the full result (every seed, config) to this JSON file")
+    s.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; use 1 on a busy machine)")
+    s.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_baseline_cnn)
     return p
 
 
