@@ -82,7 +82,8 @@ def cmd_finetune(a):
 
     cfg = FinetuneConfig()
     changes = {k: v for k, v in dict(lr=a.lr, epochs=a.epochs, max_train=a.max_train, method=a.method,
-                                     lora_dropout=a.lora_dropout, batch_size=a.batch_size).items() if v is not None}
+                                     lora_dropout=a.lora_dropout, batch_size=a.batch_size,
+                                     pooling=a.pooling).items() if v is not None}
     r = finetune(a.model, a.task, out=a.out, seeds=a.seeds, grid=a.grid, config=replace(cfg, **changes),
                  random_init=a.random_init, device=a.device)
     if a.json:
@@ -215,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-train", type=int, help="train on a stratified, seeded subsample of N rows")
     s.add_argument("--method", choices=["lora", "lora+embed", "full", "head"],
                    help="what trains: LoRA + head (default), + input embedding, everything, or the head only")
+    s.add_argument("--pooling", choices=["mean", "cls", "meanmax"],
+                   help="sequence vector for the head (default: the LM's, mean); meanmax = mean and max concatenated")
     s.add_argument("--random-init", action="store_true", help="control: random LM weights (codebooks kept)")
     s.add_argument("--device")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
