@@ -206,3 +206,54 @@ def test_meanmax_chunks_combine_by_max():
         s, c, mx = model.pool(model(ids, mask).last_hidden_state, ids, mask, return_sum=True)
     assert torch.allclose(pooled[0, :16], s.sum(0) / c.sum(), atol=1e-5)
     assert torch.allclose(pooled[0, 16:], mx.amax(0), atol=1e-6)
+
+
+def test_unfrozen_tokenizer_starts_at_the_frozen_model_and_trains_its_encoder(tiny_lm, lm_data, lm_tasks, tmp_path):
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from vqdna.cli import main
+    from vqdna.lm.inference import collate, load_model_tokenizer, tokenize
+    from vqdna.tokenizers.handcrafted import build_handcrafted
+
+    frozen = build_classifier(tiny_lm, num_labels=2).eval()
+    open_ = build_classifier(tiny_lm, num_labels=2, tokenizer_encoder=tiny_lm / "tokenizer").eval()
+    seqs = ["ACGTTGCAACGGATTACAGGCTTAGCATCGATCGGGCTAGCTAGCATCG", "TATAAAAGGCGCGCTTTACGATNNACGT"]
+    i0, m0 = collate(tokenize(load_model_tokenizer(tiny_lm), seqs), frozen.config.vocab_sizes)
+    i1, m1 = collate(tokenize(build_handcrafted("char"), seqs), open_.config.vocab_sizes)
+    with torch.no_grad():  # the encoder's unquantized output is close to the codebook vectors the LM read
+        e0, e1 = frozen.vqdna.embeddings(i0), open_.vqdna.embeddings(i1)
+    assert e1.shape == e0.shape and float((e0 - e1).norm() / e0.norm()) < 0.5
+    assert torch.equal(e0[:, 0], e1[:, 0])  # [CLS] is the same learned vector
+
+    out = tmp_path / "ft_open"
+    r = finetune(tiny_lm, lm_tasks["classification"], out=out, seeds=1,
+                 config=replace(QUICK, method="full", unfreeze_tokenizer=True), progress=False)
+    assert np.isfinite(r["test"]["mcc"]["mean"])
+    saved = load_file(out / "model.safetensors")
+    start = load_file(tiny_lm / "tokenizer" / "model.safetensors")
+    key = next(k for k in start if k.startswith("encoder.blocks.0.fc1.weight"))
+    assert not torch.equal(saved[f"vqdna.embeddings.tok_encoder.{key[len('encoder.'):]}"], start[key])
+    assert json.loads((out / "tokenizer" / "config.json").read_text())["tokenizer_type"] == "char"
+    pred = tmp_path / "pred.csv"
+    assert main(["predict", "--model", str(out), "--csv", str(lm_tasks["classification"] / "test.csv"),
+                 "--out", str(pred)]) == 0
+    assert len(open(pred).read().split()) == 25
+
+
+def test_finetune_recipes_presets_yaml_and_overrides(tmp_path):
+    from vqdna.config import finetune_config
+
+    cpu, paper = finetune_config("cpu"), finetune_config("paper")
+    assert (paper.method, paper.pooling) == ("lora", "mean") and cpu.method != "lora"
+    assert finetune_config("cpu", lr=5e-4, epochs=None).lr == 5e-4 and finetune_config("cpu", epochs=None).epochs == cpu.epochs
+    y = tmp_path / "ft.yaml"
+    y.write_text("preset: paper\nlr: 0.0003\nlora_targets: [query, value]\n")
+    c = finetune_config(str(y))
+    assert (c.method, c.lr, c.lora_targets) == ("lora", 3e-4, ("query", "value"))
+    y.write_text("preset: cpu\nlearning_rate: 0.1\n")
+    with pytest.raises(ValueError, match="learning_rate"):
+        finetune_config(str(y))
+    with pytest.raises(FileNotFoundError, match="neither a recipe"):
+        finetune_config("fast")

@@ -304,6 +304,9 @@ class FinetuneConfig:
     # what trains besides LoRA and the new head: "lora" (paper: nothing else), "lora+embed"
     # (also the codebook projection / learned embeddings), "full" (every LM weight, no LoRA), "head" (probe)
     method: str = "lora"
+    # fine-tune the VQ/HRQ tokenizer's ConvNeXt encoder too: the model then reads nucleotides and
+    # feeds the encoder's unquantized output to the LM (not the paper's frozen recipe; its own row)
+    unfreeze_tokenizer: bool = False
     head_dropout: float = 0.1
     # batch-normalise the pooled vector entering the head: mean-pooled states barely differ between
     # sequences, and an unnormalised head learns slowly (see lm.modeling.ClassificationHead)
@@ -316,3 +319,34 @@ class FinetuneConfig:
     grid_dropout: tuple = (0.0, 0.05)
     grid_epochs: tuple = (4, 6, 8, 10)
     precision: str = "auto"
+
+
+# Stage-3 recipes. "paper": METHOD.md's (LoRA on q/k/v only, mean pooling, 10 epochs; lr lost
+# from the paper, 1e-3 measured best for it on a CPU). "cpu": chosen on dev sets of GUE tasks
+# with the CPU-budget LMs (benchmarks/results/finetune-recipe/): the LoRA adapters plus the
+# input embedding (the codebook projection), mean and max pooling, 4 epochs.
+FINETUNE_PRESETS: dict[str, dict] = {
+    "paper": dict(method="lora", lr=1e-3, epochs=10, pooling="mean"),
+    "cpu": dict(method="lora+embed", lr=1e-3, epochs=4, pooling="meanmax"),
+}
+
+
+def finetune_config(name_or_path: str = "cpu", **overrides) -> FinetuneConfig:
+    """A :class:`FinetuneConfig` from a recipe (``cpu`` | ``paper``) or a YAML file
+    (``preset: cpu`` plus fields), then ``overrides`` (None values are ignored). Unknown fields
+    are errors."""
+    if name_or_path in FINETUNE_PRESETS:
+        spec = {"preset": name_or_path}
+    else:
+        p = Path(name_or_path)
+        if not p.exists():
+            raise FileNotFoundError(f"fine-tuning config {name_or_path!r} is neither a recipe "
+                                    f"{sorted(FINETUNE_PRESETS)} nor a file")
+        spec = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(spec, dict):
+            raise ValueError(f"{p}: expected a mapping (preset: cpu, lr: ..., ...)")
+    preset = spec.pop("preset", "cpu")
+    if preset not in FINETUNE_PRESETS:
+        raise ValueError(f"{name_or_path}: unknown fine-tuning recipe {preset!r}; known: {sorted(FINETUNE_PRESETS)}")
+    values = {**FINETUNE_PRESETS[preset], **spec, **{k: v for k, v in overrides.items() if v is not None}}
+    return _coerce(FinetuneConfig, values)

@@ -46,14 +46,14 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file
 
-from ..config import FinetuneConfig, to_dict
+from ..config import FinetuneConfig, finetune_config, to_dict
 from ..metrics import classification_metrics, primary_metric, regression_metrics, summarize_seeds
 from ..sequence.tasks import Task, load_task
 from ..tokenizers.base import read_json, write_json_atomic
 from ..train import Hooks, LoopConfig, setup_runtime, train_loop
 from .inference import collate, load_model_tokenizer, predict_codes, tokenize
 from .modeling import POOLINGS, VQDNAConfig, VQDNAForSequenceClassification
-from .pretrain import copy_tokenizer
+from .pretrain import copy_tokenizer, tokenizer_sha256
 
 METHODS = ("lora", "lora+embed", "full", "head")
 
@@ -64,14 +64,21 @@ METHODS = ("lora", "lora+embed", "full", "head")
 def build_classifier(model_dir, *, num_labels: int, head_dropout: float = 0.1, head_norm: bool = True,
                      regression_mean: float = 0.0,
                      regression_std: float = 1.0, id2label: dict | None = None,
-                     random_init: bool = False, pooling: str = "") -> VQDNAForSequenceClassification:
+                     random_init: bool = False, pooling: str = "",
+                     tokenizer_encoder=None) -> VQDNAForSequenceClassification:
     """A classifier whose encoder comes from a pre-trained (or fine-tuned) model folder.
 
-    ``random_init``: keep only the frozen codebooks and initialise the rest at random (the
-    "did pre-training help?" control).
+    ``random_init``: keep only the frozen codebooks (or the tokenizer encoder) and initialise the
+    rest at random (the "did pre-training help?" control). ``tokenizer_encoder``: a VQ/HRQ
+    tokenizer folder (the LM's own): the model then reads nucleotides and carries that
+    tokenizer's ConvNeXt encoder in front of the LM (``input_mode="encoder"``, see
+    :meth:`~vqdna.lm.modeling.VQDNAEmbeddings.encoder_features`), so fine-tuning can train it.
     """
     model_dir = Path(model_dir)
     cfg = VQDNAConfig.from_pretrained(model_dir)
+    encoder_state = None
+    if tokenizer_encoder is not None:
+        cfg, encoder_state = _encoder_mode(cfg, Path(tokenizer_encoder))
     cfg.num_labels = num_labels
     cfg.architectures = ["VQDNAForSequenceClassification"]
     cfg.classifier_dropout = head_dropout
@@ -89,8 +96,11 @@ def build_classifier(model_dir, *, num_labels: int, head_dropout: float = 0.1, h
     backbone = {k[len("vqdna."):]: v for k, v in state.items() if k.startswith("vqdna.")}
     if not backbone:
         raise ValueError(f"{model_dir}/model.safetensors holds no VQDNA encoder weights")
+    if encoder_state is not None:
+        backbone = {k: v for k, v in backbone.items() if not k.startswith("embeddings.codebook")}
+        backbone.update(encoder_state)
     if random_init:
-        backbone = {k: v for k, v in backbone.items() if k.startswith("embeddings.codebook")}
+        backbone = {k: v for k, v in backbone.items() if k.startswith(("embeddings.codebook", "embeddings.tok_encoder"))}
         model.vqdna.load_state_dict(backbone, strict=False)
     else:
         missing, unexpected = model.vqdna.load_state_dict(backbone, strict=False)
@@ -99,6 +109,26 @@ def build_classifier(model_dir, *, num_labels: int, head_dropout: float = 0.1, h
             raise ValueError(f"{model_dir}: encoder weights do not fit the config (missing {missing[:5]}, "
                              f"unexpected {unexpected[:5]})")
     return model
+
+
+def _encoder_mode(cfg: VQDNAConfig, tok_dir: Path) -> tuple[VQDNAConfig, dict]:
+    """The config of a nucleotide-reading model that carries ``tok_dir``'s encoder, and that
+    encoder's weights under the model's parameter names."""
+    spec = read_json(tok_dir / "config.json")
+    t = spec.get("model") or {}
+    if spec.get("tokenizer_type") not in ("vq", "hrq") or cfg.input_mode != "codebook":
+        raise ValueError(f"{tok_dir}: unfreezing the tokenizer needs a VQ/HRQ tokenizer and a codebook-input LM")
+    cfg.input_mode, cfg.vocab_sizes = "encoder", [5]
+    cfg.tokenizer_encoder = dict(n_inputs=5 if t.get("n_policy") == "channel" else 4, stem_dim=t["stem_dim"],
+                                 dim=t["dim"], depth=t["depth"], kernel_size=t["kernel_size"],
+                                 mlp_ratio=t["mlp_ratio"], layer_scale=t.get("layer_scale", 0.0),
+                                 levels=list(t["levels"]), residual=t.get("hrq_residual", "doubled"))
+    cfg.tokenizer_type, cfg.tokenizer_sha256 = "char", None  # set when the char tokenizer is saved beside it
+    state = load_file(tok_dir / "model.safetensors")
+    enc = {f"embeddings.tok_encoder.{k[len('encoder.'):]}": v for k, v in state.items() if k.startswith("encoder.")}
+    if not enc:
+        raise ValueError(f"{tok_dir}/model.safetensors holds no encoder weights")
+    return cfg, enc
 
 
 def apply_method(model: VQDNAForSequenceClassification, method: str, *, r: int = 8, alpha: int = 16,
@@ -119,7 +149,7 @@ def apply_method(model: VQDNAForSequenceClassification, method: str, *, r: int =
             net = get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
                                                    target_modules=list(targets), bias="none"))
     for name, p in model.named_parameters():
-        if name.startswith("classifier."):
+        if name.startswith(("classifier.", "vqdna.embeddings.tok_encoder.")):  # the head; an unfrozen tokenizer
             p.requires_grad_(True)
         elif method == "full" and "word_embeddings" not in name:
             p.requires_grad_(True)
@@ -228,7 +258,8 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
     model = build_classifier(lm_dir, num_labels=num_labels, head_dropout=cfg.head_dropout, head_norm=cfg.head_norm,
                              regression_mean=mean,
                              regression_std=std, id2label=id2label, random_init=random_init,
-                             pooling=cfg.pooling)
+                             pooling=cfg.pooling,
+                             tokenizer_encoder=Path(lm_dir) / "tokenizer" if cfg.unfreeze_tokenizer else None)
     max_len = min(cfg.max_length, model.config.max_tokens)
     train_codes = [codes["train"][i][:, :max_len] for i in train_idx]
     net = apply_method(model, cfg.method, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
@@ -312,7 +343,7 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
              random_init: bool = False, device: str | None = None, progress: bool = True) -> dict:
     """Fine-tune ``model_dir`` (from ``vqdna pretrain``) on the task folder ``task_dir``; see the module doc."""
     t0 = time.time()
-    cfg = config or FinetuneConfig()
+    cfg = config or finetune_config("cpu")
     if cfg.method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {cfg.method!r}")
     model_dir, out = Path(model_dir), Path(out)
@@ -321,6 +352,12 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
     task = load_task(task_dir)
     metric = primary_metric(task.kind)
     tok = load_model_tokenizer(model_dir)
+    if cfg.unfreeze_tokenizer:  # the model reads nucleotides and runs the tokenizer's encoder itself
+        from ..tokenizers.handcrafted import build_handcrafted
+
+        if tok.tokenizer_type not in ("vq", "hrq"):
+            raise ValueError(f"unfreeze_tokenizer needs a VQ/HRQ tokenizer; {model_dir} uses {tok.tokenizer_type}")
+        tok = build_handcrafted("char")
     t_tok = time.time()
     train_idx = subsample(task.train.labels, cfg.max_train, task.kind, seed=0)
     # only the training rows that are used get tokenized (codes["train"] is indexed like the split)
@@ -366,9 +403,18 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
     shutil.rmtree(work, ignore_errors=True)
 
     best_run = max(runs, key=lambda r: r["dev"][metric])
-    quiet_save(best_run["model"], out)
-    sha = best_run["model"].config.tokenizer_sha256
-    copy_tokenizer(model_dir / "tokenizer", out / "tokenizer", sha)
+    if cfg.unfreeze_tokenizer:  # the nucleotide (char) tokenizer goes beside the model
+        tmp = out / "tokenizer.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tok.save_pretrained(tmp)
+        best_run["model"].config.tokenizer_sha256 = tokenizer_sha256(tmp)
+        shutil.rmtree(out / "tokenizer", ignore_errors=True)
+        tmp.rename(out / "tokenizer")
+        quiet_save(best_run["model"], out)
+    else:
+        quiet_save(best_run["model"], out)
+        sha = best_run["model"].config.tokenizer_sha256
+        copy_tokenizer(model_dir / "tokenizer", out / "tokenizer", sha)
     task_info = dict(name=task.name, path=str(Path(task_dir).resolve()), kind=task.kind, n_classes=task.n_classes,
                      label_names=task.label_names, metric=metric,
                      sizes={k: len(v) for k, v in task.splits.items()})

@@ -69,7 +69,7 @@ class VQDNAConfig(PretrainedConfig):
                  initializer_range: float = 0.02, pooling: str = "mean", mlm_shared_transform: bool = True,
                  classifier_dropout: float | None = None, classifier_norm: bool = True, regression_mean: float = 0.0,
                  regression_std: float = 1.0, tokenizer_type: str | None = None,
-                 tokenizer_sha256: str | None = None, **kwargs):
+                 tokenizer_sha256: str | None = None, tokenizer_encoder: dict | None = None, **kwargs):
         self.vocab_sizes = [int(v) for v in vocab_sizes]
         self.input_mode = input_mode
         self.codebook_dim = codebook_dim
@@ -92,14 +92,19 @@ class VQDNAConfig(PretrainedConfig):
         self.regression_std = float(regression_std)
         self.tokenizer_type = tokenizer_type
         self.tokenizer_sha256 = tokenizer_sha256
+        # input_mode "encoder": the shape of the tokenizer's ConvNeXt encoder that the model
+        # carries (Encoder arguments + "levels" + "residual"); None otherwise
+        self.tokenizer_encoder = dict(tokenizer_encoder) if tokenizer_encoder else None
         super().__init__(**kwargs)
         self._validate()
 
     def _validate(self) -> None:
-        if self.input_mode not in ("codebook", "learned"):
-            raise ValueError(f"input_mode must be 'codebook' or 'learned', not {self.input_mode!r}")
-        if self.input_mode == "codebook" and not self.codebook_dim:
-            raise ValueError("input_mode 'codebook' needs codebook_dim")
+        if self.input_mode not in ("codebook", "learned", "encoder"):
+            raise ValueError(f"input_mode must be 'codebook', 'learned' or 'encoder', not {self.input_mode!r}")
+        if self.input_mode in ("codebook", "encoder") and not self.codebook_dim:
+            raise ValueError(f"input_mode {self.input_mode!r} needs codebook_dim")
+        if self.input_mode == "encoder" and (not self.tokenizer_encoder or self.vocab_sizes != [5]):
+            raise ValueError("input_mode 'encoder' reads nucleotides (vocab_sizes [5]) and needs tokenizer_encoder")
         if self.codebook_combine not in ("mean", "sum"):
             raise ValueError(f"codebook_combine must be 'mean' or 'sum', not {self.codebook_combine!r}")
         if self.pooling not in POOLINGS:
@@ -162,6 +167,14 @@ class VQDNAEmbeddings(nn.Module):
             self.proj = nn.Linear(D, H)
             self.special = nn.Embedding(N_SPECIAL, H)
             self.scale = 1.0 / len(self.vocab_sizes) if config.codebook_combine == "mean" else 1.0
+        elif self.mode == "encoder":
+            from ..tokenizers.convnext import Encoder
+
+            enc = dict(config.tokenizer_encoder)
+            self.levels, self.residual = tuple(enc.pop("levels")), enc.pop("residual")
+            self.tok_encoder = Encoder(**enc)
+            self.proj = nn.Linear(config.codebook_dim, H)
+            self.special = nn.Embedding(N_SPECIAL, H)
         else:
             self.tables = nn.ModuleList(nn.Embedding(v + N_SPECIAL, H) for v in self.vocab_sizes)
 
@@ -181,8 +194,33 @@ class VQDNAEmbeddings(nn.Module):
             buf[: self.vocab_sizes[level]].copy_(t)
             buf[self.vocab_sizes[level]:].zero_()
 
+    def encoder_features(self, nucleotides: torch.Tensor) -> torch.Tensor:
+        """(B, L) nucleotide indices (0-3 ACGT, 4 N/IUPAC) -> (B, L, codebook_dim): the tokenizer
+        encoder's output combined over HRQ levels as the quantizer combines its levels (Eq. 7),
+        without the rounding to code vectors (each level's residual is taken against the
+        previous level's unquantized input). With a tokenizer that reconstructs well this is
+        within quantization error of the codebook embedding the LM was pre-trained on."""
+        zs = self.tok_encoder(nucleotides, self.levels)
+        hs, prev, total = [], None, None
+        for level, z in enumerate(zs):
+            if level == 0 or self.residual == "chained":
+                h = z
+            elif self.residual == "doubled":
+                h = 2 * z - prev
+            else:  # plain residual quantization
+                h = z - total
+            hs.append(h)
+            prev, total = h, (h if total is None else total + h)
+        return total if self.residual == "plain" else total / len(hs)
+
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """input_ids (B, n_levels, L) -> (B, L, hidden)."""
+        if self.mode == "encoder":
+            ids = input_ids[:, 0]
+            special = ids >= 5
+            h = self.proj(self.encoder_features(ids.masked_fill(special, 4)))  # specials read as N (zero one-hot)
+            sid = (ids - 5).clamp(0, N_SPECIAL - 1)
+            return torch.where(special.unsqueeze(-1), self.special(sid).to(h.dtype), h)
         if self.mode == "learned":
             out = self.tables[0](input_ids[:, 0])
             for level in range(1, len(self.tables)):
