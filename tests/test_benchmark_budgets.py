@@ -50,7 +50,10 @@ def test_full_budget():
 
 def test_full_budget_seed_rule():
     f = bm.BUDGETS["full"]
-    assert all(f.seeds_for(n) == 3 for n in (1904, 4904, 47_356))  # default: 3 seeds everywhere
+    # the budget's own rule: 3 seeds on the 5 tasks of <= 4,904 training rows (mouse3, mouse2,
+    # doench2016, prom_300_tata, prom_core_tata), 1 on the larger ones
+    assert [f.seeds_for(n) for n in (1904, 4904, 6478, 47_356)] == [3, 3, 1, 1]
+    assert all(bm.get_budget("full", small_task_rows=0).seeds_for(n) == 3 for n in (1904, 47_356))
     # 3 seeds on the small tasks only: mouse3 1,904, mouse2 2,620, doench2016 4,392 rows; 1 elsewhere
     g = bm.get_budget("full", small_task_rows=4392)
     rows = {"mouse3": 1904, "mouse2": 2620, "doench2016": 4392, "prom_core_tata": 4904, "mouse0": 6478,

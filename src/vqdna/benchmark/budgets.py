@@ -92,18 +92,22 @@ class Budget:
 
 
 # ---------------------------------------------------------------- the `full` budget's recipe
-# PLACEHOLDERS until the tuned recipe is known: the LM preset and pre-training length, and the
-# fine-tuning method / lr / epochs / batch (+ any other FinetuneConfig field in ft_overrides).
+# Pre-training: the `tiny` LM (the sweep in benchmarks/results/pretrain-sweep/ weighs size against
+# steps at ~15 CPU-minutes; a wider LM also multiplies every fine-tuning cell's cost), 6,200 steps
+# x 16 windows of 256 nt (~24 TFLOP of training for the per-nucleotide vocabularies, about 15
+# minutes on one idle core). Fine-tuning: the `cpu` recipe of vqdna.config.FINETUNE_PRESETS
+# (every LM weight, lr 1e-3, mean+max pooling, 4 epochs), chosen on dev sets
+# (benchmarks/results/finetune-recipe/).
 FULL_RECIPE = dict(
     lm_config="tiny",
-    lm_steps=600,
+    lm_steps=6200,
     lm_batch=16,
     window_nt=256,
     ft_method="full",
-    ft_lr=3e-4,
+    ft_lr=1e-3,
     ft_epochs=4,
     ft_batch=32,
-    ft_overrides={},
+    ft_overrides={"pooling": "meanmax"},
 )
 
 BUDGETS: dict[str, Budget] = {
@@ -134,7 +138,7 @@ BUDGETS: dict[str, Budget] = {
     "full": Budget("full", corpus_nt=None, corpus_block=20_000, tok_config="small", tok_steps=400,
                    tok_overrides=dict(warmup_steps=100, eval_every=200, checkpoint_every=100),
                    bpe_vocab=4096, lm_eval_windows=64, max_train=10_000, seeds=3, kmer_all=True,
-                   small_task_rows=0, large_task_seeds=1,
+                   small_task_rows=4904, large_task_seeds=1,
                    rows=("hrq", "vq", "kmer3", "bpe", "char", "cnn", "hrq-random", "char-random",
                          "kmer-bag", "kmer-bag-all"),
                    **FULL_RECIPE),
