@@ -33,7 +33,13 @@ _METHODS = {"lora": "LoRA on {targets} (r {lora_r}, alpha {lora_alpha}, dropout 
 def aggregate(out: Path, plan: RowPlan, tasks, budget: Budget, corpus_info: dict, run: dict | None = None) -> dict:
     out = Path(out)
     results = collect(out, plan, list(tasks), budget)
-    results.update(corpus=corpus_info, machine=machine_info(), run=run or {})
+    from .run import portable_path
+
+    corpus = dict(corpus_info)
+    for k in ("sources", "files"):
+        if k in corpus:
+            corpus[k] = [portable_path(f) for f in corpus[k]]
+    results.update(corpus=corpus, machine=machine_info(), run=run or {})
     write_json_atomic(out / "results.json", results)
     write_csv(out / "results.csv", results)
     (out / "results.md").write_text(render_markdown(results))

@@ -84,9 +84,20 @@ def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seed
     results = aggregate(out, plan, [t for t, _ in task_list], b, corpus_info,
                         run={"resumed_cells": ledger.resumed, "computed_cells": ledger.computed,
                              "this_call_wall_time_s": time.time() - t_start,
-                             "tasks": {t: str(Path(d).resolve()) for t, d in task_list}})
+                             "tasks": {t: portable_path(d) for t, d in task_list}})
     log(f"done: {out / 'results.md'}")
     return results
+
+
+def portable_path(path) -> str:
+    """A path fit for committed results: relative to the working directory when it is on the
+    same tree (``../shared/data/GUE/mouse/0``), else the file name alone (a genome inside an
+    installed package), never an absolute path of this machine."""
+    import os
+
+    p = Path(path).resolve()
+    rel = os.path.relpath(p)
+    return rel if not rel.startswith(("../../", "..\\..")) else p.name
 
 
 def _run_row(name, ledger: Ledger, corpus_info, task_list, task_obj, task_seeds, work: Path, b, device) -> None:
