@@ -81,6 +81,10 @@ def cmd_finetune(a):
     cfg = finetune_config(a.config, lr=a.lr, epochs=a.epochs, max_train=a.max_train, method=a.method,
                           lora_dropout=a.lora_dropout, batch_size=a.batch_size, pooling=a.pooling,
                           unfreeze_tokenizer=True if a.unfreeze_tokenizer else None)
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
     r = finetune(a.model, a.task, out=a.out, seeds=a.seeds, grid=a.grid, config=cfg,
                  random_init=a.random_init, device=a.device)
     if a.json:
@@ -219,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what trains: LoRA + head (paper), + input embedding (cpu), everything, or the head only")
     s.add_argument("--pooling", choices=["mean", "cls", "meanmax"],
                    help="sequence vector for the head (default: the LM's, mean); meanmax = mean and max concatenated")
+    s.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core; use 1 per "
+                                                  "process when several jobs share the machine)")
     s.add_argument("--unfreeze-tokenizer", action="store_true",
                    help="also fine-tune the VQ/HRQ tokenizer's encoder (the model then reads nucleotides; "
                         "not the paper's frozen recipe)")

@@ -47,7 +47,7 @@ import torch.nn as nn
 from safetensors.torch import load_file
 
 from ..config import FinetuneConfig, finetune_config, to_dict
-from ..metrics import classification_metrics, primary_metric, regression_metrics, summarize_seeds
+from ..metrics import primary_metric, score, summarize_seeds
 from ..sequence.tasks import Task, load_task
 from ..tokenizers.base import read_json, write_json_atomic
 from ..train import Hooks, LoopConfig, setup_runtime, train_loop
@@ -234,10 +234,6 @@ class ClassifierStep(nn.Module):
     def forward(self, batch):
         return {"loss": self.net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                  labels=batch["labels"]).loss}
-
-
-def score(kind: str, y_true, y_pred) -> dict:
-    return classification_metrics(y_true, y_pred) if kind == "classification" else regression_metrics(y_true, y_pred)
 
 
 # ---------------------------------------------------------------- one run
