@@ -248,3 +248,21 @@ def test_new_rows_resume(bench9, monkeypatch):
     assert res["run"]["computed_cells"] == 0 and res["run"]["resumed_cells"] == len(before)
     assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")} == before
     assert res["random_init"] == bench9["res"]["random_init"] and res["reference"] == bench9["res"]["reference"]
+
+
+def test_resume_in_a_new_work_folder_rebuilds_the_lm(tmp_path, yeast_genome):
+    """A fresh machine has the committed cells but not the work folder: missing cells are computed
+    after the tokenizer and LM are rebuilt (seeded, so the same validation loss)."""
+    from vqdna.benchmark.cells import cell_path
+
+    a = _toy_task(tmp_path / "taskA", yeast_genome, 40, seed=3)
+    b = _toy_task(tmp_path / "taskB", yeast_genome, 40, seed=4)
+    out = tmp_path / "out"
+    bm.run_benchmark("char", [str(yeast_genome)], [str(a)], budget="test", out=out, work=tmp_path / "w1")
+    bm.run_benchmark("char", [str(yeast_genome)], [str(a), str(b)], budget="test", out=out, work=tmp_path / "w2")
+    assert (tmp_path / "w2" / "char" / "lm" / "model.safetensors").exists()
+    for t in ("taskA", "taskB"):
+        assert cell_path(out, "char", t, "finetune").exists()
+    pre = json.loads(cell_path(out, "char", "corpus", "pretrain").read_text())
+    again = json.loads((tmp_path / "w2" / "char" / "lm" / "metrics.json").read_text())
+    assert abs(pre["lm_val_loss"] - again["val_loss"]) < 1e-4

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..data.genomes import resolve_fasta
 from ..tokenizers.base import read_json, write_json_atomic
 from .budgets import budget_dict, get_budget, same_budget
-from .cells import Ledger, log
+from .cells import Ledger, log, read_cell
 from .inputs import prepare_corpus, resolve_tasks
 from .pipeline import finetune_cell, pretrain_cell, probe_cell
 from .references import reference_cell
@@ -100,6 +100,21 @@ def portable_path(path) -> str:
     return rel if not rel.startswith(("../../", "..\\..")) else p.name
 
 
+def _rebuild_if_lost(name, pre: dict, ledger: Ledger, corpus_info, task_list, tdir: Path, b, device) -> None:
+    """A resumed run in a new work folder (a fresh machine keeps only the committed cells) still
+    has fine-tuning or probe cells to compute but no tokenizer / LM: rebuild them. Every stage is
+    seeded, so the rebuilt LM is the one the cells were made with; its validation loss is
+    compared with the pretrain cell's and a difference is reported, not hidden."""
+    need = any(read_cell(ledger.out, name, tn, kind, b) is None for tn, _ in task_list for kind in ("finetune", "probe"))
+    if not need or (tdir / "lm" / "model.safetensors").exists():
+        return
+    log(f"{name}: no tokenizer / LM in {tdir} but cells to compute: rebuilding them (seeded, deterministic)")
+    again = pretrain_cell(name, corpus_info, tdir, b, device)
+    old, new = pre.get("lm_val_loss"), again.get("lm_val_loss")
+    if old is not None and new is not None and abs(old - new) > 1e-4:
+        log(f"{name}: WARNING the rebuilt LM's validation loss {new:.5f} differs from the pretrain cell's {old:.5f}")
+
+
 def _run_row(name, ledger: Ledger, corpus_info, task_list, task_obj, task_seeds, work: Path, b, device) -> None:
     """Every cell of one row (a pipeline, a random-init control or the cnn reference)."""
     if name == "cnn":
@@ -124,7 +139,8 @@ def _run_row(name, ledger: Ledger, corpus_info, task_list, task_obj, task_seeds,
             log(f"{name} / {tn}: fine-tune test {c['metric']} = {c['score']:.4f}")
         return
     tdir = work / name
-    ledger.ensure(name, "corpus", "pretrain", lambda: pretrain_cell(name, corpus_info, tdir, b, device))
+    pre = ledger.ensure(name, "corpus", "pretrain", lambda: pretrain_cell(name, corpus_info, tdir, b, device))
+    _rebuild_if_lost(name, pre, ledger, corpus_info, task_list, tdir, b, device)
     for tn, td in task_list:
         c = ledger.ensure(name, tn, "finetune",
                           lambda: finetune_cell(name, tn, td, tdir, b, seeds=task_seeds(tn, td), device=device),
