@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -153,8 +154,9 @@ def cmd_baseline_cnn(a):
           f"seed(s) (dev {r['dev'][m]:.4f}); {r['n_train']:,} training rows, {r['n_parameters']:,} parameters, "
           f"{r['wall_time']:.0f}s")
     if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(r, indent=2) + "\n")
+        from .io import write_json_atomic
+
+        write_json_atomic(a.out, r)
         print(f"wrote {a.out}")
 
 
@@ -338,11 +340,99 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+# ---------------------------------------------------------------- before any work: inputs and outputs
+
+# what each command writes: (argument, "folder" | "file"). Folders are locked (one writer each).
+OUTPUTS = {
+    "train-tokenizer": [("out", "folder")], "tokenize": [("out", "folder")], "pretrain": [("out", "folder")],
+    "finetune": [("out", "folder")], "benchmark": [("out", "folder"), ("work", "folder")],
+    "demo": [("out", "folder")], "data nextstrain": [("out", "folder")],
+    "analyze": [("out", "folder"), ("cache_dir", "folder")],
+    "decode": [("out", "file")], "predict": [("out", "file")], "embed": [("out", "file")],
+    "baseline cnn": [("out", "file")],
+}
+LOCKED = {"train-tokenizer", "tokenize", "pretrain", "finetune", "benchmark", "demo", "data nextstrain", "analyze"}
+# folders a command loads a model or tokenizer from (checked: intact JSON and safetensors, no pickle)
+MODEL_INPUTS = {"evaluate-tokenizer": "tokenizer", "tokenize": "tokenizer", "decode": "tokenizer",
+                "analyze": "tokenizer", "pretrain": "tokenizer", "finetune": "model", "predict": "model",
+                "embed": "model"}
+
+
+def command_name(a) -> str:
+    sub = getattr(a, "data_command", None) or getattr(a, "baseline_command", None)
+    return f"{a.command} {sub}" if sub else a.command
+
+
+def check_inputs(a) -> None:
+    """Inputs that are missing or damaged fail here, before any output exists: FASTA files,
+    model and tokenizer folders (config.json, every *.safetensors; a pickle-only folder is refused),
+    code folders, the Nextstrain tree and reference."""
+    from .io import check_model_folder
+
+    cmd = command_name(a)
+    for attr in ("fasta", "corpus"):
+        specs = getattr(a, attr, None)
+        if specs:
+            for f in _fasta(specs):
+                if not f.exists():
+                    raise FileNotFoundError(f"{f}: no such FASTA file")
+                if not f.is_file():
+                    raise ValueError(f"{f}: not a file (give FASTA files)")
+    folder = getattr(a, MODEL_INPUTS.get(cmd, ""), None)
+    if folder:
+        check_model_folder(folder)
+    codes = getattr(a, "codes", None)
+    for c in [codes] if isinstance(codes, str) else (codes or []):
+        if not (Path(c) / "manifest.json").is_file():
+            raise FileNotFoundError(f"{c}: not a code folder (no manifest.json; made by `vqdna tokenize`)")
+    for attr in ("tree", "reference", "groups"):
+        f = getattr(a, attr, None) if cmd in ("data nextstrain", "analyze") else None
+        if f and not Path(f).is_file():
+            raise FileNotFoundError(f"{f}: no such file (--{attr})")
+
+
+def check_outputs(a) -> list[Path]:
+    """Every output folder (or output file's folder) must be writable before the work starts;
+    returns the folders to lock."""
+    from .io import check_writable
+
+    cmd = command_name(a)
+    folders = []
+    for attr, kind in OUTPUTS.get(cmd, []):
+        path = getattr(a, attr, None)
+        if path is None and cmd == "benchmark" and attr == "work":
+            path = Path(a.out) / "work"
+        if path is None:
+            continue
+        check_writable(path, file=kind == "file")
+        if kind == "folder" and attr == "out" and cmd in LOCKED:
+            folders.append(Path(path))
+    return folders
+
+
+def _rank() -> int:
     try:
-        rc = args.func(args)
-    except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
+        return int(os.environ.get("RANK", "0") or 0)
+    except ValueError:
+        return 0
+
+
+def main(argv=None) -> int:
+    from contextlib import ExitStack
+
+    from .io import OutputLock
+
+    args = build_parser().parse_args(argv)
+    cmdline = "vqdna " + " ".join(sys.argv[1:] if argv is None else [str(x) for x in argv])
+    try:
+        with ExitStack() as locks:
+            check_inputs(args)
+            folders = check_outputs(args)
+            if _rank() == 0:  # under torchrun / accelerate the main process holds the lock for every rank
+                for folder in folders:
+                    locks.enter_context(OutputLock(folder, cmdline))
+            rc = args.func(args)
+    except (ValueError, OSError) as e:  # bad input or output: one clear line naming the file, no traceback
         print(f"vqdna {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

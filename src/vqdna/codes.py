@@ -42,8 +42,11 @@ def write_codes(tokenizer: GenomeTokenizer, fasta, out: str | Path, *, tokenizer
                 chunk_length: int = 1 << 20, resume: bool = False, progress: bool = True) -> dict:
     """Tokenize FASTA records into ``out`` (see module docstring). Returns the manifest."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     fasta = [fasta] if isinstance(fasta, (str, Path)) else list(fasta)
+    for f in fasta:  # a missing input fails before any output exists
+        if not Path(f).is_file():
+            raise FileNotFoundError(f"{f}: no such FASTA file")
+    out.mkdir(parents=True, exist_ok=True)
     fp = tokenizer_fingerprint(tokenizer, tokenizer_path)
     man_path = out / "manifest.json"
     manifest = {"format": FORMAT, "tokenizer": fp, "dtype": "uint16",
@@ -55,8 +58,12 @@ def write_codes(tokenizer: GenomeTokenizer, fasta, out: str | Path, *, tokenizer
             raise ValueError(f"{man_path}: written by another tokenizer; cannot resume into it")
         manifest = old
     elif man_path.exists() and not resume:
+        write_json_atomic(man_path, manifest)  # the old store ends here: readers see an unfinished one
         for f in manifest["levels"]:
             (out / f).unlink(missing_ok=True)
+    # written before any code file exists: a run that fails or is killed leaves a store that readers
+    # (CodeStore) recognise as unfinished, and that --resume continues
+    write_json_atomic(man_path, manifest)
     done = {(r["file"], r["name"]) for r in manifest["records"]}
     files = []
     for f in manifest["levels"]:  # truncate back to the last finished record

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Callable
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .tokenizers.base import read_json, write_json_atomic
@@ -140,20 +141,75 @@ def save_checkpoint(folder: Path, model, optimizer, state: dict, keep: int = 2) 
     return final
 
 
-def load_checkpoint(folder: Path, model, optimizer) -> dict | None:
-    """Restore the latest checkpoint in ``folder``; returns its trainer state or None."""
+def load_checkpoint(folder: Path, model, optimizer, *, log: Callable | None = None) -> dict | None:
+    """Restore the newest intact checkpoint in ``folder``; returns its trainer state, or None when
+    there is no checkpoint.
+
+    The candidates are the checkpoint ``latest.json`` names, then every ``step-*`` folder, newest
+    first. One with a missing, truncated or garbage file (or a ``latest.json`` that cannot be
+    read) is skipped with a message naming the file and what is wrong (``log``; default stderr);
+    when checkpoints exist but none is intact, a ``ValueError`` lists them.
+    """
+    from .io import load_safetensors
+
+    log = log or (lambda s: print(s, file=sys.stderr))
+    folder = Path(folder)
+    candidates: list[Path] = []
     latest = folder / "latest.json"
-    if not latest.exists():
+    if latest.exists():
+        try:
+            name = read_json(latest)["dir"]
+            if not isinstance(name, str) or not name.startswith("step-") or "/" in name or "\\" in name:
+                raise ValueError(f"{latest}: 'dir' is {name!r}, not a step-* folder name")
+            candidates.append(folder / name)
+        except (ValueError, KeyError, TypeError) as e:
+            why = e if isinstance(e, ValueError) else f"{latest}: no 'dir' entry"
+            log(f"--resume: skipping {latest.name}: {why}; looking for step-* folders instead")
+    for p in sorted((p for p in folder.glob("step-*") if p.is_dir()), key=_step_of, reverse=True):
+        if p not in candidates:
+            candidates.append(p)
+    skipped = []
+    for ck in candidates:
+        try:
+            if not ck.is_dir():
+                raise FileNotFoundError(f"{ck}: no such checkpoint folder")
+            weights = load_safetensors(ck / "model.safetensors")
+            state = read_json(ck / "trainer.json")
+            if not isinstance(state, dict) or "step" not in state or "optimizer" not in state:
+                raise ValueError(f"{ck / 'trainer.json'}: not a trainer state (no 'step' / 'optimizer')")
+            opt = load_safetensors(ck / "optimizer.safetensors")
+            rng = load_safetensors(ck / "rng.safetensors")
+            try:
+                model.load_state_dict(weights)
+            except RuntimeError as e:
+                raise ValueError(f"{ck / 'model.safetensors'}: does not fit this model (written with another "
+                                 f"config?): {str(e).splitlines()[0]}") from None
+            try:
+                optimizer.load_state_dict(_unflatten_optimizer(opt, state.pop("optimizer")))
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                raise ValueError(f"{ck / 'optimizer.safetensors'}: does not fit this optimizer ({e})") from None
+            torch.set_rng_state(rng["torch"])
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state(rng["cuda"])
+        except (ValueError, OSError, KeyError, TypeError, RuntimeError) as e:
+            why = str(e) if isinstance(e, (ValueError, OSError)) else f"{ck}: {type(e).__name__}: {e}"
+            skipped.append(f"{ck.name}: {why}")
+            log(f"--resume: skipping checkpoint {ck.name}: {why}")
+            continue
+        if skipped:
+            log(f"--resume: falling back to {ck} (step {state['step']})")
+        return state
+    if not candidates:
         return None
-    ck = folder / read_json(latest)["dir"]
-    model.load_state_dict(load_file(ck / "model.safetensors"))
-    state = read_json(ck / "trainer.json")
-    optimizer.load_state_dict(_unflatten_optimizer(load_file(ck / "optimizer.safetensors"), state.pop("optimizer")))
-    rng = load_file(ck / "rng.safetensors")
-    torch.set_rng_state(rng["torch"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state(rng["cuda"])
-    return state
+    raise ValueError(f"{folder}: no intact checkpoint to resume from ({len(skipped)} skipped, see above: "
+                     f"{', '.join(s.split(':', 1)[0] for s in skipped)}); rerun without --resume to start over")
+
+
+def _step_of(p: Path) -> int:
+    try:
+        return int(p.name.split("-", 1)[1])
+    except (IndexError, ValueError):
+        return -1
 
 
 def _flatten_optimizer(sd: dict) -> tuple[dict, dict]:
@@ -205,7 +261,8 @@ def train_loop(model: torch.nn.Module, *, cfg: LoopConfig, get_batch: Callable, 
     optimizer = make_optimizer(model, cfg)
     state = {"step": 0, "seen": 0, "history": [], "wall_time": 0.0}
     if resume:
-        loaded = load_checkpoint(ck_dir, model, optimizer)
+        loaded = load_checkpoint(ck_dir, model, optimizer,
+                                 log=None if runtime.is_main else (lambda s: None))
         if loaded is not None:
             state = loaded
             if runtime.is_main:

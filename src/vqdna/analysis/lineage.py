@@ -374,7 +374,9 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
         primary = "kmer"
     if group_map:
         if isinstance(group_map, (str, Path)):
-            group_map = json.loads(Path(group_map).read_text())
+            from ..io import read_json
+
+            group_map = read_json(group_map)
         if not isinstance(group_map, dict):
             raise ValueError("groups must map class name -> group name (a JSON object)")
         matched = set(group_map) & set(names)

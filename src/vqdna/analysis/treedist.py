@@ -79,8 +79,9 @@ def _safe(s: str) -> str:
 
 
 def load_tree(path) -> dict:
-    with open(path) as fh:
-        return json.load(fh)
+    from ..io import read_json
+
+    return read_json(path)  # a damaged file: an error naming it
 
 
 def _root(tree: dict) -> dict:

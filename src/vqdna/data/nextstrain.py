@@ -343,8 +343,9 @@ def import_nextstrain(tree_path, reference_path, out_dir, *, label: str = "clade
     if not 0 <= max_n_fraction <= 1:
         raise ValueError(f"max_n_fraction must be in [0, 1], got {max_n_fraction}")
     tree_path = Path(tree_path)
-    with open(tree_path) as fh:
-        tree_json = json.load(fh)
+    from ..io import read_json
+
+    tree_json = read_json(tree_path)  # a damaged file: an error naming it
     ref = _read_reference(reference_path, tree_json)
     ref_arr = np.frombuffer(ref.encode("ascii"), dtype=np.uint8)
 

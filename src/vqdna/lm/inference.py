@@ -20,7 +20,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..tokenizers.base import GenomeTokenizer, read_json
+from ..io import check_model_folder, read_json
+from ..tokenizers.base import GenomeTokenizer
 from .modeling import CLS, PAD, VQDNAConfig, VQDNAForMaskedLM, VQDNAForSequenceClassification, VQDNAModel
 
 # ---------------------------------------------------------------- tokenizer and batches
@@ -153,13 +154,14 @@ def load_backbone(model_dir) -> VQDNAModel:
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"{model_dir}: not a model folder (no config.json)")
+    check_model_folder(model_dir)  # damaged files named here; a pickle-only folder is refused
     cfg = VQDNAConfig.from_pretrained(model_dir)
     arch = (cfg.architectures or ["VQDNAForMaskedLM"])[0]
     cls = VQDNAForSequenceClassification if arch == "VQDNAForSequenceClassification" else VQDNAForMaskedLM
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()
     try:
-        model = cls.from_pretrained(model_dir)
+        model = cls.from_pretrained(model_dir, use_safetensors=True)
     finally:
         transformers.logging.set_verbosity(verbosity)
     return model.vqdna.eval()
@@ -170,12 +172,13 @@ def load_classifier(model_dir) -> VQDNAForSequenceClassification:
 
     model_dir = Path(model_dir)
     cfg = read_json(model_dir / "config.json") if (model_dir / "config.json").exists() else None
-    if cfg is None or "VQDNAForSequenceClassification" not in (cfg.get("architectures") or []):
+    if not isinstance(cfg, dict) or "VQDNAForSequenceClassification" not in (cfg.get("architectures") or []):
         raise ValueError(f"{model_dir}: not a fine-tuned model folder (run `vqdna finetune` first)")
+    check_model_folder(model_dir)  # damaged files named here; a pickle-only folder is refused
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()
     try:
-        return VQDNAForSequenceClassification.from_pretrained(model_dir).eval()
+        return VQDNAForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
     finally:
         transformers.logging.set_verbosity(verbosity)
 
@@ -307,13 +310,27 @@ def embed(model_dir, out, *, fasta=None, csv_path=None, per_nucleotide: bool = F
         arrays["names"] = np.asarray(names)
         if out.suffix != ".npz":
             out = out.with_suffix(".npz")
-        np.savez(out, **arrays)
+        _save_atomic(out, lambda fh: np.savez(fh, **arrays))
         return {"n": len(seqs), "out": str(out), "shape": "per sequence (length, hidden)"}
     feats = pooled_features(backbone, codes, batch_size=batch_size).numpy()
     if backbone.config.pooling != "mean":  # embeddings are always mean-pooled
         feats = _mean_pooled(backbone, codes, batch_size)
-    np.save(out, feats.astype(np.float32))
+    if out.suffix != ".npy":  # what np.save(path) did: it appends .npy
+        out = out.with_name(out.name + ".npy")
+    _save_atomic(out, lambda fh: np.save(fh, feats.astype(np.float32)))
     return {"n": len(seqs), "out": str(out), "shape": list(feats.shape)}
+
+
+def _save_atomic(out: Path, write) -> None:
+    """``write(file)`` into a temporary file, then rename it to ``out``: never half a result."""
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _mean_pooled(backbone, codes, batch_size):

@@ -16,10 +16,8 @@ Stages 2 and 3 know a tokenizer only through this interface:
 """
 from __future__ import annotations
 
-import json
 import os
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -64,18 +62,5 @@ class GenomeTokenizer(ABC):
     def from_pretrained(cls, path: str | os.PathLike) -> "GenomeTokenizer": ...
 
 
-def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    """Write JSON to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_json(path: str | os.PathLike) -> dict:
-    with open(path) as f:
-        return json.load(f)
+# moved to vqdna.io (the ground floor); still importable from here
+from ..io import read_json, write_json_atomic  # noqa: E402,F401

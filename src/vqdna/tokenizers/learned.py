@@ -15,7 +15,6 @@ A folder holds ``config.json`` (model config, type, format version) and
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..config import TokenizerConfig, from_dict, to_dict, validate_tokenizer_config
 from ..sequence import alphabet
@@ -202,7 +201,7 @@ class VQDNATokenizer(GenomeTokenizer):
         config = from_dict(TokenizerConfig, cfg["model"])
         validate_tokenizer_config(config)
         model = VQDNAAutoencoder(config)
-        model.load_state_dict(load_file(weights))
+        model.load_state_dict(load_safetensors(weights))
         return cls(model, config, device=device, **kwargs)
 
 
@@ -221,9 +220,5 @@ def _self_check(engine: InferenceModel, model: VQDNAAutoencoder) -> None:
             raise RuntimeError("packed encoder outputs differ from the model's")
 
 
-def file_sha256(path, block: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(block), b""):
-            h.update(chunk)
-    return h.hexdigest()
+# file_sha256 moved to vqdna.io; still importable from here
+from ..io import file_sha256, load_safetensors  # noqa: E402,F401
