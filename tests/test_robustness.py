@@ -280,7 +280,7 @@ def test_stale_lock_of_a_killed_run_is_taken_over(lm_data, tmp_path, capsys):
     rc, text = run(capsys, "tokenize", "--tokenizer", lm_data["tokenizer"], "--fasta", lm_data["fasta"],
                    "--out", out)
     assert rc == 0, text
-    assert f"{out / LOCK_NAME}: taking over a stale lock of pid {dead.pid}" in text
+    assert f"{out / LOCK_NAME}: taking over the stale lock of pid {dead.pid}" in text
     assert not (out / LOCK_NAME).exists() and read_json(out / "manifest.json")["complete"]
 
 

@@ -378,8 +378,7 @@ class OutputLock:
             who = _describe(info) if isinstance(info, dict) else "an unreadable holder"
         except ValueError:
             who = "an unreadable holder"
-        self.message(f"note: {self.path}: taking over a stale lock of {who}, which no longer runs "
-                     f"(killed?); what it left in {self.folder} is resumed or overwritten as the command does")
+        self.message(f"note: {self.path}: taking over the stale lock of {who}, which no longer runs (killed?)")
 
     def _acquire_exclusive(self) -> "OutputLock":
         for _ in range(3):
