@@ -142,7 +142,7 @@ def test_import_split_by_tip_filter_and_outputs(tmp_path):
     tree, ref = _tree_with_classes({"A": 20, "B": 12, "C": 3})
     t, r = _write(tmp_path, tree, ref)
     out = tmp_path / "task"
-    s = import_nextstrain(t, r, out, window=20, min_class_size=5, seed=1, progress=False)
+    s = import_nextstrain(t, r, out, window=20, min_class_size=5, seed=1, progress=False, dedupe="none")
     # min class size: C dropped and reported; unlabelled tips counted
     assert s["dropped_classes"] == {"C": 3}
     assert s["skipped_tips"]["unlabelled"] == 2
@@ -174,15 +174,16 @@ def test_import_split_by_tip_filter_and_outputs(tmp_path):
         n_copy = sum(x["sequence"] in seen["train"] for x in _read_csv(out / f"{sp}.csv"))
         assert s["window_duplicates"][f"{sp}_rows_with_copy_in_train"] == n_copy
     # deterministic with the seed; another seed moves tips
-    s2 = import_nextstrain(t, r, tmp_path / "task2", window=20, min_class_size=5, seed=1, progress=False)
+    s2 = import_nextstrain(t, r, tmp_path / "task2", window=20, min_class_size=5, seed=1, progress=False,
+                           dedupe="none")
     assert (tmp_path / "task2" / "genomes.fa").read_text() == (out / "genomes.fa").read_text()
     assert s2["rows"] == s["rows"]
     # the folder is a valid classification task for the project's loader
     task = load_task(out)
     assert task.kind == "classification" and task.n_classes == 2
-    # dedupe="cross_split": no dev/test window is also a train window (or a test window a dev one)
-    s3 = import_nextstrain(t, r, tmp_path / "task3", window=20, min_class_size=5, seed=1, progress=False,
-                           dedupe="cross_split")
+    # dedupe="cross_split" (the default): no dev/test window is also a train window (or a test window a dev one)
+    s3 = import_nextstrain(t, r, tmp_path / "task3", window=20, min_class_size=5, seed=1, progress=False)
+    assert s3["window_duplicates"]["dedupe"] == "cross_split"
     dd = s["window_duplicates"]
     assert s3["window_duplicates"]["rows_dropped"] == (dd["dev_rows_with_copy_in_train"]
                                                        + dd["test_rows_with_copy_in_train"]) > 0
@@ -195,7 +196,7 @@ def test_import_split_disjoint_by_genome(tmp_path):
     tree, ref = _tree_with_classes({"A": 30, "B": 30})
     t, r = _write(tmp_path, tree, ref)
     out = tmp_path / "task"
-    import_nextstrain(t, r, out, window=10, min_class_size=2, progress=False)
+    import_nextstrain(t, r, out, window=10, min_class_size=2, progress=False, dedupe="none")
     names = {}
     for rec in (out / "genomes.fa").read_text().split(">")[1:]:
         head = rec.split("\n")[0].split()
@@ -241,7 +242,7 @@ def test_import_errors(tmp_path):
         import_nextstrain(t3, r, tmp_path / "o", window=20, progress=False)
 
 
-def test_ambiguous_windows_dropped_and_cli(tmp_path):
+def test_ambiguous_windows_dropped_and_cli(tmp_path, capsys):
     ref = "ACGT" * 10  # 40 nt, windows of 10
     tips = []
     for i in range(8):
@@ -253,11 +254,13 @@ def test_ambiguous_windows_dropped_and_cli(tmp_path):
     add_arguments(p)
     args = p.parse_args(["--tree", str(t), "--reference", str(r), "--label", "clade_who", "--window", "10",
                          "--min-class-size", "2", "--max-n-fraction", "0.3", "--out", str(tmp_path / "o"),
-                         "--quiet"])
+                         "--quiet", "--dedupe", "none"])
     assert run(args) == 0
     s = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert s["windows_dropped_ambiguous"] == 4
     assert sum(s["rows"].values()) == 8 * 4 - 4
+    wd = s["window_duplicates"]
+    assert f"--dedupe none kept {wd['dev_rows_with_copy_in_train']} of {s['rows']['dev']} dev" in capsys.readouterr().err
 
 
 SARS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sars-cov-2"

@@ -37,14 +37,14 @@ def test_integer_labels_give_classification(tmp_path):
 
 def test_multiclass_and_extra_columns(tmp_path):
     files = {
-        "train": "id,label,sequence,other\n a,0,ACGT,x\nb,3,CCGT,y\nc,2,GGGT,z\n",
+        "train": "id,label,sequence,other\n a,0,ACGT,x\nb,3,CCGT,y\nc,2,GGGT,z\nd,1,TTGT,w\n",
         "dev": "label,sequence\n1,AAAA\n",
         "test": "sequence,label\nACGT,0\n",
     }
     t = load_task(make_task(tmp_path, files))
     assert t.kind == "classification" and t.n_classes == 4
-    assert t.train.sequences == ["ACGT", "CCGT", "GGGT"]
-    assert t.train.labels.tolist() == [0, 3, 2]
+    assert t.train.sequences == ["ACGT", "CCGT", "GGGT", "TTGT"]
+    assert t.train.labels.tolist() == [0, 3, 2, 1]
 
 
 def test_real_labels_give_regression(tmp_path):

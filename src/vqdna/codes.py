@@ -7,9 +7,14 @@ Layout of a code folder::
     level0.u16        codes of level 0 of every record, concatenated
     level1.u16        (HRQ) level 1, same offsets
 
-Writing streams one record at a time, in chunks, so memory does not grow with the
-genome. The manifest is rewritten atomically after each record; a killed run resumes
-after the last finished record (files are truncated back to it).
+Writing streams one record at a time, in chunks (``GenomeTokenizer.encode_chunks``: halos
+for learned tokenizers, the k-1 following nt for k-mers, whole 2**20-nt words for BPE), so
+memory does not grow with the genome and every record's codes equal ``encode`` of the whole
+record, for every tokenizer. The manifest is rewritten atomically after each record; a killed
+run resumes after the last finished record (files are truncated back to it). Finished
+records are matched by their position in the input (record ``i`` of the store is the
+``i``-th record read), so records sharing a name are all written; resuming checks that
+those records are still the same (file, name, length).
 """
 from __future__ import annotations
 
@@ -64,7 +69,7 @@ def write_codes(tokenizer: GenomeTokenizer, fasta, out: str | Path, *, tokenizer
     # written before any code file exists: a run that fails or is killed leaves a store that readers
     # (CodeStore) recognise as unfinished, and that --resume continues
     write_json_atomic(man_path, manifest)
-    done = {(r["file"], r["name"]) for r in manifest["records"]}
+    done = list(manifest["records"])  # finished records: the first len(done) of the input, in order
     files = []
     for f in manifest["levels"]:  # truncate back to the last finished record
         fh = open(out / f, "ab")
@@ -72,23 +77,30 @@ def write_codes(tokenizer: GenomeTokenizer, fasta, out: str | Path, *, tokenizer
         files.append(fh)
     bar = tqdm(desc="tokenize", unit="nt", unit_scale=True, disable=not progress, mininterval=1.0)
     try:
-        for rec in read_fasta(fasta):
-            key = (rec.file, rec.name)
-            if key in done:
+        n_input = 0
+        for position, rec in enumerate(read_fasta(fasta)):
+            n_input = position + 1
+            if position < len(done):
+                old = done[position]
+                if (os.path.realpath(old["file"]), old["name"], old.get("nucleotides")) != \
+                        (os.path.realpath(rec.file), rec.name, len(rec.sequence)):
+                    raise ValueError(
+                        f"{man_path}: cannot resume: record {position + 1} of the input is {rec.file}: "
+                        f"{rec.name!r} ({len(rec.sequence):,} nt) but the store's record {position + 1} is "
+                        f"{old['file']}: {old['name']!r} ({old['nucleotides']:,} nt); give the same FASTA "
+                        f"files in the same order, or start again without --resume")
                 continue
             idx = encode_record(rec)
             n_tok = 0
-            for s in range(0, len(idx), chunk_length):
-                part = idx[s:s + chunk_length]
-                # the halo makes chunk edges exact: encode with context, keep the middle
-                h = getattr(tokenizer, "halo", 0)
-                lo, hi = max(s - h, 0), min(s + len(part) + h, len(idx))
-                codes = tokenizer.encode_indices([idx[lo:hi]])[0][:, s - lo:s - lo + len(part)] \
-                    if hasattr(tokenizer, "encode_indices") else tokenizer.encode([alphabet.decode(part)])[0]
-                for level, fh in enumerate(files):
-                    fh.write(np.ascontiguousarray(codes[level], dtype=np.uint16).tobytes())
-                n_tok += codes.shape[1]
-                bar.update(len(part))
+            try:
+                # pieces whose concatenation is the whole record's encoding (halo / overlap per tokenizer)
+                for n_nt, codes in tokenizer.encode_chunks(idx, chunk_length):
+                    for level, fh in enumerate(files):
+                        fh.write(np.ascontiguousarray(codes[level], dtype=np.uint16).tobytes())
+                    n_tok += codes.shape[1]
+                    bar.update(n_nt)
+            except alphabet.SequenceError as e:
+                raise alphabet.SequenceError(f"{rec.file}: record {rec.name!r}: {e}") from None
             for fh in files:
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -98,6 +110,9 @@ def write_codes(tokenizer: GenomeTokenizer, fasta, out: str | Path, *, tokenizer
             manifest["total_tokens"] += n_tok
             manifest["total_nucleotides"] += len(idx)
             write_json_atomic(man_path, manifest)
+        if n_input < len(done):
+            raise ValueError(f"{man_path}: cannot resume: the store holds {len(done)} records but the input "
+                             f"only {n_input}; give the same FASTA files, or start again without --resume")
     finally:
         for fh in files:
             fh.close()

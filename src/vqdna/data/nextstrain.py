@@ -56,9 +56,14 @@ Task policy (:func:`import_nextstrain`)
   :func:`vqdna.sequence.fasta.window_starts`, no window is end-aligned). A window with more than
   ``max_n_fraction`` non-ACGT letters (N and other IUPAC codes) is dropped and counted.
 * Duplicate windows: related genomes share most windows, so most dev/test windows have an
-  exact copy in train (often under another class). ``dedupe="none"`` (default) keeps them and
-  reports the counts in the summary; ``dedupe="cross_split"`` drops every dev/test window
-  whose exact sequence is a train window (and every test window that is a dev window), counted.
+  exact copy in train (often under another class). ``dedupe="cross_split"`` (default) drops
+  every dev/test window whose exact sequence is a train window (and every test window that is
+  a dev window), counted in the summary; a dev or test split left without rows is an error.
+  ``dedupe="none"`` keeps them and counts them in the summary (``vqdna data nextstrain --dedupe
+  none`` prints a warning with the counts). Windows repeated within one split are kept.
+* Every class keeps at least one training window: a class whose training windows were all
+  dropped (``max_n_fraction``) but that has dev/test windows is an error, as
+  :func:`vqdna.sequence.tasks.load_task` would reject the task.
 * Output folder: ``genomes.fa`` (the genomes used, header ``>tip label=<class> split=<split>``;
   whitespace in names is replaced by ``_``), ``train.csv``/``dev.csv``/``test.csv`` with header
   ``sequence,label`` where ``label`` is the **integer** class id, ``labels.json`` mapping class
@@ -75,6 +80,7 @@ import hashlib
 import json
 import logging
 import re
+import sys
 import time
 import zlib
 from collections import Counter, defaultdict
@@ -323,7 +329,7 @@ def import_nextstrain(tree_path, reference_path, out_dir, *, label: str = "clade
                       window: int = 1000, stride: int | None = None, min_class_size: int = 10,
                       split: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0,
                       max_tips: int | None = None, max_n_fraction: float = 0.1, strict: bool = True,
-                      dedupe: str = "none", progress: bool = True) -> dict:
+                      dedupe: str = "cross_split", progress: bool = True) -> dict:
     """Rebuild the tip genomes of a tree and write a GUE-style classification task to ``out_dir``.
 
     Returns the summary also written to ``out_dir/summary.json``. See the module docstring for
@@ -483,6 +489,17 @@ def import_nextstrain(tree_path, reference_path, out_dir, *, label: str = "clade
     if empty:
         raise TreeError(f"class(es) {empty} kept but got no window (all dropped by max_n_fraction="
                         f"{max_n_fraction}?); the task in {out} is not usable")
+    no_train = [c for c in kept if per_class[c]["windows"]["train"] == 0]
+    if no_train:
+        raise TreeError(f"{tree_path}: class(es) {no_train} have dev/test windows but no training window (all "
+                        f"dropped by max_n_fraction={max_n_fraction}); the task in {out} is not usable")
+    for s in ("dev", "test"):
+        if split[splits.index(s)] > 0 and rows[s] == 0:
+            why = (f"after dropping {n_deduped:,} windows identical to a train (or dev) window (dedupe="
+                   f"{dedupe!r}): the genomes differ too little for windows of {window} nt; use longer windows, "
+                   f"or --dedupe none to keep the copies" if n_deduped else
+                   f"(max_n_fraction={max_n_fraction} dropped {n_dropped_windows:,} windows)")
+            raise TreeError(f"{tree_path}: the {s} split has no window left {why}; the task in {out} is not usable")
     with open(out / "labels.json", "w") as fh:
         json.dump(class_id, fh, indent=1)
     summary = {
@@ -541,9 +558,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="drop windows with more than this fraction of N/IUPAC letters (default: %(default)s)")
     p.add_argument("--no-strict", dest="strict", action="store_false",
                    help="count mutations whose 'from' base disagrees instead of failing")
-    p.add_argument("--dedupe", choices=("none", "cross_split"), default="none",
-                   help="cross_split: drop dev/test windows whose exact sequence is in train (or test windows "
-                        "in dev); default: keep them and report counts in summary.json")
+    p.add_argument("--dedupe", choices=("none", "cross_split"), default="cross_split",
+                   help="cross_split (default): drop dev/test windows whose exact sequence is in train (or test "
+                        "windows in dev), counted in summary.json; none: keep them (a warning prints how many)")
     p.add_argument("--out", required=True, help="output task folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -554,10 +571,20 @@ def run(args: argparse.Namespace) -> int:
                           stride=args.stride, min_class_size=args.min_class_size, split=tuple(args.split),
                           seed=args.seed, max_tips=args.max_tips, max_n_fraction=args.max_n_fraction,
                           strict=args.strict, dedupe=args.dedupe, progress=not getattr(args, "quiet", False))
+    wd = s["window_duplicates"]
+    if wd["dedupe"] == "none" and (wd["dev_rows_with_copy_in_train"] or wd["test_rows_with_copy_in_train"]
+                                   or wd["test_rows_with_copy_in_dev"]):
+        print(f"warning: --dedupe none kept {wd['dev_rows_with_copy_in_train']:,} of {s['rows']['dev']:,} dev and "
+              f"{wd['test_rows_with_copy_in_train']:,} of {s['rows']['test']:,} test windows identical to a train "
+              f"window ({wd['test_rows_with_copy_in_dev']:,} test windows identical to a dev window): scores on "
+              f"them measure memory, not generalisation; the default --dedupe cross_split drops them",
+              file=sys.stderr)
+    dup = (f"dropped {wd['rows_dropped']:,} dev/test windows identical to a train (or dev) window"
+           if wd["dedupe"] == "cross_split" else
+           f"kept dev/test windows with a copy in train: {wd['dev_rows_with_copy_in_train']}/"
+           f"{wd['test_rows_with_copy_in_train']}")
     print(f"{s['tips_used']} of {s['tips_in_tree']} tips, {s['n_classes']} classes of {args.label!r}; "
           f"rows train/dev/test = {s['rows']['train']}/{s['rows']['dev']}/{s['rows']['test']}; "
-          f"skipped {s['skipped_tips']}; dropped classes: {len(s['dropped_classes'])}; "
-          f"dev/test rows with a copy in train: {s['window_duplicates']['dev_rows_with_copy_in_train']}/"
-          f"{s['window_duplicates']['test_rows_with_copy_in_train']} (dedupe={s['window_duplicates']['dedupe']}); "
+          f"skipped {s['skipped_tips']}; dropped classes: {len(s['dropped_classes'])}; {dup}; "
           f"written to {args.out} in {s['seconds']} s")
     return 0

@@ -65,23 +65,46 @@ def non_acgt_runs(seq: str) -> list[list]:
     Stored beside the codes so that :func:`restore_non_acgt` gives back the exact
     IUPAC letters after decoding.
     """
-    up = np.frombuffer(seq.upper().encode("ascii"), dtype=np.uint8)
-    other = _LUT[up] == OTHER
+    raw = np.frombuffer(seq.encode("ascii") if isinstance(seq, str) else bytes(seq), dtype=np.uint8)
+    return _runs(raw, _LUT[raw] == OTHER)
+
+
+def _runs(raw: np.ndarray, other: np.ndarray) -> list[list]:
+    """Runs of ``raw`` letters where ``other`` holds (vectorised; one list entry per run)."""
+    pos = np.flatnonzero(other)
+    if not pos.size:
+        return []
+    up = raw[pos] & 0xDF  # upper case (these are letters)
+    first = np.flatnonzero(np.concatenate(([True], (np.diff(pos) != 1) | (np.diff(up) != 0))))
+    lengths = np.diff(np.append(first, pos.size))
+    letters = up[first].tobytes().decode("ascii")
+    return [[s, n, c] for s, n, c in zip(pos[first].tolist(), lengths.tolist(), letters)]
+
+
+def non_acgt_runs_of(seq, idx: np.ndarray) -> list[list]:
+    """:func:`non_acgt_runs` of ``seq`` given its indices ``idx`` (from :func:`encode`): a cheap
+    ``[]`` when ``idx`` holds no index 4; ``seq`` may be a str, bytes or the index array itself
+    (whose non-ACGT letters are all ``N``)."""
+    other = idx == OTHER
     if not other.any():
         return []
-    runs = []
-    pos = np.flatnonzero(other)
-    # split where position jumps or letter changes
-    brk = np.flatnonzero((np.diff(pos) != 1) | (np.diff(up[pos]) != 0)) + 1
-    for chunk in np.split(pos, brk):
-        runs.append([int(chunk[0]), int(chunk.size), chr(up[chunk[0]])])
-    return runs
+    if isinstance(seq, np.ndarray):
+        return _runs(_LETTERS[idx], other)
+    raw = np.frombuffer(seq.encode("ascii") if isinstance(seq, str) else bytes(seq), dtype=np.uint8)
+    return _runs(raw, other)
 
 
 def restore_non_acgt(seq: str, runs: list[list]) -> str:
-    """Put the stored non-ACGT letters back into a decoded sequence."""
+    """Put the stored non-ACGT letters back into a decoded sequence.
+
+    Raises ``ValueError`` when a run lies beyond the end of ``seq`` (the runs belong to
+    another sequence, or the codes were cut)."""
     if not runs:
         return seq
+    end = max(int(start) + int(length) for start, length, _ in runs)
+    if end > len(seq):
+        raise ValueError(f"non-ACGT runs reach position {end} but the decoded sequence has {len(seq)} nt: "
+                         "they belong to another sequence (or the codes were cut)")
     buf = bytearray(seq.encode("ascii"))
     for start, length, letter in runs:
         buf[start:start + length] = letter.encode("ascii") * length

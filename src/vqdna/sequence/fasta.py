@@ -80,9 +80,15 @@ class Corpus:
     Records are cut into blocks of ``val_block`` nt, numbered across the whole corpus;
     every ``1 / val_fraction``-th block is held out for validation. Windows are drawn
     inside one region only, so validation windows never overlap training windows.
+
+    A corpus with no held-out block of at least ``min_val_length`` nt (one is held out from
+    ``1 / (2 val_fraction) + 1`` blocks: 52 kb by default) holds out the tail of its longest
+    region instead: ``val_fraction`` of it, but at least ``min_val_length`` nt (the caller's
+    validation window, so that one fits) if the region keeps as much for training.
     """
 
-    def __init__(self, arrays: list[np.ndarray], names: list[str], *, val_fraction: float, val_block: int):
+    def __init__(self, arrays: list[np.ndarray], names: list[str], *, val_fraction: float, val_block: int,
+                 min_val_length: int = 0):
         self.arrays, self.names = arrays, names
         self.train_regions: list[tuple[int, int, int]] = []  # (record, start, end)
         self.val_regions: list[tuple[int, int, int]] = []
@@ -96,21 +102,27 @@ class Corpus:
                 is_val = every and (g % every == every // 2)
                 (self.val_regions if is_val else self.train_regions).append((r, start, end))
                 g += 1
-        if every and not self.val_regions and self.train_regions:
+        if every and self.train_regions and not any(e - s >= min_val_length for _, s, e in self.val_regions):
             # too little sequence for a whole block: hold out the tail of the longest region
+            self.train_regions += self.val_regions  # blocks too short for a validation window
+            self.val_regions = []
             r, s, e = max(self.train_regions, key=lambda t: t[2] - t[1])
-            cut = e - max(int((e - s) * val_fraction), 1)
+            hold = max(int((e - s) * val_fraction), 1, min_val_length)
+            if min_val_length and (e - s) - hold < min_val_length:  # the region cannot hold both
+                hold = max(int((e - s) * val_fraction), 1)
+            cut = e - hold
             self.train_regions.remove((r, s, e))
             self.train_regions.append((r, s, cut))
             self.val_regions.append((r, cut, e))
 
     @classmethod
-    def from_fasta(cls, paths, *, val_fraction: float = 0.02, val_block: int = 2000) -> "Corpus":
+    def from_fasta(cls, paths, *, val_fraction: float = 0.02, val_block: int = 2000,
+                   min_val_length: int = 0) -> "Corpus":
         arrays, names = [], []
         for rec in read_fasta(paths):
             arrays.append(encode_record(rec))
             names.append(f"{Path(rec.file).name}:{rec.name}")
-        return cls(arrays, names, val_fraction=val_fraction, val_block=val_block)
+        return cls(arrays, names, val_fraction=val_fraction, val_block=val_block, min_val_length=min_val_length)
 
     @property
     def n_nucleotides(self) -> int:

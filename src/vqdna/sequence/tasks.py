@@ -8,6 +8,8 @@ the task type from the labels:
   accepted, ``1.0`` is *not* an integer literal) -> **classification**, ``n_classes = max + 1``.
   The labels must be exactly ``0..n_classes-1``: a negative label, or a class id below the
   maximum that no row of any split carries, is an error; a single class is an error too.
+  Every class of dev and test must occur in train: a dev/test label that train lacks is an
+  error naming the label, the split and the line (the classifier could never predict it).
 * otherwise (any label such as ``0.53``, ``1e-3`` or ``1.0``) -> **regression**, labels
   stored as ``float32``.
 
@@ -237,6 +239,24 @@ def load_task(path: str | Path, *, name: str | None = None) -> Task:
             raise TaskError(f"{lj}: expected an object mapping label name -> integer id")
         if classification and any(not 0 <= v < n_classes for v in label_names.values()):
             raise TaskError(f"{lj}: ids must lie in 0..{n_classes - 1}")
+
+    if classification:
+        in_train = np.zeros(n_classes, dtype=bool)
+        in_train[splits["train"].labels] = True
+        for split in ("dev", "test"):
+            sp = splits[split]
+            unseen = np.flatnonzero(~in_train[sp.labels])
+            if unseen.size:
+                j = int(unseen[0])
+                lab = int(sp.labels[j])
+                names = {v: k for k, v in (label_names or {}).items()}
+                shown = f"{lab} ({names[lab]!r})" if lab in names else str(lab)
+                others = sorted({int(x) for x in sp.labels[unseen]} - {lab})
+                raise TaskError(
+                    f"{sp.path}:{int(sp.lines[j])}: class label {shown} of the {split} split never occurs in "
+                    f"{splits['train'].path.name} ({unseen.size} {split} row(s) carry labels train lacks"
+                    + (f", also {', '.join(map(str, others[:10]))}" if others else "")
+                    + "); a classifier trained on train cannot predict it: move such rows to train or drop them")
 
     return Task(
         name=name or _default_name(path),

@@ -5,7 +5,18 @@ Stages 2 and 3 know a tokenizer only through this interface:
 * ``encode(seqs)`` -> one ``int64`` array of shape ``(n_levels, n_tokens)`` per sequence.
   Learned tokenizers give one token per nucleotide and one row per HRQ level;
   hand-crafted ones have a single level.
-* ``decode(codes)`` -> the DNA strings back (exactly for lossless tokenizers).
+  ``encode`` returns an :class:`Encoded` list: it also carries, per sequence, the runs of
+  non-ACGT letters (``N`` and IUPAC codes, ``[start, length, letter]``, as the code store's
+  manifest keeps them), so that ``decode(encode(seqs))`` gives those letters back.
+* ``decode(codes, non_acgt=None)`` -> the DNA strings back (exactly for lossless tokenizers).
+  The non-ACGT runs come from ``non_acgt`` (one run list per sequence) or, when ``codes``
+  is what ``encode`` returned, from ``codes.non_acgt``; they are written over the decoded
+  letters, so a round trip never turns ``N`` into a base. Without runs (plain arrays, e.g.
+  ``decode([codes[0]])``) decoding gives what the codes say: learned tokenizers a base at
+  every position, hand-crafted ones ``N``.
+* ``encode_chunks(idx, chunk_length)`` -> the codes of one long sequence in pieces whose
+  concatenation equals ``encode`` of the whole sequence (what :func:`vqdna.codes.write_codes`
+  stores), with bounded memory.
 * ``vocab_sizes`` -> the number of token ids per level. Ids are ``0..vocab_size-1``;
   the language model appends its own special ids ([PAD], [MASK], [CLS]) after them.
 * ``codebooks()`` -> a frozen embedding table per level ``(vocab_size, dim)`` that the
@@ -18,10 +29,151 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+
+from ..sequence import alphabet
+
+
+class Encoded(list):
+    """What ``encode`` returns: a list of ``(n_levels, n_tokens)`` int64 arrays, one per
+    sequence, plus ``non_acgt``: per sequence, its runs of non-ACGT letters as
+    ``[start, length, letter]`` (0-based nucleotide positions, upper-case letter; ``[]`` when it
+    has none), the format of the code store's manifest. ``decode`` reads them to give the letters
+    back. Slices and list edits keep every array paired with its runs; arrays added from
+    elsewhere have none (``None``). The runs are found when first asked for (``encode`` itself
+    pays nothing for them)."""
+
+    def __init__(self, codes=(), non_acgt=None, *, source=None):
+        super().__init__(codes)
+        self._source = None
+        if source is not None:  # (sequences, indices): runs computed on first use
+            self._runs = None
+            self._source = source
+        else:
+            self._runs = list(non_acgt) if non_acgt is not None else [None] * len(self)
+            if len(self._runs) != len(self):
+                raise ValueError(f"{len(self)} code arrays but {len(self._runs)} non-ACGT run lists")
+
+    @property
+    def non_acgt(self) -> list:
+        if self._runs is None:
+            seqs, idx = self._source
+            self._runs = [alphabet.non_acgt_runs_of(q, i) for q, i in zip(seqs, idx)]
+            self._source = None
+        return self._runs
+
+    @non_acgt.setter
+    def non_acgt(self, runs) -> None:
+        runs = list(runs)
+        if len(runs) != len(self):
+            raise ValueError(f"{len(self)} code arrays but {len(runs)} non-ACGT run lists")
+        self._runs, self._source = runs, None
+
+    @staticmethod
+    def _runs_of(items):
+        return list(items.non_acgt) if isinstance(items, Encoded) else [None] * len(items)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return Encoded(list.__getitem__(self, i), self.non_acgt[i])
+        return list.__getitem__(self, i)
+
+    def __setitem__(self, i, value):
+        if isinstance(i, slice):
+            value = list(value) if not isinstance(value, Encoded) else value
+            self.non_acgt[i] = self._runs_of(value)
+        else:
+            self.non_acgt[i] = None
+        list.__setitem__(self, i, value)
+
+    def __delitem__(self, i):
+        del self.non_acgt[i]
+        list.__delitem__(self, i)
+
+    def __add__(self, other):
+        return Encoded(list(self) + list(other), self.non_acgt + self._runs_of(other))
+
+    def __radd__(self, other):
+        return Encoded(list(other) + list(self), self._runs_of(other) + self.non_acgt)
+
+    def __iadd__(self, other):
+        self.extend(other)
+        return self
+
+    def __reduce__(self):
+        return (Encoded, (list(self), self.non_acgt))
+
+    def copy(self):
+        return Encoded(self, self.non_acgt)
+
+    def append(self, value):
+        list.append(self, value)
+        self.non_acgt.append(None)
+
+    def extend(self, values):
+        values = values if isinstance(values, (list, tuple)) else list(values)
+        runs = self._runs_of(values)
+        list.extend(self, values)
+        self.non_acgt.extend(runs)
+
+    def insert(self, i, value):
+        list.insert(self, i, value)
+        self.non_acgt.insert(i, None)
+
+    def pop(self, i=-1):
+        self.non_acgt.pop(i)
+        return list.pop(self, i)
+
+    def remove(self, value):
+        for i, v in enumerate(self):
+            if v is value:
+                del self[i]
+                return
+        raise ValueError("Encoded.remove(x): x not in list (compared by identity)")
+
+    def clear(self):
+        list.clear(self)
+        self.non_acgt.clear()
+
+    def reverse(self):
+        list.reverse(self)
+        self.non_acgt.reverse()
+
+    def sort(self, *args, **kwargs):
+        raise TypeError("Encoded lists of code arrays cannot be sorted; sort list(codes) instead")
+
+
+def encoded(codes: Sequence[np.ndarray], seqs: Sequence, idx: Sequence[np.ndarray]) -> Encoded:
+    """``codes`` of the input ``seqs`` (strings or index arrays; ``idx`` their indices) with
+    their non-ACGT runs: what every ``encode`` returns."""
+    codes, idx = list(codes), list(idx)
+    seqs = list(seqs) if hasattr(seqs, "__len__") and len(seqs) == len(idx) else idx  # an iterator is consumed
+    # by then: the indices give the letters (N)
+    if len(codes) != len(idx):
+        raise ValueError(f"{len(codes)} code arrays for {len(idx)} sequences")
+    return Encoded(codes, source=(seqs, idx))
+
+
+def restore_letters(decoded: list[str], codes, non_acgt=None) -> list[str]:
+    """Write the non-ACGT runs (``non_acgt``, else ``codes.non_acgt`` when ``codes`` is an
+    :class:`Encoded`) over the decoded sequences; every ``decode`` ends with this."""
+    if non_acgt is None:
+        non_acgt = getattr(codes, "non_acgt", None)
+        if non_acgt is None:
+            return decoded
+    elif isinstance(non_acgt, (str, bytes)) or len(non_acgt) != len(decoded):
+        raise ValueError(f"non_acgt must hold one run list per sequence: got {len(non_acgt)} "
+                         f"for {len(decoded)} sequences")
+    out = []
+    for i, (seq, runs) in enumerate(zip(decoded, non_acgt)):
+        try:
+            out.append(alphabet.restore_non_acgt(seq, runs) if runs else seq)
+        except ValueError as e:
+            raise ValueError(f"sequence {i}: {e}") from None
+    return out
 
 
 class GenomeTokenizer(ABC):
@@ -41,8 +193,18 @@ class GenomeTokenizer(ABC):
         """One ``(n_levels, n_tokens)`` int64 array per sequence."""
 
     @abstractmethod
-    def decode(self, codes: Sequence[np.ndarray]) -> list[str]:
-        """DNA strings from token arrays."""
+    def decode(self, codes: Sequence[np.ndarray], non_acgt: Sequence[list] | None = None) -> list[str]:
+        """DNA strings from token arrays; non-ACGT runs from ``non_acgt`` or ``codes.non_acgt``
+        are put back (:func:`restore_letters`)."""
+
+    def encode_chunks(self, idx: np.ndarray, chunk_length: int = 1 << 20) -> Iterator[tuple[int, np.ndarray]]:
+        """Encode one sequence (uint8 indices, :func:`vqdna.sequence.alphabet.encode`) in pieces of
+        about ``chunk_length`` nt: yields ``(nucleotides, codes)`` pairs whose codes, concatenated,
+        equal ``encode`` of the whole sequence and whose nucleotides sum to ``len(idx)``.
+
+        This default encodes the whole sequence at once (exact, memory grows with it);
+        tokenizers override it to stream with bounded memory."""
+        yield len(idx), self.encode([alphabet.decode(idx)])[0]
 
     def codebooks(self) -> list[torch.Tensor] | None:
         """Frozen per-level embedding tables, or ``None`` (the LM learns its own)."""

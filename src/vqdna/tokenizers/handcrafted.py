@@ -25,9 +25,11 @@ Input policy (shared, from :mod:`vqdna.sequence.alphabet`):
 
 * lowercase (soft-masked) letters are upper-cased;
 * ``N`` and the other IUPAC codes ``R Y S W K M B D H V U`` are all read as ``N``: the
-  hand-crafted vocabularies have no token for the other codes, so **decoding gives
-  ``N`` where the input had any IUPAC ambiguity letter** (unlike the learned tokenizer,
-  which stores the exact letters beside its codes);
+  hand-crafted vocabularies have no token for the other codes. ``encode`` returns an
+  :class:`~vqdna.tokenizers.base.Encoded` list that also holds each sequence's runs of these
+  letters (``codes.non_acgt``, as the code store's manifest), and ``decode(codes)`` writes
+  them back, so ``decode(encode(seqs))`` gives the exact IUPAC letters; decoding plain
+  arrays without ``non_acgt`` gives ``N`` there;
 * any other character raises :class:`~vqdna.sequence.alphabet.SequenceError` naming the
   sequence and position.
 
@@ -45,7 +47,7 @@ import numpy as np
 from ..sequence.alphabet import OTHER, SequenceError
 from ..sequence.alphabet import decode as _idx_to_str
 from ..sequence.alphabet import encode as _str_to_idx
-from .base import GenomeTokenizer, read_json, write_json_atomic
+from .base import GenomeTokenizer, encoded, read_json, restore_letters, write_json_atomic
 
 _LETTERS = np.frombuffer(b"ACGTN", dtype=np.uint8)
 
@@ -185,7 +187,7 @@ class KmerTokenizer(_HandcraftedBase):
 
     def encode(self, seqs) -> list[np.ndarray]:
         _check_batch(seqs)
-        out = []
+        out, idxs = [], []
         for i, s in enumerate(seqs):
             idx = to_indices(s, where=f"sequence {i}")
             if len(idx) < self.k:
@@ -196,9 +198,23 @@ class KmerTokenizer(_HandcraftedBase):
             vals, has_n = rolling_kmer_codes(idx, self.k)
             vals[has_n] = self.unk_id
             out.append(vals.reshape(1, -1))
-        return out
+            idxs.append(idx)
+        return encoded(out, seqs, idxs)
 
-    def decode(self, codes) -> list[str]:
+    def encode_chunks(self, idx: np.ndarray, chunk_length: int = 1 << 20):
+        """k-mers starting in ``[s, s + chunk_length)`` from ``idx[s : s + chunk_length + k - 1]``:
+        each piece reads the ``k - 1`` nt after it, so no k-mer across a chunk edge is lost."""
+        idx = to_indices(idx)
+        n, k = len(idx), self.k
+        if n < k:
+            yield from ((n, c) for c in self.encode([idx]))  # raises: shorter than k
+            return
+        n_tok = n - k + 1
+        for s in range(0, n_tok, chunk_length):
+            e = min(s + chunk_length, n_tok)
+            yield (e - s if e < n_tok else n - s), self.encode([idx[s:e + k - 1]])[0]
+
+    def decode(self, codes, non_acgt=None) -> list[str]:
         if self._letters is None:
             self._letters = kmer_letters(self.k)
         out = []
@@ -216,7 +232,7 @@ class KmerTokenizer(_HandcraftedBase):
             for j in range(self.k):
                 seq[known + j] = letters[:, j]
             out.append(seq.tobytes().decode("ascii"))
-        return out
+        return restore_letters(out, codes, non_acgt)
 
     def token_strings(self) -> list[str]:
         table = kmer_letters(self.k)
@@ -286,9 +302,10 @@ class NT6Tokenizer(_HandcraftedBase):
     def encode(self, seqs) -> list[np.ndarray]:
         _check_batch(seqs)
         k = self.K
-        out = []
+        out, idxs = [], []
         for i, s in enumerate(seqs):
             idx = to_indices(s, where=f"sequence {i}")
+            idxs.append(idx)
             L = len(idx)
             if L == 0:
                 out.append(np.zeros((1, 0), np.int64))
@@ -309,9 +326,29 @@ class NT6Tokenizer(_HandcraftedBase):
                 km = is_kmer[starts]
                 ids[km] = vals[starts[km]]
             out.append(ids.reshape(1, -1))
-        return out
+        return encoded(out, seqs, idxs)
 
-    def decode(self, codes) -> list[str]:
+    def encode_chunks(self, idx: np.ndarray, chunk_length: int = 1 << 20):
+        """Encode ``idx[s : e + 6]`` (``e = s + chunk_length``) and keep the tokens that start before
+        ``e``: those equal the whole sequence's (a 6-mer's place depends only on the start of its
+        ACGT run, to the left, and on whether 6 more bases follow, which the 6 extra nt settle);
+        the next piece starts where the last kept token ends, which is where the whole
+        sequence's tokenization restarts the same way."""
+        idx = to_indices(idx)
+        n, s = len(idx), 0
+        while s < n:
+            e = min(s + chunk_length, n)
+            if e == n:
+                yield n - s, self.encode([idx[s:]])[0]
+                return
+            ids = self.encode([idx[s:min(e + self.K, n)]])[0][0]
+            lens = np.where(ids < self.SINGLE, self.K, 1)
+            keep = (np.cumsum(lens) - lens) < e - s
+            used = int(lens[keep].sum())
+            yield used, ids[keep].reshape(1, -1)
+            s += used
+
+    def decode(self, codes, non_acgt=None) -> list[str]:
         if self._table is None:
             table = np.zeros((self.vocab_sizes[0], self.K), np.uint8)
             table[: self.SINGLE] = kmer_letters(self.K)
@@ -326,7 +363,7 @@ class NT6Tokenizer(_HandcraftedBase):
             ids = _codes_1d(c, self.vocab_sizes[0], f"sequence {i}")
             letters = table[ids][cols[None, :] < lens[ids][:, None]]
             out.append(letters.tobytes().decode("ascii"))
-        return out
+        return restore_letters(out, codes, non_acgt)
 
     def token_strings(self) -> list[str]:
         return [r.tobytes().decode("ascii") for r in kmer_letters(self.K)] + list("ACGTN")
@@ -358,10 +395,18 @@ class CharTokenizer(_HandcraftedBase):
 
     def encode(self, seqs) -> list[np.ndarray]:
         _check_batch(seqs)
-        return [to_indices(s, where=f"sequence {i}").astype(np.int64).reshape(1, -1) for i, s in enumerate(seqs)]
+        idxs = [to_indices(s, where=f"sequence {i}") for i, s in enumerate(seqs)]
+        return encoded([i.astype(np.int64).reshape(1, -1) for i in idxs], seqs, idxs)
 
-    def decode(self, codes) -> list[str]:
-        return [_idx_to_str(_codes_1d(c, 5, f"sequence {i}")) for i, c in enumerate(codes)]
+    def encode_chunks(self, idx: np.ndarray, chunk_length: int = 1 << 20):
+        idx = to_indices(idx)
+        for s in range(0, len(idx), chunk_length):
+            part = idx[s:s + chunk_length]
+            yield len(part), part.astype(np.int64).reshape(1, -1)
+
+    def decode(self, codes, non_acgt=None) -> list[str]:
+        out = [_idx_to_str(_codes_1d(c, 5, f"sequence {i}")) for i, c in enumerate(codes)]
+        return restore_letters(out, codes, non_acgt)
 
     def token_strings(self) -> list[str]:
         return list("ACGTN")
@@ -379,9 +424,16 @@ class BPETokenizer(_HandcraftedBase):
 
     * Text seen by the model: upper-case ``A C G T N``; lowercase is upper-cased and every
       other IUPAC code becomes ``N`` before training and before encoding (so decoding
-      gives ``N`` there). There is no pre-tokenizer: a whole sequence is one "word", and
-      training cuts long records into chunks of ``chunk_length`` nt (merges never span a
-      chunk boundary during training; encoding does not chunk).
+      gives ``N`` there). There is no pre-tokenizer: a sequence of up to ``WORD_LENGTH``
+      (2**20 = 1,048,576) nt is one "word"; a longer one is cut at the fixed positions
+      0, 2**20, 2 * 2**20, ... into words encoded independently, so no merge spans such a
+      position. That cut is part of the definition of the encoding (``encode`` of a whole
+      chromosome does it too), so a code store (:func:`vqdna.codes.write_codes`, which
+      streams one word at a time) equals ``encode`` of every whole record exactly. Why not one
+      word per record: the ``tokenizers`` library holds a word in memory at about 80 bytes
+      per nt and its time grows faster than linearly (measured on fly DNA: 1 Mnt 0.9 s and
+      83 MB, 4 Mnt 6.2 s and 330 MB), so a 25 Mnt chromosome would need about 2 GB. Training cuts records into chunks of ``chunk_length``
+      (1,000) nt, so merges never span a chunk boundary there either.
     * The initial alphabet is always ``A C G T N`` (even if ``N`` is absent from the
       corpus), so every valid sequence encodes without an unknown token.
     * ids ``0..vocab_size-1``, no special tokens (the LM adds its own). ``vocab_size`` is
@@ -392,6 +444,7 @@ class BPETokenizer(_HandcraftedBase):
 
     tokenizer_type = "bpe"
     FILE = "bpe.json"
+    WORD_LENGTH = 1 << 20  # longest word: longer sequences are encoded as words cut every 2**20 nt
 
     def __init__(self, tokenizer, *, info: dict | None = None):
         """Wrap a trained ``tokenizers.Tokenizer`` with a BPE model over ``A C G T N``."""
@@ -503,15 +556,31 @@ class BPETokenizer(_HandcraftedBase):
     # ---------------------------------------------------------------- encode / decode
     def encode(self, seqs) -> list[np.ndarray]:
         _check_batch(seqs)
-        norm = [self._normalise(s, f"sequence {i}") for i, s in enumerate(seqs)]
-        if not norm:
-            return []
-        encs = self._tok.encode_batch(norm, add_special_tokens=False)
-        return [np.asarray(e.ids, dtype=np.int64).reshape(1, -1) for e in encs]
+        idxs = [to_indices(s, where=f"sequence {i}") for i, s in enumerate(seqs)]
+        W = self.WORD_LENGTH
+        words, owner = [], []  # every sequence as words of at most WORD_LENGTH nt (see the class doc)
+        for i, idx in enumerate(idxs):
+            for s in range(0, max(len(idx), 1), W):
+                words.append(_idx_to_str(idx[s:s + W]))
+                owner.append(i)
+        encs = self._tok.encode_batch(words, add_special_tokens=False) if words else []
+        parts: list[list] = [[] for _ in idxs]
+        for i, e in zip(owner, encs):
+            parts[i].append(np.asarray(e.ids, dtype=np.int64))
+        out = [np.concatenate(p).reshape(1, -1) if len(p) > 1 else p[0].reshape(1, -1) for p in parts]
+        return encoded(out, seqs, idxs)
 
-    def decode(self, codes) -> list[str]:
+    def encode_chunks(self, idx: np.ndarray, chunk_length: int = 1 << 20):
+        """One word (``WORD_LENGTH`` nt) at a time, whatever ``chunk_length``: exactly ``encode``."""
+        idx = to_indices(idx)
+        for s in range(0, len(idx), self.WORD_LENGTH):
+            part = idx[s:s + self.WORD_LENGTH]
+            yield len(part), self.encode([part])[0]
+
+    def decode(self, codes, non_acgt=None) -> list[str]:
         V = self.vocab_sizes[0]
-        return ["".join(self._strings[_codes_1d(c, V, f"sequence {i}")]) for i, c in enumerate(codes)]
+        out = ["".join(self._strings[_codes_1d(c, V, f"sequence {i}")]) for i, c in enumerate(codes)]
+        return restore_letters(out, codes, non_acgt)
 
     def token_strings(self) -> list[str]:
         return list(self._strings)

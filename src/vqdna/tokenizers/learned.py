@@ -4,7 +4,7 @@
 tok = VQDNATokenizer.from_pretrained("tok/")
 codes = tok.encode(["ACGTNACGT"])   # [(n_levels, 9) int64]: one code per nucleotide per level
 emb = tok.embed(["ACGT"])           # [(4, dim) float32]: the quantized embedding the LM reads
-seqs = tok.decode(codes)
+seqs = tok.decode(codes)            # "ACGTNACGT": codes.non_acgt ([[[4, 1, "N"]]]) puts the N back
 ```
 
 Sequences of any length are cut into chunks with a halo of the network's receptive
@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 
 from ..config import TokenizerConfig, from_dict, to_dict, validate_tokenizer_config
 from ..sequence import alphabet
-from .base import GenomeTokenizer, read_json, write_json_atomic
+from .base import GenomeTokenizer, encoded, read_json, restore_letters, write_json_atomic
 from .vqvae import InferenceModel, VQDNAAutoencoder
 
 FORMAT = "vqdna-tokenizer/1"
@@ -78,9 +78,19 @@ class VQDNATokenizer(GenomeTokenizer):
         return [vq.embed.detach().cpu().clone() for vq in self.model.quantizer.quantizers]
 
     def encode(self, seqs: Sequence[str]) -> list[np.ndarray]:
-        """One (n_levels, len) int64 code array per sequence."""
+        """One (n_levels, len) int64 code array per sequence, as an :class:`~.base.Encoded` list
+        whose ``non_acgt`` holds each sequence's runs of N / IUPAC letters (for ``decode``)."""
         idx = [alphabet.encode(s, where=f"sequence {i}") for i, s in enumerate(seqs)]
-        return self.encode_indices(idx)
+        return encoded(self.encode_indices(idx), seqs, idx)
+
+    def encode_chunks(self, idx: np.ndarray, chunk_length: int = 1 << 20):
+        """Pieces of ``chunk_length`` nt, each encoded with a halo of the receptive field on
+        both sides and cut back to its centre: the codes of the whole sequence."""
+        h = self.halo
+        for s in range(0, len(idx), chunk_length):
+            e = min(s + chunk_length, len(idx))
+            lo, hi = max(s - h, 0), min(e + h, len(idx))
+            yield e - s, self.encode_indices([idx[lo:hi]])[0][:, s - lo:e - lo]
 
     def encode_indices(self, idx: Sequence[np.ndarray]) -> list[np.ndarray]:
         outs = [np.zeros((self.config.n_levels, len(a)), dtype=np.int64) for a in idx]
@@ -97,8 +107,9 @@ class VQDNATokenizer(GenomeTokenizer):
         with torch.no_grad():
             return self.model.quantizer.embed_codes(codes.to(self.device)).float().cpu()
 
-    def decode(self, codes: Sequence[np.ndarray]) -> list[str]:
-        """Most likely nucleotide per position (A/C/G/T; N only under the 'channel' policy)."""
+    def decode(self, codes: Sequence[np.ndarray], non_acgt: Sequence[list] | None = None) -> list[str]:
+        """Most likely nucleotide per position (A/C/G/T; N only under the 'channel' policy), with
+        the non-ACGT runs of ``non_acgt`` (or ``codes.non_acgt``, set by ``encode``) put back."""
         n = self.config.n_levels
         arrays = [np.asarray(c).reshape(n, -1) for c in codes]
         outs = [np.zeros(a.shape[1], dtype=np.int64) for a in arrays]
@@ -106,7 +117,7 @@ class VQDNATokenizer(GenomeTokenizer):
         engine = self._engine()
         decode = engine.decode_logits if engine is not None else self.model.decode_logits
         self._chunked([a.T for a in arrays], lambda x: decode(x.permute(2, 0, 1)).argmax(-1), outs)
-        return [alphabet.decode(o) for o in outs]
+        return restore_letters([alphabet.decode(o) for o in outs], codes, non_acgt)
 
     # ------------------------------------------------------------ inference paths
     def _engine(self) -> InferenceModel | None:

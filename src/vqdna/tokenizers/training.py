@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..config import tokenizer_configs
+from ..sequence.alphabet import SequenceError
 from ..sequence.fasta import Corpus
 from ..train import Hooks, LoopConfig, setup_runtime, train_loop
 from .base import write_json_atomic
@@ -67,10 +68,20 @@ def train_tokenizer(fasta, *, out: str | Path, quantizer: str = "vq", config: st
     out = Path(out)
     torch.manual_seed(tc.seed)
     fasta = [fasta] if isinstance(fasta, (str, Path)) else list(fasta)
-    corpus = Corpus.from_fasta(fasta, val_fraction=tc.val_fraction, val_block=tc.val_block)
+    corpus = Corpus.from_fasta(fasta, val_fraction=tc.val_fraction, val_block=tc.val_block,
+                               min_val_length=tc.long_length)
     warm = min(tc.warmup_steps, tc.max_steps)
-    lengths = {L: corpus.windows("train", L, tc.stride or L // 2) for L in {tc.short_length, tc.long_length}}
-    val = corpus.windows("val", tc.long_length, tc.long_length)
+    try:
+        lengths = {L: corpus.windows("train", L, tc.stride or L // 2) for L in {tc.short_length, tc.long_length}}
+        val = corpus.windows("val", tc.long_length, tc.long_length)
+    except SequenceError:
+        longest = max(len(a) for a in corpus.arrays)
+        raise SequenceError(
+            f"{', '.join(str(f) for f in fasta)}: corpus too short ({corpus.n_nucleotides:,} nt in "
+            f"{len(corpus.arrays)} record(s), the longest {longest:,} nt): training needs a validation window and "
+            f"a training window of long_length = {tc.long_length} nt that do not overlap, so a record of at least "
+            f"{2 * tc.long_length} nt; give more sequence or a config with shorter windows "
+            f"(train: {{short_length: ..., long_length: ...}})") from None
     val = val[np.linspace(0, len(val) - 1, min(tc.eval_windows, len(val))).astype(int)]
     model = VQDNAAutoencoder(mc)
     if runtime.is_main:
@@ -167,6 +178,9 @@ def evaluate_tokenizer(tokenizer, fasta, *, max_nucleotides: int | None = None, 
             seen += len(part)
             bar.update(len(part))
     bar.close()
+    if meter.scored == 0:
+        raise ValueError(f"{', '.join(str(f) for f in fasta)}: no A/C/G/T nucleotide to score ({seen:,} nt read, "
+                         f"all N or other IUPAC codes): reconstruction accuracy counts A/C/G/T positions only")
     out = meter.result()
     out["files"] = [str(f) for f in fasta]
     return out
