@@ -92,15 +92,16 @@ class Budget:
 
 
 # ---------------------------------------------------------------- the `full` budget's recipe
-# Pre-training: the `tiny` LM (the sweep in benchmarks/results/pretrain-sweep/ weighs size against
-# steps at ~15 CPU-minutes; a wider LM also multiplies every fine-tuning cell's cost), 6,200 steps
-# x 16 windows of 256 nt (~24 TFLOP of training for the per-nucleotide vocabularies, about 15
-# minutes on one idle core). Fine-tuning: the `cpu` recipe of vqdna.config.FINETUNE_PRESETS
-# (every LM weight, lr 1e-3, mean+max pooling, 4 epochs), chosen on dev sets
-# (benchmarks/results/finetune-recipe/).
+# Pre-training: the `tiny` LM, 2,000 steps x 16 windows of 256 nt (8.2M nt, ~8 TFLOP of training
+# for the per-nucleotide vocabularies, about 5 minutes on one idle core). Chosen by the sweep in
+# benchmarks/results/pretrain-sweep/: at the ~15-CPU-minute budget (24 TFLOP, 6,200 steps) the
+# tiny HRQ LM fine-tuned no better than at 8 TFLOP (dev lower on all 3 sweep tasks), a wider LM
+# costs 3x more in every fine-tuning cell, and the saved minutes go to fine-tuning on 10,000 rows.
+# Fine-tuning: the `cpu` recipe of vqdna.config.FINETUNE_PRESETS (every LM weight, lr 1e-3,
+# mean+max pooling, 4 epochs), chosen on dev sets (benchmarks/results/finetune-recipe/).
 FULL_RECIPE = dict(
     lm_config="tiny",
-    lm_steps=6200,
+    lm_steps=2000,
     lm_batch=16,
     window_nt=256,
     ft_method="full",
