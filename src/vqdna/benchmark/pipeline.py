@@ -24,7 +24,7 @@ from ..codes import write_codes
 from ..evaluate import linear_probe
 from ..lm.finetune import finetune, subsample
 from ..lm.pretrain import pretrain
-from ..tokenizers.base import read_json, write_json_atomic
+from ..io import read_json, write_json_atomic
 from ..tokenizers.training import train_tokenizer
 from .budgets import Budget
 from .cells import log

@@ -1,16 +1,19 @@
-"""Stage 3: fine-tune a pre-trained VQDNA LM on a GUE-style task with LoRA (METHOD.md stage 3).
+"""Stage 3: fine-tune a pre-trained VQDNA LM on a GUE-style task (METHOD.md stage 3).
 
-Recipe (defaults in :class:`vqdna.config.FinetuneConfig`):
+Two recipes (:data:`vqdna.config.FINETUNE_PRESETS`, ``vqdna finetune --config cpu|paper|my.yaml``):
+``cpu`` (the default, chosen on dev sets: benchmarks/results/finetune-recipe/) trains every LM
+weight with mean+max pooling, lr 1e-3, 4 epochs; ``paper`` is METHOD.md's LoRA.
 
 * task = :func:`vqdna.sequence.tasks.load_task` (classification if every label is an integer,
   else regression); sequences tokenized with the LM's own tokenizer copy (``lm/tokenizer``).
-* the head (:class:`~vqdna.lm.modeling.VQDNAForSequenceClassification`, mean pooling) is new;
-  everything else is frozen except LoRA adapters (peft, r=8, alpha=16, dropout 0 or 0.05) on the
-  attention **query, key and value** projections of every layer (``method="lora"``: the paper
-  freezes the tokenizer and the attention weights and trains LoRA; we keep the codebook
-  projection frozen too, since it belongs to the pre-trained input embedding, not to the task;
-  ``method="lora+embed"`` also trains the input embedding and positions, ``"full"`` trains every
-  LM weight without LoRA, ``"head"`` is a probe on frozen features).
+* the head (:class:`~vqdna.lm.modeling.VQDNAForSequenceClassification`) is new. What else trains
+  is the ``method``: ``"lora"`` (the paper: LoRA adapters, peft, r=8, alpha=16, on the attention
+  **query, key and value** projections; everything else frozen, the codebook projection too),
+  ``"lora+embed"`` (also the input embedding and positions), ``"full"`` (every LM weight, no
+  LoRA), ``"head"`` (a probe on frozen features). ``unfreeze_tokenizer`` also trains the VQ/HRQ
+  encoder (the model then reads nucleotides, :func:`build_classifier`).
+* batches: a seeded shuffle per epoch, bucketed by length and padded to the batch's longest
+  sequence (:func:`bucketed_batches`); the progress bar shows loss and rows/s.
 * AdamW (weight decay 0.01), batch 32, linear warm-up over 6% of the steps then linear decay to
   0 (METHOD.md; :func:`vqdna.train.train_loop`, the one training loop); training truncates
   sequences to 512 tokens.
@@ -44,12 +47,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file
 
 from ..config import FinetuneConfig, finetune_config, to_dict
+from ..io import load_safetensors, read_json, write_json_atomic
 from ..metrics import primary_metric, score, summarize_seeds
 from ..sequence.tasks import Task, load_task
-from ..tokenizers.base import read_json, write_json_atomic
 from ..train import Hooks, LoopConfig, setup_runtime, train_loop
 from .inference import collate, load_model_tokenizer, predict_codes, tokenize
 from .modeling import POOLINGS, VQDNAConfig, VQDNAForSequenceClassification
@@ -92,7 +94,7 @@ def build_classifier(model_dir, *, num_labels: int, head_dropout: float = 0.1, h
         cfg.id2label = {int(k): str(v) for k, v in id2label.items()}
         cfg.label2id = {v: k for k, v in cfg.id2label.items()}
     model = VQDNAForSequenceClassification(cfg)
-    state = load_file(model_dir / "model.safetensors")
+    state = load_safetensors(model_dir / "model.safetensors")
     backbone = {k[len("vqdna."):]: v for k, v in state.items() if k.startswith("vqdna.")}
     if not backbone:
         raise ValueError(f"{model_dir}/model.safetensors holds no VQDNA encoder weights")
@@ -124,7 +126,7 @@ def _encoder_mode(cfg: VQDNAConfig, tok_dir: Path) -> tuple[VQDNAConfig, dict]:
                                  mlp_ratio=t["mlp_ratio"], layer_scale=t.get("layer_scale", 0.0),
                                  levels=list(t["levels"]), residual=t.get("hrq_residual", "doubled"))
     cfg.tokenizer_type, cfg.tokenizer_sha256 = "char", None  # set when the char tokenizer is saved beside it
-    state = load_file(tok_dir / "model.safetensors")
+    state = load_safetensors(tok_dir / "model.safetensors")
     enc = {f"embeddings.tok_encoder.{k[len('encoder.'):]}": v for k, v in state.items() if k.startswith("encoder.")}
     if not enc:
         raise ValueError(f"{tok_dir}/model.safetensors holds no encoder weights")
