@@ -266,3 +266,36 @@ def test_resume_in_a_new_work_folder_rebuilds_the_lm(tmp_path, yeast_genome):
     pre = json.loads(cell_path(out, "char", "corpus", "pretrain").read_text())
     again = json.loads((tmp_path / "w2" / "char" / "lm" / "metrics.json").read_text())
     assert abs(pre["lm_val_loss"] - again["val_loss"]) < 1e-4
+
+
+def test_a_shard_stops_when_its_parent_is_killed(tmp_path):
+    """--jobs N shards must not outlive a killed benchmark (they would keep writing its folders)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    child = ("import os, time; from vqdna.benchmark.run import exit_with_parent; "
+             f"exit_with_parent(os.getppid(), every=0.1); open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+             "time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c",
+                               f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); "
+                               "time.sleep(60)"])
+    for _ in range(200):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        raise AssertionError("the child outlived its killed parent")

@@ -1,6 +1,7 @@
 """Run (or resume) a benchmark: :func:`run_benchmark`, and ``--jobs N`` shards."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -177,9 +178,28 @@ def shard_tokenizers(names: list[str], jobs: int) -> list[list[str]]:
     return [g for g in groups if g]
 
 
-def _shard_main(threads: int, kwargs: dict) -> None:
+def exit_with_parent(parent: int, *, every: float = 5.0) -> None:
+    """Stop this process when ``parent`` is gone. A shard whose parent was killed (Ctrl-C,
+    ``kill``) would otherwise go on writing cells and models into the same folders as the next
+    run: seen here, an orphaned shard of a killed run overwrote a restarted run's LM."""
+    import os
+    import threading
+    import time as _time
+
+    def watch():
+        while True:
+            _time.sleep(every)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+def _shard_main(threads: int, kwargs: dict, parent: int | None = None) -> None:
     import torch
 
+    if parent is not None:
+        exit_with_parent(parent)
     torch.set_num_threads(threads)
     run_benchmark(**kwargs)
 
@@ -194,7 +214,8 @@ def _run_shards(groups: list[list[str]], **kwargs) -> None:
     threads = max(1, torch.get_num_threads() // len(groups))
     log(f"{len(groups)} processes x {threads} thread(s): " + " | ".join(",".join(g) for g in groups))
     with ProcessPoolExecutor(len(groups), mp_context=mp.get_context("spawn")) as pool:
-        futures = {",".join(g): pool.submit(_shard_main, threads, dict(kwargs, tokenizers=g, jobs=1, report=False))
+        futures = {",".join(g): pool.submit(_shard_main, threads, dict(kwargs, tokenizers=g, jobs=1, report=False),
+                                             os.getpid())
                    for g in groups}
         errors = {g: f.exception() for g, f in futures.items() if f.exception() is not None}
     if errors:
