@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from vqdna.benchmark import task_name
 from vqdna.config import FinetuneConfig
 
 # model shapes of the sweep (the chosen one becomes an LM preset in vqdna.config)
@@ -57,10 +58,12 @@ def run_point(tok: str, codes: Path, size: str, tflop: float, mask_mode: str, ta
     from vqdna.lm.pretrain import pretrain
 
     vocab = CodeStore(codes).manifest["tokenizer"]["vocab_sizes"]
-    steps = max(int(round(tflop * 1e12 / flops_per_step(SIZES[size], vocab))), 20)
-    name = f"{tok}_{size}_{tflop:g}T_{mask_mode}"
-    lm_dir = work / name
     t0 = time.time()
+    name = f"{tok}_{size}_{tflop:g}T_{mask_mode}"
+    if tflop == 0:  # the random-init control: any pre-trained LM of this size gives the architecture
+        return name, random_point(tok, size, tasks, work, ft, t0)
+    steps = max(int(round(tflop * 1e12 / flops_per_step(SIZES[size], vocab))), 20)
+    lm_dir = work / name
     pretrain([codes], out=lm_dir, config="tiny", max_steps=steps, resume=True, progress=False,
              overrides=dict(**SIZES[size], seq_length=SEQ, batch_size=BATCH, warmup_steps=max(steps // 20, 10),
                             eval_every=max(steps // 6, 1), checkpoint_every=max(steps // 6, 1), eval_windows=128,
@@ -77,25 +80,47 @@ def run_point(tok: str, codes: Path, size: str, tflop: float, mask_mode: str, ta
     for task in tasks:
         r = finetune(lm_dir, task, out=work / f"ft_{name}_{Path(task).name}", seeds=1, config=ft, progress=False)
         metric = r["metric"]
-        cell["tasks"][Path(task).name] = dict(metric=metric, dev=r["dev"][metric]["mean"],
+        cell["tasks"][task_name(Path(task))] = dict(metric=metric, dev=r["dev"][metric]["mean"],
                                              test=r["test"][metric]["mean"], wall_s=r["wall_time_s"])
         shutil.rmtree(work / f"ft_{name}_{Path(task).name}", ignore_errors=True)
     cell["wall_s"] = time.time() - t0
     return name, cell
 
 
+def random_point(tok: str, size: str, tasks, work: Path, ft: FinetuneConfig, t0: float) -> dict:
+    from vqdna.lm.finetune import finetune
+
+    lms = sorted(p for p in work.glob(f"{tok}_{size}_*T_token") if (p / "model.safetensors").exists())
+    if not lms:
+        raise FileNotFoundError(f"no pre-trained {tok} {size} LM in {work} to take the architecture from")
+    cell = dict(tokenizer=tok, size=size, model=SIZES[size], tflop=0.0, mask_mode="random-init", steps=0, tokens=0,
+                pretrain_wall_s=0.0, parameters=None, val_loss=None, val_acc=None, curve=[], tasks={},
+                architecture_from=lms[0].name)
+    for task in tasks:
+        r = finetune(lms[0], task, out=work / f"ft_random_{tok}_{size}", seeds=1, config=ft, random_init=True,
+                     progress=False)
+        m = r["metric"]
+        cell["tasks"][task_name(Path(task))] = dict(metric=m, dev=r["dev"][m]["mean"], test=r["test"][m]["mean"],
+                                             wall_s=r["wall_time_s"])
+        shutil.rmtree(work / f"ft_random_{tok}_{size}", ignore_errors=True)
+    cell["wall_s"] = time.time() - t0
+    return cell
+
+
 def render(cells: list[dict], tasks) -> str:
-    names = [Path(t).name for t in tasks]
+    names = [task_name(Path(t)) for t in tasks]
     lines = ["| tokenizer | size | masking | TFLOP | steps | tokens | pre-train wall (min) | val masked loss | "
              "val masked acc | " + " | ".join(f"{n} dev / test" for n in names) + " | mean test |",
              "|---" * (10 + len(names)) + "|"]
-    for c in sorted(cells, key=lambda c: (c["tokenizer"], c["mask_mode"], list(SIZES).index(c["size"]), c["tflop"])):
+    for c in sorted(cells, key=lambda c: (c["tokenizer"], list(SIZES).index(c["size"]), c["mask_mode"], c["tflop"])):
         scores = [c["tasks"].get(n) for n in names]
         cols = [f"{100 * s['dev']:.1f} / {100 * s['test']:.1f}" if s else "–" for s in scores]
         mean = sum(s["test"] for s in scores if s) / max(sum(1 for s in scores if s), 1)
+        loss = "–" if c["val_loss"] is None else f"{c['val_loss']:.3f}"
+        acc = "–" if c["val_acc"] is None else f"{100 * c['val_acc']:.1f}%"
         lines.append(f"| {c['tokenizer']} | {c['size']} | {c['mask_mode']} | {c['tflop']:g} | {c['steps']} | "
-                     f"{c['tokens'] / 1e6:.1f}M | {c['pretrain_wall_s'] / 60:.1f} | {c['val_loss']:.3f} | "
-                     f"{100 * c['val_acc']:.1f}% | " + " | ".join(cols) + f" | {100 * mean:.1f} |")
+                     f"{c['tokens'] / 1e6:.1f}M | {c['pretrain_wall_s'] / 60:.1f} | {loss} | "
+                     f"{acc} | " + " | ".join(cols) + f" | {100 * mean:.1f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -43,7 +43,7 @@ def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seed
     work = Path(work) if work is not None else out / "work"
     (out / "cells").mkdir(parents=True, exist_ok=True)
     if not (out / ".gitignore").exists():  # models and code stores must never be committed with the results
-        (out / ".gitignore").write_text("work/\n*.tmp*\n")
+        (out / ".gitignore").write_text("work/\n*.tmp*\n.vqdna.lock\n")
     spec_path = out / "benchmark.json"
     if spec_path.exists() and not same_budget(read_json(spec_path)["budget"], b):
         raise ValueError(f"{spec_path}: this folder holds a benchmark with another budget; use another --out")
