@@ -14,22 +14,8 @@ from vqdna import benchmark as bm
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory, yeast_genome):
     """Run the `test` budget once with char and nt6 on a TATA-box task cut from yeast chr I."""
-    from vqdna.sequence.fasta import read_fasta
-
     root = tmp_path_factory.mktemp("bench")
-    seq = next(read_fasta(yeast_genome)).sequence.upper()
-    rng = np.random.default_rng(0)
-    task = root / "tata_toy"
-    task.mkdir()
-    for split, n in (("train", 60), ("dev", 24), ("test", 24)):
-        rows = []
-        for _ in range(n):
-            s = int(rng.integers(0, len(seq) - 40))
-            w, y = seq[s:s + 40], int(rng.integers(0, 2))
-            if y:
-                w = w[:15] + "TATAAAA" + w[22:]
-            rows.append(f"{w},{y}\n")
-        (task / f"{split}.csv").write_text("sequence,label\n" + "".join(rows))
+    task = _toy_task(root / "tata_toy", yeast_genome, 60, seed=0)
     out = root / "out"
     res = bm.run_benchmark("char,nt6", [str(yeast_genome)], [str(task)], budget="test", out=out)
     return {"out": out, "res": res, "task": task, "genome": yeast_genome}
