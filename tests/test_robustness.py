@@ -159,6 +159,38 @@ def test_halved_code_manifest_is_named(lm_data, tmp_path, capsys):
     assert not (tmp_path / "lm").exists()
 
 
+@pytest.mark.parametrize("shape", ["a list", "no records field"])
+def test_code_manifest_of_the_wrong_shape_is_named(lm_data, tmp_path, capsys, shape):
+    """Valid JSON that is not what we wrote (a list, a missing field): one line naming the file."""
+    codes = tmp_path / "codes"
+    shutil.copytree(lm_data["codes"], codes)
+    man = json.loads((codes / "manifest.json").read_text())
+    if shape == "a list":
+        man = [man]
+    else:
+        del man["records"]
+    (codes / "manifest.json").write_text(json.dumps(man))
+    rc, text = run(capsys, "pretrain", "--codes", codes, "--out", tmp_path / "lm")
+    line = error_line(text)
+    assert rc == 2 and str(codes / "manifest.json") in line
+    assert ("a JSON list" if shape == "a list" else "no field 'records'") in line
+
+
+def test_read_json_objects_name_the_file_on_a_missing_field(tmp_path):
+    p = tmp_path / "x.json"
+    p.write_text('{"a": {"b": 1}}')
+    obj = read_json(p)
+    assert obj["a"]["b"] == 1 and obj.get("zz") is None and obj == {"a": {"b": 1}}
+    with pytest.raises(KeyError, match=r"x\.json: no field 'c'"):  # still a KeyError for callers
+        obj["a"]["c"]
+    with pytest.raises(ValueError, match="no field"):
+        obj["c"]
+    p.write_text("[1, 2]")
+    assert read_json(p, top=object) == [1, 2]
+    with pytest.raises(ValueError, match=r"x\.json: a JSON list where a JSON object was expected"):
+        read_json(p)
+
+
 # ---------------------------------------------------------------- row 2: safetensors only
 
 

@@ -50,12 +50,38 @@ class LockError(ValueError):
 # ---------------------------------------------------------------- JSON and hashes
 
 
-def read_json(path: str | os.PathLike):
-    """The JSON value in ``path``; a damaged file raises :class:`FileFormatError` naming it."""
+class MissingFieldError(FileFormatError, KeyError):
+    """A field that a JSON file we read should hold is absent (still a ``KeyError``)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class JsonObject(dict):
+    """A JSON object read from a file: a missing field raises :class:`MissingFieldError`
+    naming the file and the field (``.get`` and ``in`` behave as for any dict)."""
+
+    source = "<json>"
+
+    def __missing__(self, key):
+        raise MissingFieldError(f"{self.source}: no field {key!r}; the file is damaged, "
+                                f"hand-edited or written by another program")
+
+
+def read_json(path: str | os.PathLike, *, top: type = dict):
+    """The JSON value in ``path`` (a :class:`JsonObject`; ``top=object`` allows any value).
+    A damaged file, or one whose top level is not ``top``, raises :class:`FileFormatError`
+    naming it; so does reading a field the file lacks."""
     path = Path(path)
+
+    def hook(pairs):
+        obj = JsonObject(pairs)
+        obj.source = str(path)
+        return obj
+
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            value = json.load(f, object_pairs_hook=hook)
     except json.JSONDecodeError as e:
         what = "empty file" if e.pos == 0 and not e.doc.strip() else f"{e.msg}: line {e.lineno} column {e.colno}"
         raise FileFormatError(f"{path}: not valid JSON ({what}); the file is damaged or truncated") from None
@@ -64,6 +90,10 @@ def read_json(path: str | os.PathLike):
                               f"the file is damaged or not a JSON file") from None
     except IsADirectoryError:
         raise FileFormatError(f"{path}: a folder, expected a JSON file") from None
+    if not isinstance(value, top):
+        raise FileFormatError(f"{path}: a JSON {type(value).__name__} where a JSON object was expected; "
+                              f"the file is damaged or not the file this command reads")
+    return value
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
