@@ -57,6 +57,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..sequence.alphabet import BYTE_TO_INDEX, OTHER
+from ..sequence.kmers import rolling_kmer_codes
+
 __all__ = ["load_tree", "clade_tree_distances", "clade_hamming_distances", "tip_differences", "clade_groups", "kmer_class_distances", "task_tip_names",
            "task_genomes", "resolve_tree"]
 
@@ -304,26 +307,14 @@ def clade_groups(tree: dict, label: str, group_label: str, class_names: Sequence
 
 
 # ----------------------------------------------------------------------------- sequence fallback
-_LUT = np.full(256, 255, dtype=np.uint8)
-for _i, _b in enumerate("ACGT"):
-    _LUT[ord(_b)] = _i
-    _LUT[ord(_b.lower())] = _i
-
-
 def _kmers(seq: str, k: int) -> np.ndarray:
-    """Distinct k-mers (k <= 31) of the ACGT runs of ``seq``, as uint64 codes."""
-    a = _LUT[np.frombuffer(seq.encode("ascii", "replace"), dtype=np.uint8)].astype(np.uint64)
-    n = len(a)
-    if n < k:
+    """Distinct k-mers (k <= 31) of the ACGT runs of ``seq``, as uint64 codes (any letter
+    but A/C/G/T, an invalid one included, breaks a run)."""
+    idx = np.minimum(BYTE_TO_INDEX[np.frombuffer(seq.encode("ascii", "replace"), dtype=np.uint8)], OTHER)
+    if len(idx) < k:
         return np.zeros(0, dtype=np.uint64)
-    bad = (a == 255).astype(np.int64)
-    nbad = np.concatenate([[0], np.cumsum(bad)])
-    ok = (nbad[k:] - nbad[:-k]) == 0
-    a = np.where(a == 255, 0, a).astype(np.uint64)
-    code = np.zeros(n - k + 1, dtype=np.uint64)
-    for j in range(k):
-        code = (code << np.uint64(2)) | a[j:n - k + 1 + j]
-    return np.unique(code[ok])
+    codes, has_n = rolling_kmer_codes(idx, k)
+    return np.unique(codes[~has_n].astype(np.uint64))
 
 
 def kmer_class_distances(seqs_by_class: Sequence[Sequence[str]], *, k: int = 16, min_share: float = 0.5) -> dict:

@@ -89,7 +89,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..sequence.alphabet import OTHER, _LUT, encode
+from ..sequence.alphabet import BYTE_TO_INDEX, OTHER, encode
 from ..sequence.fasta import read_fasta
 
 log = logging.getLogger(__name__)
@@ -458,7 +458,7 @@ def import_nextstrain(tree_path, reference_path, out_dir, *, label: str = "clade
                 for i in range(0, len(genome), 80):
                     fa.write(genome[i:i + 80] + "\n")
                 per_class[cls]["tips"][s] += 1
-                codes = _LUT[np.frombuffer(genome.encode("ascii"), dtype=np.uint8)]
+                codes = BYTE_TO_INDEX[np.frombuffer(genome.encode("ascii"), dtype=np.uint8)]
                 other = np.concatenate([[0], np.cumsum(codes >= OTHER)])
                 cid = class_id[cls]
                 for st in _window_starts(length, window, stride):

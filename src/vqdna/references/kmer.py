@@ -7,7 +7,8 @@ by k then by the base-4 code of the k-mer with A=0, C=1, G=2, T=3, first letter 
 significant). A k-mer that contains N or another IUPAC code is not counted. Each k block is
 normalised per sequence to frequencies (counts / number of counted k-mers of that k in the
 sequence; an all-N sequence gives a zero row). Counting is vectorised: all sequences are
-concatenated with an N separator, rolling base-4 codes are built per k with numpy and the
+concatenated with an N separator, rolling base-4 codes are built per k with
+:func:`vqdna.sequence.kmers.rolling_kmer_codes` (the project's one k-mer encoder) and the
 counts land in a ``scipy.sparse`` CSR matrix.
 
 Model: the project's linear probe, :func:`vqdna.evaluate.linear_probe` (all candidates fitted on
@@ -36,7 +37,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..evaluate import linear_probe
-from ..sequence.alphabet import OTHER, encode
+from ..sequence.alphabet import encode
+from ..sequence.kmers import rolling_kmer_codes
 
 __all__ = [
     "kmer_counts", "kmer_features", "kmer_feature_names", "run_kmer_baseline",
@@ -67,21 +69,13 @@ def _concat(sequences: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _counts_from_concat(codes: np.ndarray, rows: np.ndarray, n: int, k: int) -> sp.csr_matrix:
-    L = codes.size
-    if L < k:
+    """Counts of the k-mers of ``codes`` (see :func:`_concat`) per row; N k-mers skipped."""
+    if codes.size < k:
         return sp.csr_matrix((n, 4 ** k), dtype=np.float32)
-    bad = (codes == OTHER).astype(np.int32)
-    cbad = np.concatenate(([0], np.cumsum(bad)))
-    m = L - k + 1
-    valid = (cbad[k:k + m] - cbad[:m]) == 0
-    c = codes.astype(np.int32)
-    c[codes == OTHER] = 0
-    kc = c[:m].copy()
-    for j in range(1, k):
-        kc *= 4
-        kc += c[j:j + m]
-    kc = kc[valid]
-    r = rows[:m][valid]
+    vals, has_n = rolling_kmer_codes(codes, k)
+    valid = ~has_n
+    kc = vals[valid].astype(np.int32 if k <= 15 else np.int64)  # column index
+    r = rows[:len(vals)][valid]
     data = np.ones(kc.size, dtype=np.float32)
     mat = sp.csr_matrix((data, (r, kc)), shape=(n, 4 ** k), dtype=np.float32)
     mat.sum_duplicates()

@@ -20,14 +20,19 @@ ACGT = "ACGT"
 OTHER = 4  # index of every non-ACGT IUPAC letter
 IUPAC_OTHER = "NRYSWKMBDHVU"
 
-# byte -> index; 255 marks an invalid byte
-_LUT = np.full(256, 255, dtype=np.uint8)
+INVALID = 255  # BYTE_TO_INDEX entry of a byte outside the alphabet
+
+#: byte -> index (A/C/G/T either case 0..3, N and the other IUPAC codes 4, any other byte
+#: :data:`INVALID`): ``BYTE_TO_INDEX[np.frombuffer(raw, np.uint8)]`` encodes without raising,
+#: for callers that report invalid letters their own way. Read-only.
+BYTE_TO_INDEX = np.full(256, INVALID, dtype=np.uint8)
 for _i, _c in enumerate(ACGT):
-    _LUT[ord(_c)] = _i
-    _LUT[ord(_c.lower())] = _i
+    BYTE_TO_INDEX[ord(_c)] = _i
+    BYTE_TO_INDEX[ord(_c.lower())] = _i
 for _c in IUPAC_OTHER:
-    _LUT[ord(_c)] = OTHER
-    _LUT[ord(_c.lower())] = OTHER
+    BYTE_TO_INDEX[ord(_c)] = OTHER
+    BYTE_TO_INDEX[ord(_c.lower())] = OTHER
+BYTE_TO_INDEX.flags.writeable = False
 
 _LETTERS = np.frombuffer(b"ACGTN", dtype=np.uint8)
 
@@ -42,7 +47,7 @@ def encode(seq: str | bytes, *, where: str = "sequence") -> np.ndarray:
     ``where`` names the source (file and record) for the error message.
     """
     raw = np.frombuffer(seq.encode("ascii", "replace") if isinstance(seq, str) else seq, dtype=np.uint8)
-    idx = _LUT[raw]
+    idx = BYTE_TO_INDEX[raw]
     bad = np.flatnonzero(idx == 255)
     if bad.size:
         p = int(bad[0])
@@ -66,7 +71,7 @@ def non_acgt_runs(seq: str) -> list[list]:
     IUPAC letters after decoding.
     """
     raw = np.frombuffer(seq.encode("ascii") if isinstance(seq, str) else bytes(seq), dtype=np.uint8)
-    return _runs(raw, _LUT[raw] == OTHER)
+    return _runs(raw, BYTE_TO_INDEX[raw] == OTHER)
 
 
 def _runs(raw: np.ndarray, other: np.ndarray) -> list[list]:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .alphabet import IUPAC_OTHER, SequenceError, _LUT
+from .alphabet import BYTE_TO_INDEX, INVALID, IUPAC_OTHER, SequenceError
 
 SPLITS = ("train", "dev", "test")
 
@@ -148,7 +148,7 @@ def _read_csv(file: Path) -> tuple[list[str], list[str], list[int]]:
 def _check_alphabet(file: Path, seqs: list[str], lines: list[int]) -> None:
     """Validate all sequences in one vectorised pass (same alphabet as :func:`alphabet.encode`)."""
     blob = "".join(seqs).encode("ascii", "replace")
-    bad = np.flatnonzero(_LUT[np.frombuffer(blob, dtype=np.uint8)] == 255)
+    bad = np.flatnonzero(BYTE_TO_INDEX[np.frombuffer(blob, dtype=np.uint8)] == INVALID)
     if not bad.size:
         return
     # str.encode(..., "replace") turns each non-ASCII character into one "?", so byte

@@ -47,6 +47,7 @@ import numpy as np
 from ..sequence.alphabet import OTHER, SequenceError
 from ..sequence.alphabet import decode as _idx_to_str
 from ..sequence.alphabet import encode as _str_to_idx
+from ..sequence.kmers import rolling_kmer_codes  # its home before sequence/kmers.py: still imports from here
 from .base import GenomeTokenizer, encoded, read_json, restore_letters, write_json_atomic
 
 _LETTERS = np.frombuffer(b"ACGTN", dtype=np.uint8)
@@ -89,21 +90,6 @@ def _codes_1d(code, vocab_size: int, where: str) -> np.ndarray:
         bad = int(a[(a < 0) | (a >= vocab_size)][0])
         raise ValueError(f"{where}: token id {bad} outside 0..{vocab_size - 1}")
     return a
-
-
-def rolling_kmer_codes(idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Base-4 code of every window ``idx[i:i+k]`` (first base most significant) and a
-    mask of the windows that hold a non-ACGT letter. Both have ``len(idx) - k + 1`` rows."""
-    n = len(idx) - k + 1
-    if n <= 0:
-        return np.zeros(0, np.int64), np.zeros(0, bool)
-    digits = np.minimum(idx, 3).astype(np.int64)
-    vals = np.zeros(n, np.int64)
-    for j in range(k):
-        vals = vals * 4 + digits[j:j + n]
-    bad = np.concatenate(([0], np.cumsum(idx == OTHER, dtype=np.int64)))
-    has_n = (bad[k:] - bad[:n]) > 0
-    return vals, has_n
 
 
 def kmer_letters(k: int) -> np.ndarray:
