@@ -49,6 +49,7 @@ from .gradcam import DEFAULT_CS, code_features, fit_probe, gradcam_attribution, 
     support_class
 from .treedist import clade_groups, clade_hamming_distances, clade_tree_distances, kmer_class_distances, load_tree, resolve_tree, \
     task_genomes, task_tip_names
+from ..sequence.subsample import cap_per_class as subsample_per_class  # its old name
 
 __all__ = ["analyze", "subsample_per_class"]
 
@@ -56,20 +57,6 @@ MARKERS = ["p", "o", "s", "^", "D", "v"]  # level 0 pentagons, level 1 circles (
 
 
 # ----------------------------------------------------------------------------- helpers
-def subsample_per_class(y: np.ndarray, max_per_class: int | None, rng: np.random.Generator) -> np.ndarray:
-    """Sorted row indices keeping at most ``max_per_class`` random rows of each class."""
-    y = np.asarray(y)
-    if max_per_class is None:
-        return np.arange(len(y))
-    keep = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        if len(idx) > max_per_class:
-            idx = rng.choice(idx, size=max_per_class, replace=False)
-        keep.append(idx)
-    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
-
-
 def _clean(o):
     """JSON-safe: numpy -> Python, NaN/inf -> None."""
     if isinstance(o, dict):

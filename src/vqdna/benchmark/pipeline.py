@@ -22,9 +22,10 @@ import numpy as np
 
 from ..codes import write_codes
 from ..evaluate import linear_probe
-from ..lm.finetune import finetune, subsample
+from ..lm.finetune import finetune
 from ..lm.pretrain import pretrain
 from ..io import read_json, write_json_atomic
+from ..sequence.subsample import stratified_subsample
 from ..tokenizers.training import train_tokenizer
 from .budgets import Budget
 from .cells import log
@@ -200,7 +201,7 @@ def probe_features(name: str, tdir: Path, seqs: list[str]) -> np.ndarray:
 
 def probe_cell(name: str, task_name_: str, task, tdir: Path, budget: Budget) -> dict:
     t0 = time.time()
-    idx = subsample(task.train.labels, budget.max_train, task.kind, seed=0)
+    idx = stratified_subsample(task.train.labels, budget.max_train, task.kind, seed=0)
     seqs = {"train": [task.train.sequences[i] for i in idx], "dev": task.dev.sequences, "test": task.test.sequences}
     y = {"train": task.train.labels[idx], "dev": task.dev.labels, "test": task.test.labels}
     X = {k: probe_features(name, tdir, v) for k, v in seqs.items()}

@@ -2,7 +2,7 @@
 
 * ``kmer-bag``: bag of k-mers (k = 1..6) + logistic / ridge regression
   (:func:`vqdna.references.kmer.run_kmer_baseline`) on the subsampled training rows every
-  pipeline uses (:func:`vqdna.lm.finetune.subsample`, seed 0);
+  pipeline uses (:func:`vqdna.sequence.subsample.stratified_subsample`, seed 0);
 * ``kmer-bag-all``: the same on every training row;
 * ``cnn``: a 1D CNN trained from scratch on one-hot DNA
   (:func:`vqdna.references.cnn.run_cnn_baseline`) on the same subsampled rows (it subsamples
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..lm.finetune import subsample
+from ..sequence.subsample import stratified_subsample
 from ..references.kmer import run_kmer_baseline
 from .budgets import Budget
 
@@ -28,7 +28,7 @@ def kmer_cell(ref: str, task_name_: str, task, budget: Budget) -> dict:
 
     n_all = len(task.train)
     if ref == "kmer-bag":
-        idx = subsample(task.train.labels, budget.max_train, task.kind, seed=0)
+        idx = stratified_subsample(task.train.labels, budget.max_train, task.kind, seed=0)
         task = replace(task, splits={**task.splits, "train": Split([task.train.sequences[i] for i in idx],
                                                                    task.train.labels[idx], task.train.path)})
     r = run_kmer_baseline(task)

@@ -51,6 +51,7 @@ import torch.nn as nn
 from ..config import FinetuneConfig, finetune_config, to_dict
 from ..io import load_safetensors, read_json, write_json_atomic
 from ..metrics import primary_metric, score, summarize_seeds
+from ..sequence.subsample import stratified_subsample as subsample  # the benchmark's rows
 from ..sequence.tasks import Task, load_task
 from ..train import Hooks, LoopConfig, setup_runtime, train_loop
 from .inference import collate, load_model_tokenizer, predict_codes, tokenize
@@ -190,23 +191,6 @@ def trainable_state(model: nn.Module) -> dict:
 
 
 # ---------------------------------------------------------------- data
-
-
-def subsample(labels: np.ndarray, n: int, kind: str, seed: int = 0) -> np.ndarray:
-    """Indices of a stratified subsample of ``n`` rows (regression: strata = label quintiles)."""
-    if n <= 0 or n >= len(labels):
-        return np.arange(len(labels))
-    from sklearn.model_selection import train_test_split
-
-    strata = labels if kind == "classification" else np.digitize(labels, np.quantile(labels, [.2, .4, .6, .8]))
-    _, counts = np.unique(strata, return_counts=True)
-    idx = np.arange(len(labels))
-    try:
-        keep, _ = train_test_split(idx, train_size=n, random_state=seed,
-                                   stratify=strata if counts.min() >= 2 else None)
-    except ValueError:
-        keep, _ = train_test_split(idx, train_size=n, random_state=seed)
-    return np.sort(keep)
 
 
 def bucketed_batches(lengths: np.ndarray, batch_rows: int, *, seed, pool: int = 50) -> list[np.ndarray]:

@@ -1,7 +1,7 @@
 """Reference row: a small 1D CNN trained from scratch on one-hot DNA.
 
 What it is for: the floor any pre-trained model must clear. It sees the same task folders, the
-same training rows (``max_train`` subsamples with :func:`vqdna.lm.finetune.subsample`, seed 0,
+same training rows (``max_train`` subsamples with :func:`vqdna.sequence.subsample.stratified_subsample`, seed 0,
 like every other benchmark row) and the same metrics (:mod:`vqdna.metrics`) as the fine-tuned
 language models, but no pre-training at all. A pre-trained model that does not beat it has not
 shown that pre-training helps. Also usable alone: ``vqdna baseline cnn --task DIR``.
@@ -349,7 +349,7 @@ def run_cnn_baseline(task: Task, *, seeds: int = 1, max_train: int = 0, epochs: 
 
     ``config`` defaults to :class:`CNNConfig`; ``epochs``, ``batch_size``, ``lr`` and
     ``patience`` override its fields when given. ``max_train > 0`` trains on a stratified
-    subsample of that many training rows (:func:`vqdna.lm.finetune.subsample`, seed 0, the rows
+    subsample of that many training rows (:func:`vqdna.sequence.subsample.stratified_subsample`, seed 0, the rows
     every other benchmark row uses); dev and test are always complete. ``device`` defaults to
     CUDA when available. ``threads`` sets ``torch.set_num_threads`` for the call (restored after).
 
@@ -359,7 +359,7 @@ def run_cnn_baseline(task: Task, *, seeds: int = 1, max_train: int = 0, epochs: 
     "wall_time"}], "n_train", "n_parameters", "wall_time", "config"}`` (metrics as plain floats
     on their natural scale, MCC in -1..1; ``wall_time`` in seconds).
     """
-    from ..lm.finetune import subsample
+    from ..sequence.subsample import stratified_subsample
 
     t0 = time.perf_counter()
     if not isinstance(task, Task):
@@ -376,7 +376,7 @@ def run_cnn_baseline(task: Task, *, seeds: int = 1, max_train: int = 0, epochs: 
     kind = task.kind
     metric = primary_metric(kind)
 
-    train_idx = subsample(task.train.labels, int(max_train or 0), kind, seed=0)
+    train_idx = stratified_subsample(task.train.labels, int(max_train or 0), kind, seed=0)
     if len(train_idx) < 2:
         raise TaskError(f"{task.path}: the CNN needs at least 2 training rows (got {len(train_idx)})")
     y_train = task.train.labels[train_idx]
