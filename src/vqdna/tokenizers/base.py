@@ -17,10 +17,18 @@ Stages 2 and 3 know a tokenizer only through this interface:
 * ``encode_chunks(idx, chunk_length)`` -> the codes of one long sequence in pieces whose
   concatenation equals ``encode`` of the whole sequence (what :func:`vqdna.codes.write_codes`
   stores), with bounded memory.
-* ``vocab_sizes`` -> the number of token ids per level. Ids are ``0..vocab_size-1``;
-  the language model appends its own special ids ([PAD], [MASK], [CLS]) after them.
+* ``encode_indices(idx)`` -> ``encode`` of uint8 index arrays (A=0 C=1 G=2 T=3 N=4, what
+  :func:`vqdna.sequence.alphabet.encode` and the code store read) as a plain list of code arrays.
+* ``halo`` -> how many nucleotides beyond a stretch of sequence its tokens depend on, or ``None``
+  where no bound holds (then only ``encode_chunks`` cuts a sequence exactly).
+* ``vocab_sizes`` / ``n_levels`` -> the number of token ids per level, and of levels. Ids are
+  ``0..vocab_size-1``; the language model appends its own special ids ([PAD], [MASK], [CLS]) after them.
+* ``nucleotides_per_token(seqs)`` -> the mean compression on ``seqs``.
 * ``codebooks()`` -> a frozen embedding table per level ``(vocab_size, dim)`` that the
-  language model reads as its input (VQDNA), or ``None`` when the LM must learn one.
+  language model reads as its input (VQDNA), or ``None`` when the LM must learn one;
+  ``codebook_combine`` says how the LM combines a position's level vectors (``"mean"`` or
+  ``"sum"``); ``embed(seqs)`` gives the frozen vectors per token (only where there are codebooks).
+* ``flops_per_nucleotide()`` -> the network cost of tokenizing (0 for table look-ups).
 * ``save_pretrained(dir)`` / ``from_pretrained(dir)``: a folder with ``config.json``
   (always holding ``"tokenizer_type"``) and, where there are weights, ``model.safetensors``.
   :func:`vqdna.tokenizers.load_tokenizer` opens any of them by reading that type.
@@ -197,6 +205,22 @@ class GenomeTokenizer(ABC):
         """DNA strings from token arrays; non-ACGT runs from ``non_acgt`` or ``codes.non_acgt``
         are put back (:func:`restore_letters`)."""
 
+    def encode_indices(self, idx: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """``encode`` of index arrays (uint8, A=0 C=1 G=2 T=3 N/IUPAC=4, as
+        :func:`vqdna.sequence.alphabet.encode` gives): the code arrays only, without the non-ACGT
+        runs, so decoding them gives what the codes say at those positions.
+
+        This default goes through strings; tokenizers override it to read the indices directly."""
+        return list(self.encode([alphabet.decode(a) for a in idx]))
+
+    @property
+    def halo(self) -> int | None:
+        """Nucleotides of context on each side that the tokens of a stretch depend on: encoding
+        ``idx[s - halo : e + halo]`` gives, for the tokens that start in ``[s, e)``, those of the
+        whole sequence. ``None`` (this default) where no such bound holds, e.g. where a token's
+        boundaries depend on letters arbitrarily far away: use :meth:`encode_chunks` there."""
+        return None
+
     def encode_chunks(self, idx: np.ndarray, chunk_length: int = 1 << 20) -> Iterator[tuple[int, np.ndarray]]:
         """Encode one sequence (uint8 indices, :func:`vqdna.sequence.alphabet.encode`) in pieces of
         about ``chunk_length`` nt: yields ``(nucleotides, codes)`` pairs whose codes, concatenated,
@@ -209,6 +233,22 @@ class GenomeTokenizer(ABC):
     def codebooks(self) -> list[torch.Tensor] | None:
         """Frozen per-level embedding tables, or ``None`` (the LM learns its own)."""
         return None
+
+    @property
+    def codebook_combine(self) -> str:
+        """How a position's level code vectors make one input vector for the LM: ``"mean"`` (Eq. 7;
+        this default) or ``"sum"`` (plain residual quantization, whose levels add up to the vector)."""
+        return "mean"
+
+    def embed(self, seqs: Sequence[str]) -> list[torch.Tensor]:
+        """The frozen embedding of every token, ``(n_tokens, dim)`` per sequence, from ``codebooks()``.
+        Tokenizers without codebooks have none: the LM learns its table (this default raises)."""
+        raise NotImplementedError(f"the {self.tokenizer_type} tokenizer has no embedding table (codebooks() is None)")
+
+    def flops_per_nucleotide(self) -> float:
+        """Floating-point operations a network spends to tokenize one nucleotide; 0 for tokenizers
+        that look tokens up in a table (this default)."""
+        return 0.0
 
     def nucleotides_per_token(self, seqs: Sequence[str]) -> float:
         """Mean nucleotides per token on ``seqs`` (a measure of compression)."""

@@ -121,6 +121,10 @@ class _HandcraftedBase(GenomeTokenizer):
             raise ValueError(f"{cfg_path}: tokenizer_type is {kind!r}, expected one of {list(expected)}")
         return cfg
 
+    def encode_indices(self, idx) -> list[np.ndarray]:
+        """``encode`` reads index arrays directly; the code arrays only (no non-ACGT runs)."""
+        return list(self.encode(list(idx)))
+
     def token_strings(self) -> list[str]:
         """The string of every token id (for inspecting the vocabulary)."""
         raise NotImplementedError
@@ -159,6 +163,11 @@ class KmerTokenizer(_HandcraftedBase):
     @property
     def vocab_sizes(self) -> list[int]:
         return [4 ** self.k + 1]
+
+    @property
+    def halo(self) -> int:
+        """A k-mer reads the ``k - 1`` nt after its start."""
+        return self.k - 1
 
     def _config(self) -> dict:
         return {**super()._config(), "k": self.k, "unk_id": self.unk_id, "overlapping": True}
@@ -370,6 +379,10 @@ class CharTokenizer(_HandcraftedBase):
     @property
     def vocab_sizes(self) -> list[int]:
         return [5]
+
+    @property
+    def halo(self) -> int:
+        return 0
 
     def _config(self) -> dict:
         return {**super()._config(), "alphabet": "ACGTN"}

@@ -62,13 +62,27 @@ class VQDNATokenizer(GenomeTokenizer):
         self.fast, self.compile = fast, compile
         self._engine_cache: InferenceModel | None = None
         self._compiled = None
-        c = config
-        self.halo = 2 + c.depth * (c.kernel_size // 2)  # receptive-field radius of encoder / decoder
 
     # ------------------------------------------------------------ interface
     @property
     def vocab_sizes(self) -> list[int]:
         return list(self.config.codebook_sizes)
+
+    @property
+    def halo(self) -> int:
+        """The receptive-field radius of the encoder / decoder (nucleotides each side)."""
+        c = self.config
+        return 2 + c.depth * (c.kernel_size // 2)
+
+    @property
+    def codebook_combine(self) -> str:
+        """``"sum"`` for plain residual quantization with several levels (its levels add up to the
+        vector), else ``"mean"`` (Eq. 7)."""
+        return "sum" if self.config.hrq_residual == "plain" and self.n_levels > 1 else "mean"
+
+    def flops_per_nucleotide(self) -> int:
+        """The encoder's and code distances' FLOPs per nucleotide (:meth:`VQDNAAutoencoder.flops_per_nucleotide`)."""
+        return self.model.flops_per_nucleotide()
 
     @property
     def dim(self) -> int:
