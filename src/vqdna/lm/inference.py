@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..io import check_model_folder, read_json
+from ..sequence.tasks import read_sequence_csv  # the one sequence-CSV reader (also imported from here)
 from ..tokenizers.base import GenomeTokenizer
 from .modeling import CLS, PAD, VQDNAConfig, VQDNAForMaskedLM, VQDNAForSequenceClassification, VQDNAModel
 
@@ -184,42 +185,6 @@ def load_classifier(model_dir) -> VQDNAForSequenceClassification:
 
 
 # ---------------------------------------------------------------- input files
-
-
-def read_sequence_csv(path) -> tuple[list[str], list[str] | None, list[int]]:
-    """Sequences (upper-cased), labels (raw strings or None if no label column) and 1-based lines
-    of a CSV with a ``sequence`` column; errors name the file and line."""
-    from ..sequence.alphabet import encode
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such CSV file")
-    seqs, labels, lines = [], [], []
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = next((r for r in reader if r and any(x.strip() for x in r)), None)
-        if header is None:
-            raise ValueError(f"{path}: empty file (expected a header with a 'sequence' column)")
-        header = [h.strip().lower() for h in header]
-        if "sequence" not in header:
-            raise ValueError(f"{path}:{reader.line_num}: header has no 'sequence' column (found {header})")
-        i_seq = header.index("sequence")
-        i_lab = header.index("label") if "label" in header else None
-        for row in reader:
-            if not row or not any(x.strip() for x in row):
-                continue
-            line = reader.line_num
-            if len(row) <= i_seq or not row[i_seq].strip():
-                raise ValueError(f"{path}:{line}: empty or missing sequence")
-            s = row[i_seq].strip()
-            encode(s, where=f"{path}:{line}")  # validates the alphabet, naming file and line
-            seqs.append(s.upper())
-            lines.append(line)
-            if i_lab is not None:
-                labels.append(row[i_lab].strip() if len(row) > i_lab else "")
-    if not seqs:
-        raise ValueError(f"{path}: no data rows after the header")
-    return seqs, (labels if i_lab is not None else None), lines
 
 
 def read_sequences(fasta=None, csv_path=None) -> tuple[list[str], list[str]]:

@@ -22,8 +22,9 @@ Validation policy (every error names the file and the 1-based line, header = lin
   the project);
 * a label that does not parse as a finite number.
 
-Sequences are upper-cased; whitespace around a field is stripped; blank lines are skipped;
-header names are matched case-insensitively; a UTF-8 BOM is accepted.
+Sequences are upper-cased; whitespace around a field is stripped; blank lines (and rows whose
+fields are all blank) are skipped; header names are matched case-insensitively; a UTF-8 BOM is
+accepted. :func:`read_sequence_csv` is the reader, shared with ``vqdna predict`` and ``embed``.
 An optional ``labels.json`` (``{"name": id, ...}``) in the folder is kept as
 :attr:`Task.label_names`.
 """
@@ -41,7 +42,7 @@ from .alphabet import BYTE_TO_INDEX, INVALID, IUPAC_OTHER, SequenceError
 
 SPLITS = ("train", "dev", "test")
 
-__all__ = ["TaskError", "SequenceError", "Split", "Task", "load_task", "SPLITS"]
+__all__ = ["TaskError", "SequenceError", "Split", "Task", "load_task", "read_sequence_csv", "SPLITS"]
 
 
 class TaskError(ValueError):
@@ -100,49 +101,60 @@ def _is_int_literal(s: str) -> bool:
     return t.isdigit() and t.isascii()
 
 
-def _read_csv(file: Path) -> tuple[list[str], list[str], list[int]]:
-    """Return sequences (as written, stripped), raw label strings and 1-based line numbers."""
+def _is_blank(row: list[str]) -> bool:
+    return not any(x.strip() for x in row)
+
+
+def read_sequence_csv(path, *, label_required: bool = False) -> tuple[list[str], list[str] | None, list[int]]:
+    """The project's reader of sequence CSVs: task splits (:func:`load_task`) and the inputs of
+    ``vqdna predict`` / ``embed``.
+
+    Returns the sequences (alphabet checked, upper-cased), the raw label strings (``None`` when
+    the header has no ``label`` column; ``""`` for a row without that field) and the 1-based
+    file line of every row. The header needs a ``sequence`` column, and a ``label`` column when
+    ``label_required`` (then every row must hold both fields). Header names match
+    case-insensitively, a UTF-8 BOM is accepted, fields are stripped, rows whose fields are all
+    blank are skipped. Errors (:class:`TaskError`, :class:`SequenceError`) name the file and line.
+    """
+    file = Path(path)
     if not file.is_file():
-        raise TaskError(f"{file}: missing file (a task folder needs {', '.join(s + '.csv' for s in SPLITS)})")
+        raise FileNotFoundError(f"{file}: no such CSV file")
+    want = ("sequence", "label") if label_required else ("sequence",)
     seqs: list[str] = []
     labels: list[str] = []
     lines: list[int] = []
     with open(file, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
-        header = None
-        for row in reader:
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue  # blank line
-            header = [h.strip().lower() for h in row]
-            header_line = reader.line_num
-            break
+        header = next((row for row in reader if not _is_blank(row)), None)
         if header is None:
-            raise TaskError(f"{file}: empty file (no header line; expected a header with 'sequence,label')")
-        missing = [c for c in ("sequence", "label") if c not in header]
+            raise TaskError(f"{file}: empty file (no header line; expected a header with {','.join(want)!r})")
+        header = [h.strip().lower() for h in header]
+        missing = [c for c in want if c not in header]
         if missing:
             raise TaskError(
-                f"{file}:{header_line}: header has no {' or '.join(repr(c) for c in missing)} column "
+                f"{file}:{reader.line_num}: header has no {' or '.join(repr(c) for c in missing)} column "
                 f"(found {', '.join(repr(h) for h in header)})"
             )
         i_seq = header.index("sequence")
-        i_lab = header.index("label")
-        need = max(i_seq, i_lab) + 1
+        i_lab = header.index("label") if "label" in header else None
+        need = max(i_seq, i_lab if label_required else 0) + 1
         for row in reader:
+            if _is_blank(row):
+                continue
             line = reader.line_num
             if len(row) < need:
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    continue  # blank line
                 raise TaskError(f"{file}:{line}: {len(row)} field(s), expected at least {need} "
                                 f"(header: {','.join(header)})")
             s = row[i_seq].strip()
             if not s:
                 raise TaskError(f"{file}:{line}: empty sequence")
             seqs.append(s)
-            labels.append(row[i_lab].strip())
+            labels.append(row[i_lab].strip() if i_lab is not None and len(row) > i_lab else "")
             lines.append(line)
     if not seqs:
         raise TaskError(f"{file}: no data rows after the header")
-    return seqs, labels, lines
+    _check_alphabet(file, seqs, lines)  # before upper(): "ß".upper() is "SS"
+    return [q.upper() for q in seqs], (labels if i_lab is not None else None), lines
 
 
 def _check_alphabet(file: Path, seqs: list[str], lines: list[int]) -> None:
@@ -191,9 +203,9 @@ def load_task(path: str | Path, *, name: str | None = None) -> Task:
     parsed = {}
     for split in SPLITS:
         file = path / f"{split}.csv"
-        seqs, raw, lines = _read_csv(file)
-        _check_alphabet(file, seqs, lines)  # before upper(): "ß".upper() is "SS"
-        seqs = [q.upper() for q in seqs]
+        if not file.is_file():
+            raise TaskError(f"{file}: missing file (a task folder needs {', '.join(s + '.csv' for s in SPLITS)})")
+        seqs, raw, lines = read_sequence_csv(file, label_required=True)
         all_int, vals = _parse_labels(file, raw, lines)
         parsed[split] = (file, seqs, raw, lines, all_int, vals)
 
