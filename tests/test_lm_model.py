@@ -170,7 +170,7 @@ def test_base_preset_constructs_and_trains_one_step():
     assert (mc.hidden_size, mc.num_layers, mc.num_heads, tc.seq_length) == (768, 12, 12, 512)
 
     class Tok:  # a stand-in tokenizer: HRQ 512 + 1024 codes of dim 384 (the paper's sizes)
-        vocab_sizes, n_levels, tokenizer_type = [512, 1024], 2, "hrq"
+        vocab_sizes, n_levels, tokenizer_type, codebook_combine = [512, 1024], 2, "hrq", "mean"
 
         def codebooks(self):
             return [torch.randn(512, 384), torch.randn(1024, 384)]

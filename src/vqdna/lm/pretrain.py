@@ -114,8 +114,7 @@ def build_lm_config(tokenizer: GenomeTokenizer, mc: LMConfig, *, sha256: str | N
                          f"has none (use input_mode 'learned' or 'auto')")
     combine = mc.codebook_combine
     if combine == "auto":
-        tcfg = getattr(tokenizer, "config", None)
-        combine = "sum" if getattr(tcfg, "hrq_residual", "doubled") == "plain" and tokenizer.n_levels > 1 else "mean"
+        combine = tokenizer.codebook_combine
     return VQDNAConfig(vocab_sizes=list(tokenizer.vocab_sizes), input_mode=mode,
                        codebook_dim=int(books[0].shape[1]) if mode == "codebook" else None,
                        codebook_combine=combine, hidden_size=mc.hidden_size, num_hidden_layers=mc.num_layers,
