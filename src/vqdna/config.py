@@ -1,13 +1,18 @@
 """One config system: a dataclass per stage, named presets, YAML in and out.
 
-A preset name (``tiny``, ``small``, ``paper``) or a YAML file gives a config; a YAML
-file may name a preset to start from (``preset: small``) and override any field.
+Every stage builds its configs the same way (:class:`StageSpec`, README "Configs"): a preset
+name (``tiny``, ``small``, ``paper``; stage 3: ``cpu``, ``paper``) or a YAML file that may name
+a preset to start from (``preset: small``; without one, the stage's default preset, the one
+``--config`` defaults to), then overrides (command-line flags win over the YAML). Unknown
+presets, YAML keys and override fields are errors; the result is validated after the overrides.
+Every stage preset is defined here, once: the benchmark's budgets and the demo's profiles name them.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -112,35 +117,37 @@ def _coerce(cls, values: dict):
     return cls(**out)
 
 
-def tokenizer_configs(name_or_path: str, quantizer: str = "vq") -> tuple[TokenizerConfig, TokenizerTrainConfig]:
-    """Build the stage-1 configs from a preset name or a YAML file.
+def tokenizer_configs(name_or_path: str | None = None, quantizer: str | None = None, overrides: dict | None = None,
+                      **flags) -> tuple[TokenizerConfig, TokenizerTrainConfig]:
+    """The stage-1 configs from a preset (tiny | small | paper; None = tiny) or a YAML file
+    (``preset: small``, ``model: {...}``, ``train: {...}``), then ``overrides`` and then ``flags``
+    (field -> value of either config; None = not given).
 
-    YAML layout: ``preset: small`` (optional), ``model: {...}``, ``train: {...}``.
+    ``quantizer`` (vq | hrq) is a flag like any other: given, it wins over the YAML's
+    ``model: {quantizer: ...}``; None = the YAML's, else vq. HRQ starts from the preset's HRQ sizes.
     """
-    if name_or_path in PRESETS:
-        spec = {"preset": name_or_path}
-    else:
-        p = Path(name_or_path)
-        if not p.exists():
-            raise FileNotFoundError(f"config {name_or_path!r} is neither a preset {sorted(PRESETS)} nor a file")
-        spec = yaml.safe_load(p.read_text()) or {}
-    base = PRESETS[spec.get("preset", "tiny")] if spec.get("preset", "tiny") in PRESETS else None
-    if base is None:
-        raise ValueError(f"{name_or_path}: unknown preset {spec.get('preset')!r}")
-    model = dict(base["model"])
-    quantizer = spec.get("model", {}).get("quantizer", quantizer)
+    return TOKENIZER_STAGE.build(name_or_path, overrides, dict(flags, quantizer=quantizer))
+
+
+def _tokenizer_start(start: dict, given: dict, overrides: dict) -> dict:
+    """Stage 1's preset for the quantizer the config ends with (overrides, else YAML, else vq):
+    an HRQ tokenizer starts from the preset's HRQ levels, codebooks and beta (:func:`_hrq_overrides`)."""
+    quantizer = overrides["model"].get("quantizer") or given["model"].get("quantizer") or "vq"
+    model = dict(start["model"])
     if quantizer == "hrq":
         model.update(_hrq_overrides(model))
-    model.update(spec.get("model", {}))
     model["quantizer"] = quantizer
-    train = dict(base["train"])
-    train.update(spec.get("train", {}))
-    mc, tc = _coerce(TokenizerConfig, model), _coerce(TokenizerTrainConfig, train)
-    validate_tokenizer_config(mc)
-    return mc, tc
+    return dict(start, model=model)
 
 
-def validate_tokenizer_config(c: TokenizerConfig) -> None:
+def tokenizer_quantizer(name_or_path: str) -> str | None:
+    """The quantizer a stage-1 config names (a YAML's ``model: {quantizer: ...}``), or None."""
+    _, given = TOKENIZER_STAGE.read(name_or_path)
+    return given["model"].get("quantizer")
+
+
+def validate_tokenizer_config(c: TokenizerConfig, train: TokenizerTrainConfig | None = None) -> None:
+    """Raises ValueError for a stage-1 model config that cannot be built (``train``: no checks yet)."""
     if c.quantizer not in ("vq", "hrq"):
         raise ValueError(f"quantizer must be 'vq' or 'hrq', not {c.quantizer!r}")
     if len(c.levels) != len(c.codebook_sizes):
@@ -240,24 +247,12 @@ LM_PRESETS: dict[str, dict] = {
 }
 
 
-def lm_configs(name_or_path: str) -> tuple[LMConfig, LMTrainConfig]:
-    """Stage-2 configs from a preset (tiny | small | base) or a YAML file
-    (``preset: small``, ``model: {...}``, ``train: {...}``)."""
-    if name_or_path in LM_PRESETS:
-        spec = {"preset": name_or_path}
-    else:
-        p = Path(name_or_path)
-        if not p.exists():
-            raise FileNotFoundError(f"config {name_or_path!r} is neither a preset {sorted(LM_PRESETS)} nor a file")
-        spec = yaml.safe_load(p.read_text()) or {}
-    preset = spec.get("preset", "base")
-    if preset not in LM_PRESETS:
-        raise ValueError(f"{name_or_path}: unknown preset {preset!r}; known: {sorted(LM_PRESETS)}")
-    model = dict(LM_PRESETS[preset]["model"], **(spec.get("model") or {}))
-    train = dict(LM_PRESETS[preset]["train"], **(spec.get("train") or {}))
-    mc, tc = _coerce(LMConfig, model), _coerce(LMTrainConfig, train)
-    validate_lm_config(mc, tc)
-    return mc, tc
+def lm_configs(name_or_path: str | None = None, overrides: dict | None = None,
+               **flags) -> tuple[LMConfig, LMTrainConfig]:
+    """The stage-2 configs from a preset (tiny | small | base; None = tiny) or a YAML file
+    (``preset: small``, ``model: {...}``, ``train: {...}``), then ``overrides`` and then ``flags``
+    (field -> value of either config; None = not given)."""
+    return LM_STAGE.build(name_or_path, overrides, flags)
 
 
 def validate_lm_config(m: LMConfig, t: LMTrainConfig | None = None) -> None:
@@ -333,22 +328,124 @@ FINETUNE_PRESETS: dict[str, dict] = {
 }
 
 
-def finetune_config(name_or_path: str = "cpu", **overrides) -> FinetuneConfig:
-    """A :class:`FinetuneConfig` from a recipe (``cpu`` | ``paper``) or a YAML file
-    (``preset: cpu`` plus fields), then ``overrides`` (None values are ignored). Unknown fields
-    are errors."""
-    if name_or_path in FINETUNE_PRESETS:
-        spec = {"preset": name_or_path}
-    else:
+FINETUNE_METHODS = ("lora", "lora+embed", "full", "head")  # FinetuneConfig.method
+
+
+def finetune_config(name_or_path: str | None = None, **overrides) -> FinetuneConfig:
+    """A :class:`FinetuneConfig` from a recipe (``cpu`` | ``paper``; None = ``cpu``) or a YAML file
+    (``preset: cpu`` plus fields), then ``overrides`` (None values are ignored: flags not given)."""
+    return FINETUNE_STAGE.build(name_or_path, overrides)[0]
+
+
+def validate_finetune_config(c: FinetuneConfig) -> None:
+    """Raises ValueError for a stage-3 recipe that cannot run."""
+    if c.method not in FINETUNE_METHODS:
+        raise ValueError(f"method must be one of {FINETUNE_METHODS}, not {c.method!r}")
+    if c.pooling not in ("", "mean", "cls", "meanmax"):
+        raise ValueError(f"pooling must be '' (the LM's), 'mean', 'cls' or 'meanmax', not {c.pooling!r}")
+    if c.decay not in ("linear", "cosine"):
+        raise ValueError(f"decay must be 'linear' or 'cosine', not {c.decay!r}")
+
+
+# ============================================================ one way to build every stage's configs
+@dataclass
+class StageSpec:
+    """How one stage's configs are built from ``--config`` and overrides. Every stage goes
+    through :meth:`build`, so one set of rules holds everywhere (README, "Configs"):
+
+    - start: the preset ``--config`` names, or the YAML's ``preset:``; a YAML that names none
+      starts from the stage's ``default`` preset, the one ``--config`` defaults to;
+    - the YAML's fields replace the preset's; overrides (command-line flags, keyword arguments;
+      None = not given) replace both: a flag always wins over the YAML;
+    - an unknown preset, YAML key or override field is an error that names the known ones;
+    - the finished configs are validated, so no override slips past the checks.
+    """
+
+    stage: str  # the stage in messages
+    # YAML section -> dataclass, in the order build returns them; a single section "" = the fields
+    # sit at the YAML's top level (stage 3). Field names are unique across a stage's sections,
+    # so an override field names its section.
+    sections: dict
+    presets: dict  # preset name -> {section: fields}; a flat field dict for a single "" section
+    default: str  # the preset a config starts from when it names none
+    validate: Callable  # (*configs) -> None; raises ValueError
+    noun: str = "preset"  # what the stage calls a preset ("recipe" in stage 3)
+    # (preset sections, YAML sections, override sections) -> the sections to start from: the
+    # stage's own start (stage 1: an HRQ tokenizer starts from the preset's HRQ sizes)
+    prepare: Callable | None = None
+
+    @property
+    def flat(self) -> bool:
+        return list(self.sections) == [""]
+
+    def read(self, name_or_path: str | Path | None) -> tuple[str, dict]:
+        """(preset name, YAML fields per section) of a preset name or a YAML file (None = the default)."""
+        if name_or_path is None:
+            name_or_path = self.default
+        if isinstance(name_or_path, str) and name_or_path in self.presets:
+            return name_or_path, {s: {} for s in self.sections}
         p = Path(name_or_path)
         if not p.exists():
-            raise FileNotFoundError(f"fine-tuning config {name_or_path!r} is neither a recipe "
-                                    f"{sorted(FINETUNE_PRESETS)} nor a file")
+            raise FileNotFoundError(f"{self.stage} config {str(name_or_path)!r} is neither a {self.noun} "
+                                    f"{sorted(self.presets)} nor a file")
         spec = yaml.safe_load(p.read_text()) or {}
         if not isinstance(spec, dict):
-            raise ValueError(f"{p}: expected a mapping (preset: cpu, lr: ..., ...)")
-    preset = spec.pop("preset", "cpu")
-    if preset not in FINETUNE_PRESETS:
-        raise ValueError(f"{name_or_path}: unknown fine-tuning recipe {preset!r}; known: {sorted(FINETUNE_PRESETS)}")
-    values = {**FINETUNE_PRESETS[preset], **spec, **{k: v for k, v in overrides.items() if v is not None}}
-    return _coerce(FinetuneConfig, values)
+            raise ValueError(f"{p}: expected a mapping (preset: {self.default}, ...)")
+        preset = spec.pop("preset", self.default)
+        if preset not in self.presets:
+            raise ValueError(f"{p}: unknown {self.stage} {self.noun} {preset!r}; known: {sorted(self.presets)}")
+        if self.flat:
+            return preset, {"": spec}
+        unknown = sorted(set(spec) - set(self.sections))
+        if unknown:
+            raise ValueError(f"{p}: unknown key(s) {unknown}; known: {['preset', *self.sections]}")
+        given = {s: spec.get(s) or {} for s in self.sections}
+        for s, values in given.items():
+            if not isinstance(values, dict):
+                raise ValueError(f"{p}: {s}: expected a mapping of fields, not {values!r}")
+        return preset, given
+
+    def route(self, *overrides: dict | None) -> dict:
+        """Overrides (dicts of field -> value, a later one winning; None values = not given) per
+        section; an unknown field is an error."""
+        owner = {f.name: s for s, cls in self.sections.items() for f in fields(cls)}
+        given = {k: v for layer in overrides for k, v in (layer or {}).items() if v is not None}
+        unknown = sorted(set(given) - set(owner))
+        if unknown:
+            raise ValueError(f"unknown {self.stage} config field(s) {unknown}; known: {sorted(owner)}")
+        out = {s: {} for s in self.sections}
+        for k, v in given.items():
+            out[owner[k]][k] = v
+        return out
+
+    def build(self, name_or_path: str | Path | None = None, *overrides: dict | None) -> tuple:
+        """The stage's configs (one per section, validated): preset, then YAML, then ``overrides``
+        (dicts of field -> value, a later one winning; None values = not given)."""
+        preset, given = self.read(name_or_path)
+        routed = self.route(*overrides)
+        start = self.presets[preset]
+        start = {"": start} if self.flat else start
+        if self.prepare is not None:
+            start = self.prepare(start, given, routed)
+        configs = tuple(_coerce(cls, {**start.get(s, {}), **given[s], **routed[s]})
+                        for s, cls in self.sections.items())
+        self.validate(*configs)
+        return configs
+
+    def override(self, configs: tuple, *overrides: dict | None) -> tuple:
+        """``configs`` (one per section) with ``overrides`` applied by the rule of :meth:`build`,
+        validated: for a start that is no preset (the benchmark budgets' FinetuneConfig defaults)."""
+        routed = self.route(*overrides)
+        out = tuple(_coerce(cls, {**dataclasses.asdict(c), **routed[s]})
+                    for (s, cls), c in zip(self.sections.items(), configs))
+        self.validate(*out)
+        return out
+
+
+TOKENIZER_STAGE = StageSpec("tokenizer", {"model": TokenizerConfig, "train": TokenizerTrainConfig}, PRESETS,
+                            default="tiny", validate=validate_tokenizer_config, prepare=_tokenizer_start)
+LM_STAGE = StageSpec("language model", {"model": LMConfig, "train": LMTrainConfig}, LM_PRESETS,
+                     default="tiny", validate=validate_lm_config)
+FINETUNE_STAGE = StageSpec("fine-tuning", {"": FinetuneConfig}, FINETUNE_PRESETS, default="cpu",
+                           validate=validate_finetune_config, noun="recipe")
+STAGES = {"tokenizer": TOKENIZER_STAGE, "lm": LM_STAGE, "finetune": FINETUNE_STAGE}

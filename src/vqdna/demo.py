@@ -20,7 +20,8 @@ training curves to ``curves.png`` (validation every ``steps / CURVE_POINTS`` ste
 Every step skips itself when its output already exists, so a killed demo continues where it
 stopped (stage wall times then come from the run that did the work, ``results.json``).
 
-The settings of every stage are in :data:`PROFILES` (one place to change them).
+The settings of every stage are in :data:`PROFILES` (one place to change them); they name the
+stage presets of :mod:`vqdna.config` and override some of their fields.
 """
 from __future__ import annotations
 
@@ -132,8 +133,8 @@ def run_demo(out: str | Path = "runs/demo", *, profile: str = "quick", device: s
     worked = not (tok_dir / "model.safetensors").exists()
     if worked:
         tok_over = _with_eval_every(ts)
-        _, tc = tokenizer_configs(ts["config"], "hrq")
-        warm = tok_over.get("warmup_steps", tc.warmup_steps)
+        _, tc = tokenizer_configs(ts["config"], "hrq", tok_over)  # the config train_tokenizer builds (checked)
+        warm = tc.warmup_steps
         if warm >= ts["steps"]:
             raise ValueError(f"profile {profile!r}: tokenizer warm-up ({warm}) must be shorter than the run "
                              f"({ts['steps']} steps), or the k-means initialisation never runs")

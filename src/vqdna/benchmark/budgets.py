@@ -31,6 +31,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from ..config import FINETUNE_PRESETS, FINETUNE_STAGE, FinetuneConfig
+
 __all__ = ["Budget", "BUDGETS", "FULL_RECIPE", "PUBLIC_BUDGETS", "get_budget", "same_budget"]
 
 #: the rows a budget runs when ``--tokenizers`` is not given (quick and standard: the 7 pipelines)
@@ -83,12 +85,13 @@ class Budget:
             return self.large_task_seeds
         return self.seeds
 
-    def finetune_config(self):
-        """The :class:`~vqdna.config.FinetuneConfig` of every fine-tuning cell of this budget."""
-        from ..config import FinetuneConfig
-
-        return FinetuneConfig(method=self.ft_method, lr=self.ft_lr, epochs=self.ft_epochs, batch_size=self.ft_batch,
-                              max_train=self.max_train, **self.ft_overrides)
+    def finetune_config(self) -> FinetuneConfig:
+        """The :class:`~vqdna.config.FinetuneConfig` of every fine-tuning cell of this budget: the
+        dataclass defaults (the committed budgets predate the recipes), then the budget's fields,
+        by the override rule of every stage (unknown fields are errors; the result is validated)."""
+        ft = dict(method=self.ft_method, lr=self.ft_lr, epochs=self.ft_epochs, batch_size=self.ft_batch,
+                  max_train=self.max_train)
+        return FINETUNE_STAGE.override((FinetuneConfig(),), ft, self.ft_overrides)[0]
 
 
 # ---------------------------------------------------------------- the `full` budget's recipe
@@ -98,17 +101,19 @@ class Budget:
 # tiny HRQ LM fine-tuned no better than at 8 TFLOP (dev lower on all 3 sweep tasks), a wider LM
 # costs 3x more in every fine-tuning cell, and the saved minutes go to fine-tuning on 10,000 rows.
 # Fine-tuning: the `cpu` recipe of vqdna.config.FINETUNE_PRESETS (every LM weight, lr 1e-3,
-# mean+max pooling, 4 epochs), chosen on dev sets (benchmarks/results/finetune-recipe/).
+# mean+max pooling, 4 epochs), chosen on dev sets (benchmarks/results/finetune-recipe/); its
+# values are read from the recipe, defined once there.
+_CPU_RECIPE = FINETUNE_PRESETS["cpu"]
 FULL_RECIPE = dict(
     lm_config="tiny",
     lm_steps=2000,
     lm_batch=16,
     window_nt=256,
-    ft_method="full",
-    ft_lr=1e-3,
-    ft_epochs=4,
+    ft_method=_CPU_RECIPE["method"],  # full
+    ft_lr=_CPU_RECIPE["lr"],  # 1e-3
+    ft_epochs=_CPU_RECIPE["epochs"],  # 4
     ft_batch=32,
-    ft_overrides={"pooling": "meanmax"},
+    ft_overrides={"pooling": _CPU_RECIPE["pooling"]},  # meanmax
 )
 
 BUDGETS: dict[str, Budget] = {

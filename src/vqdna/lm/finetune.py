@@ -48,7 +48,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..config import FinetuneConfig, finetune_config, to_dict
+from ..config import FINETUNE_METHODS, FinetuneConfig, finetune_config, to_dict, validate_finetune_config
 from ..io import load_safetensors, read_json, write_json_atomic
 from ..metrics import primary_metric, score, summarize_seeds
 from ..sequence.subsample import stratified_subsample as subsample  # the benchmark's rows
@@ -58,7 +58,7 @@ from .inference import collate, load_model_tokenizer, predict_codes, tokenize
 from .modeling import POOLINGS, VQDNAConfig, VQDNAForSequenceClassification
 from .pretrain import copy_tokenizer, tokenizer_sha256
 
-METHODS = ("lora", "lora+embed", "full", "head")
+METHODS = FINETUNE_METHODS  # FinetuneConfig.method (defined with the config, vqdna.config)
 
 
 # ---------------------------------------------------------------- model
@@ -325,9 +325,8 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
              random_init: bool = False, device: str | None = None, progress: bool = True) -> dict:
     """Fine-tune ``model_dir`` (from ``vqdna pretrain``) on the task folder ``task_dir``; see the module doc."""
     t0 = time.time()
-    cfg = config or finetune_config("cpu")
-    if cfg.method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, not {cfg.method!r}")
+    cfg = config or finetune_config()  # the default recipe, cpu
+    validate_finetune_config(cfg)
     model_dir, out = Path(model_dir), Path(out)
     if not (model_dir / "model.safetensors").exists():
         raise FileNotFoundError(f"{model_dir}: not a model folder (no model.safetensors); run `vqdna pretrain`")

@@ -283,24 +283,17 @@ def pretrain(codes, *, out, config: str = "tiny", max_steps: int | None = None, 
              stop_at: int | None = None, progress: bool = True) -> dict:
     """Pre-train a VQDNA masked LM on code folders ``codes`` and save it to ``out``.
 
-    ``config``: preset (tiny | small | base) or YAML; ``overrides``: field -> value for
-    :class:`LMConfig` / :class:`LMTrainConfig`; ``max_steps`` overrides the preset (warm-up is then
-    capped at 10% of the run); ``tokenizer``: the tokenizer folder if it moved since tokenization;
-    ``stop_at``: stop after the checkpoint of this step (an interruption on purpose: the schedule
-    stays that of ``max_steps``; resume later with ``resume=True``). Returns the metrics dict.
+    ``config``: preset (tiny | small | base) or YAML; ``overrides`` (field -> value of
+    :class:`LMConfig` / :class:`LMTrainConfig`) and ``max_steps`` win over it
+    (:func:`vqdna.config.lm_configs`; with ``max_steps`` the warm-up is capped at 10% of the run);
+    ``tokenizer``: the tokenizer folder if it moved since tokenization; ``stop_at``: stop after the
+    checkpoint of this step (an interruption on purpose: the schedule stays that of ``max_steps``;
+    resume later with ``resume=True``). Returns the metrics dict.
     """
-    mc, tc = lm_configs(config)
-    for k, v in (overrides or {}).items():
-        if hasattr(tc, k):
-            setattr(tc, k, v)
-        elif hasattr(mc, k):
-            setattr(mc, k, v)
-        else:
-            raise ValueError(f"unknown LM config field {k!r}")
-    if max_steps is not None:
-        tc.max_steps = int(max_steps)
-        tc.warmup_steps = min(tc.warmup_steps, max(tc.max_steps // 10, 1))
-    validate_lm_config(mc, tc)
+    steps = None if max_steps is None else int(max_steps)
+    mc, tc = lm_configs(config, overrides, max_steps=steps)
+    if steps is not None:  # a run shortened by the flag warms up for at most 10% of it
+        tc.warmup_steps = min(tc.warmup_steps, max(steps // 10, 1))
     out = Path(out)
     runtime = setup_runtime(device)
     stores, fp = open_code_stores(codes)

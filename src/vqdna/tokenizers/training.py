@@ -52,18 +52,17 @@ class ReconstructionMeter:
         return out
 
 
-def train_tokenizer(fasta, *, out: str | Path, quantizer: str = "vq", config: str = "tiny",
+def train_tokenizer(fasta, *, out: str | Path, quantizer: str | None = None, config: str = "tiny",
                     max_steps: int | None = None, resume: bool = False, device: str | None = None,
                     overrides: dict | None = None) -> dict:
     """Train a tokenizer on ``fasta`` (a path or list of paths) and save it to ``out``.
 
-    Returns the final metrics (also written to ``out/metrics.json``).
+    ``config``: preset (tiny | small | paper) or YAML; ``quantizer`` (vq | hrq; None = the
+    config's, else vq), ``max_steps`` and ``overrides`` (field -> value of either config) win
+    over it (:func:`vqdna.config.tokenizer_configs`). Returns the final metrics (also written
+    to ``out/metrics.json``).
     """
-    mc, tc = tokenizer_configs(config, quantizer)
-    for k, v in (overrides or {}).items():
-        setattr(tc if hasattr(tc, k) else mc, k, v)
-    if max_steps is not None:
-        tc.max_steps = max_steps
+    mc, tc = tokenizer_configs(config, quantizer, overrides, max_steps=max_steps)
     runtime = setup_runtime(device)
     out = Path(out)
     torch.manual_seed(tc.seed)
