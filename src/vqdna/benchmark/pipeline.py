@@ -122,9 +122,7 @@ def pretrain_cell(name: str, corpus: dict, tdir: Path, budget: Budget, device) -
     pretrain_s = time.time() - t0
     lm = read_json(mpath)
     costs = lm_costs(lm_dir, tokens_512)
-    tok_flops = 0.0
-    if name in LEARNED:
-        tok_flops = float(tok.model.flops_per_nucleotide() * 512)
+    tok_flops = float(tok.flops_per_nucleotide() * 512)
     cell = {
         "tokenizer": name, "task": "corpus", "kind": "pretrain", "budget": budget.name,
         "vocab_sizes": list(tok.vocab_sizes), "n_levels": tok.n_levels,
@@ -180,11 +178,10 @@ def probe_features(name: str, tdir: Path, seqs: list[str]) -> np.ndarray:
     """(N, dim) mean-pooled frozen token embeddings. Learned tokenizers: the quantized
     embedding ``tok.embed`` (their codebook vectors, mean over levels). Hand-crafted tokenizers
     have no codebook, so their vectors are the rows of the pre-trained LM's input embedding
-    table (``embeddings.tables.0``) for their tokens. After a short pre-training these rows are
-    still close to their random initialisation, so for a large vocabulary the probe is close
-    to a *random projection of the bag of tokens* (itself a strong feature)."""
-    from safetensors.torch import load_file
-
+    table (:meth:`~vqdna.lm.modeling.VQDNAModel.token_embedding_table`) for their tokens. After a
+    short pre-training these rows are still close to their random initialisation, so for a large
+    vocabulary the probe is close to a *random projection of the bag of tokens* (itself a strong feature)."""
+    from ..lm.inference import load_backbone
     from ..tokenizers import load_tokenizer
 
     tok = load_tokenizer(tdir / "tokenizer")
@@ -193,8 +190,7 @@ def probe_features(name: str, tdir: Path, seqs: list[str]) -> np.ndarray:
         for i in range(0, len(seqs), 512):
             out.extend(e.mean(0).numpy() for e in tok.embed(seqs[i:i + 512]))
         return np.stack(out).astype(np.float32)
-    state = load_file(tdir / "lm" / "model.safetensors")
-    table = state["vqdna.embeddings.tables.0.weight"].float().numpy()[: tok.vocab_sizes[0]]
+    table = load_backbone(tdir / "lm").token_embedding_table(0).float().numpy()
     codes = tok.encode(seqs)
     return np.stack([table[c[0]].mean(0) for c in codes]).astype(np.float32)
 

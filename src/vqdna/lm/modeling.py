@@ -305,6 +305,14 @@ class VQDNAModel(VQDNAPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embeddings = value
 
+    def token_embedding_table(self, level: int = 0) -> torch.Tensor:
+        """The learned input vector of every code of ``level``, ``(V_l, hidden)`` (special ids left
+        out; ``input_mode="learned"`` only): what a probe reads as frozen token features."""
+        if self.config.input_mode != "learned":
+            raise ValueError(f"token_embedding_table: input_mode is {self.config.input_mode!r}; only "
+                             "'learned' has a token table (codebook models read the tokenizer's codebooks)")
+        return self.embeddings.tables[level].weight.detach()[: self.config.vocab_sizes[level]]
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 output_hidden_states: bool | None = None, **kwargs) -> BaseModelOutput:
         input_ids = self._ids(input_ids)
