@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from vqdna.cli import add_data_nextstrain_arguments as add_arguments
+from vqdna.cli import cmd_data_nextstrain as run
 from vqdna.data.nextstrain import (
     TreeError,
-    add_arguments,
     import_nextstrain,
     parse_mutation,
     rebuild_genomes,
-    run,
 )
 from vqdna.sequence.tasks import load_task
 

@@ -65,9 +65,57 @@ def cmd_decode(a):
 
 
 def cmd_data_nextstrain(a):
-    from .data import nextstrain
+    from .data.nextstrain import import_nextstrain
 
-    return nextstrain.run(a)
+    s = import_nextstrain(a.tree, a.reference, a.out, label=a.label, window=a.window, stride=a.stride,
+                          min_class_size=a.min_class_size, split=tuple(a.split), seed=a.seed, max_tips=a.max_tips,
+                          max_n_fraction=a.max_n_fraction, strict=a.strict, dedupe=a.dedupe,
+                          progress=not getattr(a, "quiet", False))
+    wd = s["window_duplicates"]
+    if wd["dedupe"] == "none" and (wd["dev_rows_with_copy_in_train"] or wd["test_rows_with_copy_in_train"]
+                                   or wd["test_rows_with_copy_in_dev"]):
+        print(f"warning: --dedupe none kept {wd['dev_rows_with_copy_in_train']:,} of {s['rows']['dev']:,} dev and "
+              f"{wd['test_rows_with_copy_in_train']:,} of {s['rows']['test']:,} test windows identical to a train "
+              f"window ({wd['test_rows_with_copy_in_dev']:,} test windows identical to a dev window): scores on "
+              f"them measure memory, not generalisation; the default --dedupe cross_split drops them",
+              file=sys.stderr)
+    dup = (f"dropped {wd['rows_dropped']:,} dev/test windows identical to a train (or dev) window"
+           if wd["dedupe"] == "cross_split" else
+           f"kept dev/test windows with a copy in train: {wd['dev_rows_with_copy_in_train']}/"
+           f"{wd['test_rows_with_copy_in_train']}")
+    print(f"{s['tips_used']} of {s['tips_in_tree']} tips, {s['n_classes']} classes of {a.label!r}; "
+          f"rows train/dev/test = {s['rows']['train']}/{s['rows']['dev']}/{s['rows']['test']}; "
+          f"skipped {s['skipped_tips']}; dropped classes: {len(s['dropped_classes'])}; {dup}; "
+          f"written to {a.out} in {s['seconds']} s")
+    return 0
+
+
+def add_data_nextstrain_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``vqdna data nextstrain`` (:func:`vqdna.data.nextstrain.import_nextstrain`)."""
+    from .data.nextstrain import LABELS
+
+    p.add_argument("--tree", required=True, help="Auspice v2 tree JSON (Nextstrain / Nextclade dataset tree.json)")
+    p.add_argument("--reference", default=None,
+                   help="reference FASTA with one record (default: the tree's root_sequence.nuc)")
+    p.add_argument("--label", default="clade_nextstrain",
+                   help=f"tip attribute used as the class: {', '.join(LABELS)}, ... (default: %(default)s)")
+    p.add_argument("--window", type=int, default=1000, help="window length in nt (default: %(default)s)")
+    p.add_argument("--stride", type=int, default=None, help="window step in nt (default: = --window)")
+    p.add_argument("--min-class-size", type=int, default=10,
+                   help="drop classes with fewer tips (default: %(default)s)")
+    p.add_argument("--split", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "DEV", "TEST"),
+                   help="fractions of genomes per split (default: 0.8 0.1 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and of --max-tips (default: 0)")
+    p.add_argument("--max-tips", type=int, default=None, help="use a seeded random sample of this many tips")
+    p.add_argument("--max-n-fraction", type=float, default=0.1,
+                   help="drop windows with more than this fraction of N/IUPAC letters (default: %(default)s)")
+    p.add_argument("--no-strict", dest="strict", action="store_false",
+                   help="count mutations whose 'from' base disagrees instead of failing")
+    p.add_argument("--dedupe", choices=("none", "cross_split"), default="cross_split",
+                   help="cross_split (default): drop dev/test windows whose exact sequence is in train (or test "
+                        "windows in dev), counted in summary.json; none: keep them (a warning prints how many)")
+    p.add_argument("--out", required=True, help="output task folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def cmd_pretrain(a):
@@ -334,9 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="import data sets").add_subparsers(dest="data_command", required=True)
     s = data.add_parser("nextstrain", help="SARS-CoV-2 genomes and a lineage task from a Nextstrain tree")
-    from .data import nextstrain
-
-    nextstrain.add_arguments(s)
+    add_data_nextstrain_arguments(s)
     s.set_defaults(func=cmd_data_nextstrain)
 
     base = sub.add_parser("baseline", help="reference rows without pre-training").add_subparsers(

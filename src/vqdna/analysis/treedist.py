@@ -50,69 +50,19 @@ estimate of substitutions per site (Ondov et al. 2016). Sequences are the genome
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..data.auspice import ABSENT, SUBSTITUTION, load_tree, mutation_depths, node_label, nuc_mutations, safe_name, \
+    single_root, walk_with_undo
 from ..sequence.alphabet import BYTE_TO_INDEX, OTHER
 from ..sequence.kmers import rolling_kmer_codes
 
 __all__ = ["load_tree", "clade_tree_distances", "clade_hamming_distances", "tip_differences", "clade_groups", "kmer_class_distances", "task_tip_names",
            "task_genomes", "resolve_tree"]
-
-MISSING = (None, "", "?")
-
-
-def _value(v):
-    return v.get("value") if isinstance(v, dict) and "value" in v else v
-
-
-def _label(node: dict, attr: str):
-    v = _value((node.get("node_attrs") or {}).get(attr))
-    if isinstance(v, str):
-        v = v.strip()
-    return None if v in MISSING else str(v)
-
-
-def _safe(s: str) -> str:
-    return re.sub(r"\s+", "_", str(s).strip())
-
-
-def load_tree(path) -> dict:
-    from ..io import read_json
-
-    return read_json(path)  # a damaged file: an error naming it
-
-
-def _root(tree: dict) -> dict:
-    if isinstance(tree, dict) and "tree" in tree and "children" not in tree:
-        t = tree["tree"]
-        if isinstance(t, list):
-            return {"name": "__root__", "children": t}
-        return t
-    return tree
-
-
-def _n_mut(node: dict) -> int:
-    return len(((node.get("branch_attrs") or {}).get("mutations") or {}).get("nuc") or [])
-
-
-def _walk(tree: dict):
-    """Pre-order list of (node, parent_index, depth_in_mutations)."""
-    out = []
-    stack = [(_root(tree), -1, 0)]
-    while stack:
-        node, parent, d0 = stack.pop()
-        d = d0 + _n_mut(node)
-        i = len(out)
-        out.append((node, parent, d))
-        for ch in reversed(node.get("children") or []):
-            stack.append((ch, i, d))
-    return out
-
 
 def task_tip_names(task_dir) -> set[str] | None:
     """Tip names in ``genomes.fa`` of a task folder made by ``vqdna data nextstrain`` (or None)."""
@@ -186,7 +136,7 @@ def clade_tree_distances(tree: dict, label: str, class_names: Sequence[str],
     cid = {c: i for i, c in enumerate(names)}
     C = len(names)
     allowed = set(tips) if tips is not None else None
-    nodes = _walk(tree)
+    nodes = mutation_depths(tree)
     counts = np.zeros((len(nodes), C))  # tips of each class below each node
     depth = np.array([d for _, _, d in nodes], dtype=np.float64)
     S = np.zeros((C, C))  # sum of depth(lca) over ordered tip pairs (incl. i == j) per class pair
@@ -195,8 +145,8 @@ def clade_tree_distances(tree: dict, label: str, class_names: Sequence[str],
     for i in range(len(nodes) - 1, -1, -1):  # reverse pre-order: children before parents
         node, parent, d = nodes[i]
         if not node.get("children"):
-            lab = _label(node, label)
-            if lab in cid and (allowed is None or _safe(node.get("name", "")) in allowed):
+            lab = node_label(node, label)
+            if lab in cid and (allowed is None or safe_name(node.get("name", "")) in allowed):
                 counts[i, cid[lab]] = 1.0
                 sum_depth[cid[lab]] += d
         n = counts[i]
@@ -225,35 +175,30 @@ def _mean_pair_distances(sums: np.ndarray, N: np.ndarray, cross: np.ndarray) -> 
     return D
 
 
-_MUT = re.compile(r"^([A-Za-z\-])(\d+)([A-Za-z\-])$")
-
-
 def tip_differences(tree: dict, label: str):
     """Yield ``(safe_name, label_value, {position: base})`` per tip: its differences from the root.
 
     The root base of a position is the ``from`` base of the first mutation at it on the path;
     a mutation back to it removes the position. Insertions (``pos:bases``) are ignored.
     """
-    from ..data.nextstrain import _ABSENT, walk_with_undo
-
     diff: dict[int, str] = {}
     root_base: dict[int, str] = {}
-    for node, undo, is_tip in walk_with_undo([_root(tree)]):
-        for m in ((node.get("branch_attrs") or {}).get("mutations") or {}).get("nuc") or []:
-            hit = _MUT.match(str(m).strip())
+    for node, undo, is_tip in walk_with_undo([single_root(tree)]):
+        for m in nuc_mutations(node):
+            hit = SUBSTITUTION.match(str(m).strip())
             if not hit:
                 continue
             a, pos, b = hit.group(1).upper(), int(hit.group(2)), hit.group(3).upper()
             if pos not in root_base:
-                undo.append((root_base, pos, _ABSENT))
+                undo.append((root_base, pos, ABSENT))
                 root_base[pos] = a
-            undo.append((diff, pos, diff.get(pos, _ABSENT)))
+            undo.append((diff, pos, diff.get(pos, ABSENT)))
             if b == root_base[pos]:
                 diff.pop(pos, None)
             else:
                 diff[pos] = b
         if is_tip:
-            yield _safe(node.get("name", "")), _label(node, label), dict(diff)
+            yield safe_name(node.get("name", "")), node_label(node, label), dict(diff)
 
 
 def clade_hamming_distances(tree: dict, label: str, class_names: Sequence[str],
@@ -290,19 +235,21 @@ def clade_groups(tree: dict, label: str, group_label: str, class_names: Sequence
     """The most common ``group_label`` value (inherited from ancestors when missing) per class."""
     cid = {c: i for i, c in enumerate(class_names)}
     allowed = set(tips) if tips is not None else None
+    tip_groups = []  # (class id, group) of every counted tip, in tree (JSON) order
+    above: dict = {}  # "group": the nearest ancestor's own value
+    for node, undo, is_tip in walk_with_undo([single_root(tree)]):
+        own = node_label(node, group_label)
+        g = own if own is not None else above.get("group")
+        if is_tip:
+            lab = node_label(node, label)
+            if lab in cid and g is not None and (allowed is None or safe_name(node.get("name", "")) in allowed):
+                tip_groups.append((cid[lab], g))
+        elif own is not None:
+            undo.append((above, "group", above.get("group", ABSENT)))
+            above["group"] = own
     votes = [Counter() for _ in class_names]
-    stack = [(_root(tree), None)]
-    while stack:
-        node, inherited = stack.pop()
-        own = _label(node, group_label)
-        g = own if own is not None else inherited
-        kids = node.get("children") or []
-        if not kids:
-            lab = _label(node, label)
-            if lab in cid and g is not None and (allowed is None or _safe(node.get("name", "")) in allowed):
-                votes[cid[lab]][g] += 1
-        for ch in kids:
-            stack.append((ch, g))
+    for c, g in reversed(tip_groups):  # a tie goes to the value seen first: the last tip's, as it always did
+        votes[c][g] += 1
     return [v.most_common(1)[0][0] if v else None for v in votes]
 
 

@@ -74,95 +74,41 @@ Task policy (:func:`import_nextstrain`)
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import json
 import logging
-import re
-import sys
 import time
 import zlib
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from ..sequence.alphabet import BYTE_TO_INDEX, OTHER, encode
 from ..sequence.fasta import read_fasta
+from .auspice import ABSENT, MISSING, TreeError, node_value, nuc_mutations, parse_mutation, roots, safe_name, \
+    tip_labels, walk_with_undo
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "TreeError",
+    "TreeError",  # these three live in vqdna.data.auspice (the tree reader) and import from here too
     "parse_mutation",
     "tip_labels",
     "rebuild_genomes",
     "import_nextstrain",
-    "add_arguments",
-    "run",
 ]
 
+#: the class attributes of Nextclade trees
 LABELS = ("clade_nextstrain", "clade_who", "Nextclade_pango")
-MISSING = (None, "", "?")
-_BASES = "ACGTNRYSWKMBDHVU-"
-_SUB = re.compile(r"^([A-Za-z\-])(\d+)([A-Za-z\-])$")
-_INS = re.compile(r"^(\d+):([A-Za-z]+)$")
+SPLITS = ("train", "dev", "test")
 _GAP = ord("-")
-_ABSENT = object()
 
 
-class TreeError(ValueError):
-    """Bad tree content; the message names the node and the mutation."""
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-def parse_mutation(m: str, *, where: str = "") -> tuple[str, int, str]:
-    """Parse a nucleotide mutation into ``(from, position, to)``.
-
-    ``"C241T"`` -> ``("C", 241, "T")``; a deletion has ``to == "-"``; the insertion notation
-    ``"22204:GAG"`` -> ``("", 22204, "GAG")`` (``from`` is empty for an insertion).
-    """
-    s = str(m).strip()
-    hit = _SUB.match(s)
-    if hit:
-        a, p, b = hit.group(1).upper(), int(hit.group(2)), hit.group(3).upper()
-        for x in (a, b):
-            if x not in _BASES:
-                raise TreeError(f"{where}mutation {m!r}: {x!r} is not a nucleotide (IUPAC or '-')")
-        return a, p, b
-    hit = _INS.match(s)
-    if hit:
-        seq = hit.group(2).upper()
-        bad = [c for c in seq if c not in _BASES or c == "-"]
-        if bad:
-            raise TreeError(f"{where}insertion {m!r}: {bad[0]!r} is not a nucleotide")
-        return "", int(hit.group(1)), seq
-    raise TreeError(f"{where}cannot parse nucleotide mutation {m!r} (expected like 'C241T', 'A123-', '-123A')")
-
-
-def _value(v: Any) -> Any:
-    return v.get("value") if isinstance(v, dict) and "value" in v else v
-
-
-def tip_labels(node: dict) -> dict:
-    """All ``node_attrs`` of a node, with ``{"value": x}`` unwrapped to ``x``."""
-    return {k: _value(v) for k, v in (node.get("node_attrs") or {}).items()}
-
-
-def _roots(tree: dict | list) -> list[dict]:
-    """Accept a whole Auspice JSON (``{"tree": ...}``), a root node, or a list of roots."""
-    if isinstance(tree, list):
-        return tree
-    if isinstance(tree, dict) and "tree" in tree and "name" not in tree and "children" not in tree:
-        t = tree["tree"]
-        return t if isinstance(t, list) else [t]
-    if not isinstance(tree, dict):
-        raise TreeError(f"expected an Auspice tree (dict), got {type(tree).__name__}")
-    return [tree]
+# --------------------------------------------------------------------------- the reference
 
 
 def _clean_reference(reference: str) -> str:
@@ -176,32 +122,6 @@ def _clean_reference(reference: str) -> str:
 # --------------------------------------------------------------------------- the walk
 
 
-def walk_with_undo(roots) -> Iterator[tuple[dict, list, bool]]:
-    """Depth-first over the tree (parents before children, children in JSON order).
-
-    Yields ``(node, undo, is_tip)``. The caller edits its state dicts for the node's branch and
-    appends ``(dict, key, old value or _ABSENT)`` to ``undo`` for every edit; the edits are
-    reverted, newest first, once the node's subtree is done. So a tip sees exactly the changes
-    on its path from the root, with one live dict instead of a copy per node.
-    """
-    stack: list = [("node", r) for r in reversed(list(roots))]
-    while stack:
-        kind, item = stack.pop()
-        if kind == "undo":
-            for d, key, old in reversed(item):
-                if old is _ABSENT:
-                    d.pop(key, None)
-                else:
-                    d[key] = old
-            continue
-        children = item.get("children") or []
-        undo: list = []
-        yield item, undo, not children
-        if undo:
-            stack.append(("undo", undo))
-        stack.extend(("node", child) for child in reversed(children))
-
-
 def _iter_tips(tree, ref: str, *, strict: bool, mismatches: list | None):
     """Yield ``(name, node, diff, ins)`` for every tip; ``diff``/``ins`` are live dicts.
 
@@ -212,15 +132,15 @@ def _iter_tips(tree, ref: str, *, strict: bool, mismatches: list | None):
     diff: dict[int, str] = {}
     ins: dict[int, str] = {}
     n_mismatch = 0
-    for node, undo, is_tip in walk_with_undo(_roots(tree)):
+    for node, undo, is_tip in walk_with_undo(roots(tree)):
         name = str(node.get("name", "?"))
-        for m in ((node.get("branch_attrs") or {}).get("mutations") or {}).get("nuc") or []:
+        for m in nuc_mutations(node):
             where = f"node {name!r}: "
             a, p, b = parse_mutation(m, where=where)
             if a == "":  # insertion after position p
                 if not 0 <= p <= n_ref:
                     raise TreeError(f"{where}insertion {m!r} at position {p} outside the reference (0..{n_ref})")
-                undo.append((ins, p, ins.get(p, _ABSENT)))
+                undo.append((ins, p, ins.get(p, ABSENT)))
                 ins[p] = b
                 continue
             if not 1 <= p <= n_ref:
@@ -234,7 +154,7 @@ def _iter_tips(tree, ref: str, *, strict: bool, mismatches: list | None):
                 n_mismatch += 1
                 if mismatches is not None:
                     mismatches.append(msg)
-            undo.append((diff, p, diff.get(p, _ABSENT)))
+            undo.append((diff, p, diff.get(p, ABSENT)))
             if b == ref[p - 1]:
                 diff.pop(p, None)
             else:
@@ -321,8 +241,35 @@ def _window_starts(length: int, window: int, stride: int) -> range:
     return range(0, length - window + 1, stride) if length >= window else range(0)
 
 
-def _safe(s: str) -> str:
-    return re.sub(r"\s+", "_", str(s).strip())
+@dataclass
+class _Tip:
+    """A labelled tip of the tree: its differences from the reference, not yet its genome."""
+
+    index: int  # position among all tips, in tree order
+    name: str
+    label: str
+    diff: dict  # 1-based position -> base ("-" = deleted)
+    ins: dict  # position -> bases inserted after it
+    length: int  # genome length
+
+    def genome_key(self) -> tuple:
+        """Equal for tips with identical genomes."""
+        return frozenset(self.diff.items()), frozenset(self.ins.items())
+
+
+@dataclass
+class _Windows:
+    """What writing the windows counted (for the checks and the summary)."""
+
+    per_class: dict  # class -> {"id", "tips": {split: n}, "windows": {split: n}}
+    rows: dict = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
+    dropped_ambiguous: int = 0
+    deduped: int = 0
+    copies: dict = field(default_factory=lambda: {"dev_rows_with_copy_in_train": 0, "test_rows_with_copy_in_train": 0,
+                                                  "test_rows_with_copy_in_dev": 0})
+    hashes: dict = field(default_factory=lambda: {s: set() for s in SPLITS})  # split -> window hashes
+    window_classes: dict = field(default_factory=lambda: defaultdict(set))  # window hash -> class ids
+    lengths: list = field(default_factory=list)  # genome length of every tip written
 
 
 def import_nextstrain(tree_path, reference_path, out_dir, *, label: str = "clade_nextstrain",
@@ -337,169 +284,31 @@ def import_nextstrain(tree_path, reference_path, out_dir, *, label: str = "clade
     """
     t0 = time.time()
     stride = window if stride is None else stride
-    if min_class_size < 1:
-        raise ValueError(f"min_class_size must be >= 1, got {min_class_size}")
-    if window < 1 or stride < 1:
-        raise ValueError(f"window ({window}) and stride ({stride}) must be positive")
-    split = tuple(float(x) for x in split)
-    if len(split) != 3 or min(split) < 0 or split[0] <= 0 or abs(sum(split) - 1) > 1e-6:
-        raise ValueError(f"split must be three non-negative fractions (train > 0) summing to 1, got {split}")
-    if dedupe not in ("none", "cross_split"):
-        raise ValueError(f"dedupe must be 'none' or 'cross_split', got {dedupe!r}")
-    if not 0 <= max_n_fraction <= 1:
-        raise ValueError(f"max_n_fraction must be in [0, 1], got {max_n_fraction}")
+    split = _check_parameters(window, stride, min_class_size, split, dedupe, max_n_fraction)
     tree_path = Path(tree_path)
     from ..io import read_json
 
     tree_json = read_json(tree_path)  # a damaged file: an error naming it
     ref = _read_reference(reference_path, tree_json)
-    ref_arr = np.frombuffer(ref.encode("ascii"), dtype=np.uint8)
-
-    # pass 1: walk the tree, keep the differences of every tip (cheap), no genome yet
     mismatches: list[str] = []
-    tips = []  # (index, name, class, diff, ins, length)
-    n_tips, skipped = 0, Counter()
-    for name, node, diff, ins in _iter_tips(tree_json, ref, strict=strict, mismatches=mismatches):
-        n_tips += 1
-        lab = _value((node.get("node_attrs") or {}).get(label))
-        if isinstance(lab, str):
-            lab = lab.strip()
-        if lab in MISSING:
-            skipped["unlabelled"] += 1
-            continue
-        length = len(ref) - sum(1 for b in diff.values() if b == "-") + sum(len(s) for s in ins.values())
-        if length < window:
-            skipped["shorter_than_window"] += 1
-            continue
-        tips.append((n_tips - 1, name, str(lab), dict(diff), dict(ins), length))
+    tips, n_tips, skipped = _labelled_tips(tree_json, ref, label, window, strict, mismatches)
     if n_tips == 0:
         raise TreeError(f"{tree_path}: the tree has no tips")
-    if max_tips is not None and len(tips) > max_tips:
-        keep = np.sort(np.random.default_rng(seed).choice(len(tips), size=max_tips, replace=False))
-        skipped["max_tips"] = len(tips) - max_tips
-        tips = [tips[i] for i in keep]
-
-    sizes = Counter(t[2] for t in tips)
-    dropped = {c: n for c, n in sorted(sizes.items()) if n < min_class_size}
-    kept = sorted(c for c in sizes if c not in dropped)
+    tips = _sample_tips(tips, max_tips, seed, skipped)
+    kept, dropped = _choose_classes(tips, min_class_size, label, tree_path)
     skipped["small_class"] = sum(dropped.values())
-    biggest = sizes.most_common(3)
-    singletons = bool(sizes) and biggest[0][1] == 1
-    if len(kept) < 2 or singletons:
-        hint = ("every tip has its own value of this label, so it cannot be a class on this tree; "
-                "choose another label" if singletons else "lower min_class_size or choose another label")
-        raise TreeError(
-            f"{tree_path}: label {label!r} leaves {len(kept)} class(es) with >= {min_class_size} tips "
-            f"({len(tips)} usable tips in {len(sizes)} classes; largest {biggest}); "
-            f"a classification task needs 2: {hint}")
     class_id = {c: i for i, c in enumerate(kept)}
-    tips = [t for t in tips if t[2] in class_id]
+    tips = [t for t in tips if t.label in class_id]
+    groups = _genome_groups(tips)
+    split_of = _split_by_genome(tips, groups, kept, split, seed)
+    _check_every_split_has_genomes(split_of, split, tips, kept, tree_path)
 
-    # split by genome: identical genomes form one unit; stratify units by class
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for k, t in enumerate(tips):
-        groups[(frozenset(t[3].items()), frozenset(t[4].items()))].append(k)
-    units_by_class: dict[str, list[list[int]]] = defaultdict(list)
-    for members in groups.values():
-        cls = Counter(tips[k][2] for k in members).most_common()
-        top = min(c for c, n in cls if n == cls[0][1])
-        units_by_class[top].append(members)
-    split_of: dict[int, str] = {}
-    for cls in kept:
-        units = sorted(units_by_class.get(cls, []), key=lambda u: tips[u[0]][0])
-        rng = np.random.default_rng([seed, zlib.crc32(cls.encode("utf-8"))])
-        order = rng.permutation(len(units))
-        n_tr, n_dev, _ = _split_counts(len(units), split)
-        for rank, u in enumerate(order):
-            s = "train" if rank < n_tr else "dev" if rank < n_tr + n_dev else "test"
-            for k in units[u]:
-                split_of[k] = s
-
-    n_split = Counter(split_of.values())
-    empty_splits = [x for x, f in zip(("train", "dev", "test"), split) if f > 0 and not n_split[x]]
-    if empty_splits:
-        raise TreeError(f"{tree_path}: no genome falls in split(s) {empty_splits} ({len(tips)} tips in "
-                        f"{len(kept)} classes, split {split}); raise min_class_size or use more tips")
-
-    # pass 2: materialise, write FASTA and windows
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    splits = ("train", "dev", "test")
-    per_class = {c: {"id": class_id[c], "tips": dict.fromkeys(splits, 0), "windows": dict.fromkeys(splits, 0)}
-                 for c in kept}
-    rows = dict.fromkeys(splits, 0)
-    n_dropped_windows = 0
-    seen_hashes: dict[str, set[bytes]] = {s: set() for s in splits}
-    copies = {"dev_rows_with_copy_in_train": 0, "test_rows_with_copy_in_train": 0,
-              "test_rows_with_copy_in_dev": 0}
-    n_deduped = 0
-    window_classes: dict[bytes, set] = defaultdict(set)
-    lengths = []
-    files = {s: open(out / f"{s}.csv", "w", newline="") for s in splits}
-    try:
-        # train tips first so that dev/test windows can be checked against every train window
-        order = sorted(range(len(tips)), key=lambda k: splits.index(split_of[k]))
-        writers = {s: csv.writer(files[s], lineterminator="\n") for s in splits}
-        for w in writers.values():
-            w.writerow(["sequence", "label"])
-        try:
-            from tqdm.auto import tqdm
-            it = tqdm(order, desc=f"tips ({tree_path.name})", unit="tip", disable=not progress)
-        except ImportError:  # pragma: no cover - tqdm is a dependency
-            it = order
-        with open(out / "genomes.fa", "w") as fa:
-            for k in it:
-                idx, name, cls, diff, ins, length = tips[k]
-                s = split_of[k]
-                genome = _materialise(ref_arr, diff, ins)
-                assert len(genome) == length
-                lengths.append(length)
-                fa.write(f">{_safe(name)} label={_safe(cls)} split={s}\n")
-                for i in range(0, len(genome), 80):
-                    fa.write(genome[i:i + 80] + "\n")
-                per_class[cls]["tips"][s] += 1
-                codes = BYTE_TO_INDEX[np.frombuffer(genome.encode("ascii"), dtype=np.uint8)]
-                other = np.concatenate([[0], np.cumsum(codes >= OTHER)])
-                cid = class_id[cls]
-                for st in _window_starts(length, window, stride):
-                    if other[st + window] - other[st] > max_n_fraction * window:
-                        n_dropped_windows += 1
-                        continue
-                    seq = genome[st:st + window]
-                    h = hashlib.blake2b(seq.encode("ascii"), digest_size=8).digest()
-                    dup = False
-                    if s != "train" and h in seen_hashes["train"]:
-                        copies[f"{s}_rows_with_copy_in_train"] += 1
-                        dup = True
-                    if s == "test" and h in seen_hashes["dev"]:
-                        copies["test_rows_with_copy_in_dev"] += 1
-                        dup = True
-                    if dup and dedupe == "cross_split":
-                        n_deduped += 1
-                        continue
-                    window_classes[h].add(cid)
-                    seen_hashes[s].add(h)
-                    writers[s].writerow([seq, cid])
-                    rows[s] += 1
-                    per_class[cls]["windows"][s] += 1
-    finally:
-        for f in files.values():
-            f.close()
-    empty = [c for c in kept if sum(per_class[c]["windows"].values()) == 0]
-    if empty:
-        raise TreeError(f"class(es) {empty} kept but got no window (all dropped by max_n_fraction="
-                        f"{max_n_fraction}?); the task in {out} is not usable")
-    no_train = [c for c in kept if per_class[c]["windows"]["train"] == 0]
-    if no_train:
-        raise TreeError(f"{tree_path}: class(es) {no_train} have dev/test windows but no training window (all "
-                        f"dropped by max_n_fraction={max_n_fraction}); the task in {out} is not usable")
-    for s in ("dev", "test"):
-        if split[splits.index(s)] > 0 and rows[s] == 0:
-            why = (f"after dropping {n_deduped:,} windows identical to a train (or dev) window (dedupe="
-                   f"{dedupe!r}): the genomes differ too little for windows of {window} nt; use longer windows, "
-                   f"or --dedupe none to keep the copies" if n_deduped else
-                   f"(max_n_fraction={max_n_fraction} dropped {n_dropped_windows:,} windows)")
-            raise TreeError(f"{tree_path}: the {s} split has no window left {why}; the task in {out} is not usable")
+    w = _write_genomes_and_windows(out, tips, split_of, class_id, ref, window=window, stride=stride,
+                                   max_n_fraction=max_n_fraction, dedupe=dedupe,
+                                   desc=f"tips ({tree_path.name})", progress=progress)
+    _check_windows(w, kept, split, window, max_n_fraction, dedupe, tree_path, out)
     with open(out / "labels.json", "w") as fh:
         json.dump(class_id, fh, indent=1)
     summary = {
@@ -514,20 +323,20 @@ def import_nextstrain(tree_path, reference_path, out_dir, *, label: str = "clade
         "skipped_tips": dict(skipped),
         "dropped_classes": dropped,
         "n_classes": len(kept),
-        "classes": per_class,
-        "tips_per_split": {s: sum(per_class[c]["tips"][s] for c in kept) for s in splits},
-        "rows": rows,
-        "windows_dropped_ambiguous": n_dropped_windows,
+        "classes": w.per_class,
+        "tips_per_split": {s: sum(w.per_class[c]["tips"][s] for c in kept) for s in SPLITS},
+        "rows": w.rows,
+        "windows_dropped_ambiguous": w.dropped_ambiguous,
         "from_base_mismatches": len(mismatches),
         "identical_genome_groups": sum(1 for g in groups.values() if len(g) > 1),
-        "genome_length": {"min": int(min(lengths)), "max": int(max(lengths)),
-                          "mean": float(np.mean(lengths))},
+        "genome_length": {"min": int(min(w.lengths)), "max": int(max(w.lengths)),
+                          "mean": float(np.mean(w.lengths))},
         "window_duplicates": {
             "dedupe": dedupe,
-            "rows_dropped": n_deduped,
-            "distinct_windows_written": len(window_classes),
-            "distinct_windows_in_several_classes": sum(1 for v in window_classes.values() if len(v) > 1),
-            **copies,
+            "rows_dropped": w.deduped,
+            "distinct_windows_written": len(w.window_classes),
+            "distinct_windows_in_several_classes": sum(1 for v in w.window_classes.values() if len(v) > 1),
+            **w.copies,
         },
         "seconds": round(time.time() - t0, 2),
     }
@@ -536,55 +345,196 @@ def import_nextstrain(tree_path, reference_path, out_dir, *, label: str = "clade
     return summary
 
 
-# --------------------------------------------------------------------------- CLI
+def _check_parameters(window, stride, min_class_size, split, dedupe, max_n_fraction) -> tuple[float, float, float]:
+    """Raise on a bad parameter; return ``split`` as three floats."""
+    if min_class_size < 1:
+        raise ValueError(f"min_class_size must be >= 1, got {min_class_size}")
+    if window < 1 or stride < 1:
+        raise ValueError(f"window ({window}) and stride ({stride}) must be positive")
+    split = tuple(float(x) for x in split)
+    if len(split) != 3 or min(split) < 0 or split[0] <= 0 or abs(sum(split) - 1) > 1e-6:
+        raise ValueError(f"split must be three non-negative fractions (train > 0) summing to 1, got {split}")
+    if dedupe not in ("none", "cross_split"):
+        raise ValueError(f"dedupe must be 'none' or 'cross_split', got {dedupe!r}")
+    if not 0 <= max_n_fraction <= 1:
+        raise ValueError(f"max_n_fraction must be in [0, 1], got {max_n_fraction}")
+    return split
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments of ``vqdna data nextstrain``."""
-    p.add_argument("--tree", required=True, help="Auspice v2 tree JSON (Nextstrain / Nextclade dataset tree.json)")
-    p.add_argument("--reference", default=None,
-                   help="reference FASTA with one record (default: the tree's root_sequence.nuc)")
-    p.add_argument("--label", default="clade_nextstrain",
-                   help=f"tip attribute used as the class: {', '.join(LABELS)}, ... (default: %(default)s)")
-    p.add_argument("--window", type=int, default=1000, help="window length in nt (default: %(default)s)")
-    p.add_argument("--stride", type=int, default=None, help="window step in nt (default: = --window)")
-    p.add_argument("--min-class-size", type=int, default=10,
-                   help="drop classes with fewer tips (default: %(default)s)")
-    p.add_argument("--split", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "DEV", "TEST"),
-                   help="fractions of genomes per split (default: 0.8 0.1 0.1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split and of --max-tips (default: 0)")
-    p.add_argument("--max-tips", type=int, default=None, help="use a seeded random sample of this many tips")
-    p.add_argument("--max-n-fraction", type=float, default=0.1,
-                   help="drop windows with more than this fraction of N/IUPAC letters (default: %(default)s)")
-    p.add_argument("--no-strict", dest="strict", action="store_false",
-                   help="count mutations whose 'from' base disagrees instead of failing")
-    p.add_argument("--dedupe", choices=("none", "cross_split"), default="cross_split",
-                   help="cross_split (default): drop dev/test windows whose exact sequence is in train (or test "
-                        "windows in dev), counted in summary.json; none: keep them (a warning prints how many)")
-    p.add_argument("--out", required=True, help="output task folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+def _labelled_tips(tree_json, ref: str, label: str, window: int, strict: bool,
+                   mismatches: list) -> tuple[list[_Tip], int, Counter]:
+    """Walk the tree once, keeping the differences of every labelled tip with a genome of at
+    least one window (cheap: no genome yet). Returns the tips, the number of tips in the tree
+    and the skipped tips by reason."""
+    tips: list[_Tip] = []
+    n_tips, skipped = 0, Counter()
+    for name, node, diff, ins in _iter_tips(tree_json, ref, strict=strict, mismatches=mismatches):
+        n_tips += 1
+        lab = node_value((node.get("node_attrs") or {}).get(label))
+        if isinstance(lab, str):
+            lab = lab.strip()
+        if lab in MISSING:
+            skipped["unlabelled"] += 1
+            continue
+        length = len(ref) - sum(1 for b in diff.values() if b == "-") + sum(len(s) for s in ins.values())
+        if length < window:
+            skipped["shorter_than_window"] += 1
+            continue
+        tips.append(_Tip(n_tips - 1, name, str(lab), dict(diff), dict(ins), length))
+    return tips, n_tips, skipped
 
 
-def run(args: argparse.Namespace) -> int:
-    """Entry point of ``vqdna data nextstrain``."""
-    s = import_nextstrain(args.tree, args.reference, args.out, label=args.label, window=args.window,
-                          stride=args.stride, min_class_size=args.min_class_size, split=tuple(args.split),
-                          seed=args.seed, max_tips=args.max_tips, max_n_fraction=args.max_n_fraction,
-                          strict=args.strict, dedupe=args.dedupe, progress=not getattr(args, "quiet", False))
-    wd = s["window_duplicates"]
-    if wd["dedupe"] == "none" and (wd["dev_rows_with_copy_in_train"] or wd["test_rows_with_copy_in_train"]
-                                   or wd["test_rows_with_copy_in_dev"]):
-        print(f"warning: --dedupe none kept {wd['dev_rows_with_copy_in_train']:,} of {s['rows']['dev']:,} dev and "
-              f"{wd['test_rows_with_copy_in_train']:,} of {s['rows']['test']:,} test windows identical to a train "
-              f"window ({wd['test_rows_with_copy_in_dev']:,} test windows identical to a dev window): scores on "
-              f"them measure memory, not generalisation; the default --dedupe cross_split drops them",
-              file=sys.stderr)
-    dup = (f"dropped {wd['rows_dropped']:,} dev/test windows identical to a train (or dev) window"
-           if wd["dedupe"] == "cross_split" else
-           f"kept dev/test windows with a copy in train: {wd['dev_rows_with_copy_in_train']}/"
-           f"{wd['test_rows_with_copy_in_train']}")
-    print(f"{s['tips_used']} of {s['tips_in_tree']} tips, {s['n_classes']} classes of {args.label!r}; "
-          f"rows train/dev/test = {s['rows']['train']}/{s['rows']['dev']}/{s['rows']['test']}; "
-          f"skipped {s['skipped_tips']}; dropped classes: {len(s['dropped_classes'])}; {dup}; "
-          f"written to {args.out} in {s['seconds']} s")
-    return 0
+def _sample_tips(tips: list[_Tip], max_tips: int | None, seed: int, skipped: Counter) -> list[_Tip]:
+    """A seeded random sample of ``max_tips`` tips, in tree order (all when there are fewer)."""
+    if max_tips is None or len(tips) <= max_tips:
+        return tips
+    keep = np.sort(np.random.default_rng(seed).choice(len(tips), size=max_tips, replace=False))
+    skipped["max_tips"] = len(tips) - max_tips
+    return [tips[i] for i in keep]
+
+
+def _choose_classes(tips: list[_Tip], min_class_size: int, label: str, tree_path) -> tuple[list[str], dict]:
+    """The classes with at least ``min_class_size`` tips (sorted) and the dropped ones with their
+    sizes; raise unless two classes remain."""
+    sizes = Counter(t.label for t in tips)
+    dropped = {c: n for c, n in sorted(sizes.items()) if n < min_class_size}
+    kept = sorted(c for c in sizes if c not in dropped)
+    biggest = sizes.most_common(3)
+    singletons = bool(sizes) and biggest[0][1] == 1
+    if len(kept) < 2 or singletons:
+        hint = ("every tip has its own value of this label, so it cannot be a class on this tree; "
+                "choose another label" if singletons else "lower min_class_size or choose another label")
+        raise TreeError(
+            f"{tree_path}: label {label!r} leaves {len(kept)} class(es) with >= {min_class_size} tips "
+            f"({len(tips)} usable tips in {len(sizes)} classes; largest {biggest}); "
+            f"a classification task needs 2: {hint}")
+    return kept, dropped
+
+
+def _genome_groups(tips: list[_Tip]) -> dict[tuple, list[int]]:
+    """Indices into ``tips`` grouped by identical genome (first-seen order)."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for k, t in enumerate(tips):
+        groups[t.genome_key()].append(k)
+    return groups
+
+
+def _split_by_genome(tips: list[_Tip], groups: dict, kept: list[str], split: tuple, seed: int) -> dict[int, str]:
+    """The split of every tip: a group of identical genomes is one unit, given to its most common
+    class (ties: the first class name); the units of each class are shuffled (seeded by ``seed``
+    and the class name) and cut by :func:`_split_counts`."""
+    units_by_class: dict[str, list[list[int]]] = defaultdict(list)
+    for members in groups.values():
+        cls = Counter(tips[k].label for k in members).most_common()
+        top = min(c for c, n in cls if n == cls[0][1])
+        units_by_class[top].append(members)
+    split_of: dict[int, str] = {}
+    for cls in kept:
+        units = sorted(units_by_class.get(cls, []), key=lambda u: tips[u[0]].index)
+        rng = np.random.default_rng([seed, zlib.crc32(cls.encode("utf-8"))])
+        order = rng.permutation(len(units))
+        n_tr, n_dev, _ = _split_counts(len(units), split)
+        for rank, u in enumerate(order):
+            s = "train" if rank < n_tr else "dev" if rank < n_tr + n_dev else "test"
+            for k in units[u]:
+                split_of[k] = s
+    return split_of
+
+
+def _check_every_split_has_genomes(split_of: dict, split: tuple, tips: list, kept: list, tree_path) -> None:
+    n_split = Counter(split_of.values())
+    empty_splits = [x for x, f in zip(SPLITS, split) if f > 0 and not n_split[x]]
+    if empty_splits:
+        raise TreeError(f"{tree_path}: no genome falls in split(s) {empty_splits} ({len(tips)} tips in "
+                        f"{len(kept)} classes, split {split}); raise min_class_size or use more tips")
+
+
+def _write_genomes_and_windows(out: Path, tips: list[_Tip], split_of: dict, class_id: dict, ref: str, *,
+                               window: int, stride: int, max_n_fraction: float, dedupe: str, desc: str,
+                               progress: bool) -> _Windows:
+    """Pass 2: materialise every tip's genome into ``genomes.fa`` and its windows into the split
+    CSVs, train tips first so that every dev/test window is checked against every train window."""
+    ref_arr = np.frombuffer(ref.encode("ascii"), dtype=np.uint8)
+    w = _Windows(per_class={c: {"id": i, "tips": dict.fromkeys(SPLITS, 0), "windows": dict.fromkeys(SPLITS, 0)}
+                            for c, i in class_id.items()})
+    files = {s: open(out / f"{s}.csv", "w", newline="") for s in SPLITS}
+    try:
+        order = sorted(range(len(tips)), key=lambda k: SPLITS.index(split_of[k]))
+        writers = {s: csv.writer(files[s], lineterminator="\n") for s in SPLITS}
+        for wr in writers.values():
+            wr.writerow(["sequence", "label"])
+        try:
+            from tqdm.auto import tqdm
+            it = tqdm(order, desc=desc, unit="tip", disable=not progress)
+        except ImportError:  # pragma: no cover - tqdm is a dependency
+            it = order
+        with open(out / "genomes.fa", "w") as fa:
+            for k in it:
+                tip, s = tips[k], split_of[k]
+                genome = _materialise(ref_arr, tip.diff, tip.ins)
+                assert len(genome) == tip.length
+                w.lengths.append(tip.length)
+                _write_fasta_record(fa, f"{safe_name(tip.name)} label={safe_name(tip.label)} split={s}", genome)
+                w.per_class[tip.label]["tips"][s] += 1
+                _write_windows(writers[s], w, genome, s, tip.label, class_id[tip.label], window=window,
+                               stride=stride, max_n_fraction=max_n_fraction, dedupe=dedupe)
+    finally:
+        for f in files.values():
+            f.close()
+    return w
+
+
+def _write_fasta_record(fa, header: str, genome: str) -> None:
+    fa.write(f">{header}\n")
+    for i in range(0, len(genome), 80):
+        fa.write(genome[i:i + 80] + "\n")
+
+
+def _write_windows(writer, w: _Windows, genome: str, s: str, cls: str, cid: int, *, window: int, stride: int,
+                   max_n_fraction: float, dedupe: str) -> None:
+    """The windows of one genome of split ``s``: drop the ambiguous ones, count (and with
+    ``dedupe="cross_split"`` drop) the dev/test ones with a copy in train (test: or in dev)."""
+    codes = BYTE_TO_INDEX[np.frombuffer(genome.encode("ascii"), dtype=np.uint8)]
+    other = np.concatenate([[0], np.cumsum(codes >= OTHER)])
+    for st in _window_starts(len(genome), window, stride):
+        if other[st + window] - other[st] > max_n_fraction * window:
+            w.dropped_ambiguous += 1
+            continue
+        seq = genome[st:st + window]
+        h = hashlib.blake2b(seq.encode("ascii"), digest_size=8).digest()
+        dup = False
+        if s != "train" and h in w.hashes["train"]:
+            w.copies[f"{s}_rows_with_copy_in_train"] += 1
+            dup = True
+        if s == "test" and h in w.hashes["dev"]:
+            w.copies["test_rows_with_copy_in_dev"] += 1
+            dup = True
+        if dup and dedupe == "cross_split":
+            w.deduped += 1
+            continue
+        w.window_classes[h].add(cid)
+        w.hashes[s].add(h)
+        writer.writerow([seq, cid])
+        w.rows[s] += 1
+        w.per_class[cls]["windows"][s] += 1
+
+
+def _check_windows(w: _Windows, kept: list, split: tuple, window: int, max_n_fraction: float, dedupe: str,
+                   tree_path, out: Path) -> None:
+    """Raise when the written task is not usable: a class without windows, a class without
+    training windows, or a dev/test split left empty."""
+    empty = [c for c in kept if sum(w.per_class[c]["windows"].values()) == 0]
+    if empty:
+        raise TreeError(f"class(es) {empty} kept but got no window (all dropped by max_n_fraction="
+                        f"{max_n_fraction}?); the task in {out} is not usable")
+    no_train = [c for c in kept if w.per_class[c]["windows"]["train"] == 0]
+    if no_train:
+        raise TreeError(f"{tree_path}: class(es) {no_train} have dev/test windows but no training window (all "
+                        f"dropped by max_n_fraction={max_n_fraction}); the task in {out} is not usable")
+    for s in ("dev", "test"):
+        if split[SPLITS.index(s)] > 0 and w.rows[s] == 0:
+            why = (f"after dropping {w.deduped:,} windows identical to a train (or dev) window (dedupe="
+                   f"{dedupe!r}): the genomes differ too little for windows of {window} nt; use longer windows, "
+                   f"or --dedupe none to keep the copies" if w.deduped else
+                   f"(max_n_fraction={max_n_fraction} dropped {w.dropped_ambiguous:,} windows)")
+            raise TreeError(f"{tree_path}: the {s} split has no window left {why}; the task in {out} is not usable")
