@@ -196,8 +196,8 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
             save_arrays: bool = False, cache_dir=None, progress: bool = True) -> dict:
     """Run the whole analysis and write ``out/report.md``, ``out/analysis.json`` and the PNGs.
 
-    ``tokenizer``: a folder or a loaded learned tokenizer (``encode``, ``codebooks``,
-    ``vocab_sizes``); ``task``: a classification task folder (or :class:`~vqdna.sequence.tasks.Task`
+    ``tokenizer``: a folder or a loaded learned tokenizer (a :class:`~vqdna.tokenizers.base.GenomeTokenizer`
+    whose ``codebooks()`` are not None); ``task``: a classification task folder (or :class:`~vqdna.sequence.tasks.Task`
     with ``.path``). Returns the dictionary written to ``analysis.json``.
     """
     from ..sequence.tasks import load_task
@@ -216,7 +216,8 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
     if isinstance(tokenizer, (str, Path)):
         tok_path = str(tokenizer)
         tokenizer = load_tokenizer(tokenizer)
-    if not hasattr(tokenizer, "codebooks"):
+    books = tokenizer.codebooks()
+    if books is None:
         raise ValueError(f"tokenizer {tok_path or tokenizer!r} has no codebooks (a learned VQ/HRQ tokenizer is needed)")
     task_obj = load_task(task) if isinstance(task, (str, Path)) else task
     task_dir = Path(task_obj.path)
@@ -232,8 +233,8 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
     vocab = [int(k) for k in tokenizer.vocab_sizes]
     n_levels = len(vocab)
     slices = level_slices(vocab)
-    books = [np.asarray(b, dtype=np.float64) for b in tokenizer.codebooks()]
-    tok_type = getattr(tokenizer, "tokenizer_type", "?")
+    books = [np.asarray(b, dtype=np.float64) for b in books]
+    tok_type = tokenizer.tokenizer_type
 
     # ---- rows (optionally subsampled per class) and unique sequences
     rows = {}
