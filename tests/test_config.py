@@ -161,7 +161,8 @@ def test_budgets_and_demo_profiles_name_stage_presets():
     assert (full.method, full.lr, full.epochs, full.pooling) == (cpu["method"], cpu["lr"], cpu["epochs"],
                                                                   cpu["pooling"])
     for p in PROFILES.values():
-        tokenizer_configs(p["tokenizer"]["config"], "hrq", p["tokenizer"]["overrides"], max_steps=p["tokenizer"]["steps"])
-        lm_configs(p["lm"]["config"], p["lm"]["overrides"], max_steps=p["lm"]["steps"])
+        tok, lm = p["tokenizer"], p["lm"]
+        tokenizer_configs(tok["config"], "hrq", tok["overrides"], max_steps=tok["steps"])
+        lm_configs(lm["config"], lm["overrides"], max_steps=lm["steps"])
         ft = {k: v for k, v in p["finetune"].items() if k not in ("recipe", "seeds")}
         finetune_config(p["finetune"]["recipe"], **ft)

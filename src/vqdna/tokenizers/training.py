@@ -151,8 +151,15 @@ def train_tokenizer(fasta, *, out: str | Path, quantizer: str | None = None, con
 
 def evaluate_tokenizer(tokenizer, fasta, *, max_nucleotides: int | None = None, chunk_length: int = 1 << 18,
                        progress: bool = True) -> dict:
-    """Reconstruction accuracy (A/C/G/T positions) and per-level code usage / perplexity
-    of a trained tokenizer on FASTA records (for example a species it never saw)."""
+    """Reconstruction accuracy (A/C/G/T positions), tokens per nucleotide and per-level code usage /
+    perplexity of any tokenizer (learned or hand-crafted) on FASTA records (for example a species
+    it never saw).
+
+    Records are read in pieces of ``chunk_length`` nt, each encoded and decoded on its own. Where
+    tokens stand one per nucleotide (learned tokenizers, ``char``) the usage counts the codes of
+    A/C/G/T positions, elsewhere every token. Lossless hand-crafted tokenizers reconstruct every
+    A/C/G/T (k-mers: all but bases lying in no N-free window of k). A piece too short for the
+    tokenizer to encode (shorter than k for k-mers) is not scored: ``unencoded_nucleotides`` counts it."""
     from tqdm.auto import tqdm
 
     from ..sequence.fasta import encode_record, read_fasta
@@ -160,26 +167,44 @@ def evaluate_tokenizer(tokenizer, fasta, *, max_nucleotides: int | None = None, 
     meter = ReconstructionMeter(tokenizer.vocab_sizes)
     fasta = [fasta] if isinstance(fasta, (str, Path)) else list(fasta)
     bar = tqdm(desc="evaluate", unit="nt", unit_scale=True, disable=not progress, mininterval=1.0)
-    seen = 0
+    seen = encoded_nt = n_tokens = 0
     for rec in read_fasta(fasta):
         idx = encode_record(rec)
         for s in range(0, len(idx), chunk_length):
             if max_nucleotides is not None and seen >= max_nucleotides:
                 break
             part = idx[s:s + chunk_length]
-            codes = tokenizer.encode_indices([part])[0]
-            recon = np.frombuffer(tokenizer.decode([codes])[0].encode("ascii"), dtype=np.uint8)
-            acgt = part < 4
-            lut = np.full(256, 9, dtype=np.uint8)
-            lut[np.frombuffer(b"ACGT", np.uint8)] = np.arange(4)
-            meter.add(int(((lut[recon] == part) & acgt).sum()), int(acgt.sum()),
-                      torch.from_numpy(codes[:, None, :]), mask=torch.from_numpy(acgt[None]))
             seen += len(part)
             bar.update(len(part))
+            try:
+                codes = tokenizer.encode_indices([part])[0]
+            except SequenceError:  # valid indices: the piece is too short for this tokenizer's tokens
+                continue
+            _score_piece(tokenizer, part, codes, meter)
+            encoded_nt += len(part)
+            n_tokens += codes.shape[1]
     bar.close()
     if meter.scored == 0:
         raise ValueError(f"{', '.join(str(f) for f in fasta)}: no A/C/G/T nucleotide to score ({seen:,} nt read, "
                          f"all N or other IUPAC codes): reconstruction accuracy counts A/C/G/T positions only")
     out = meter.result()
+    out["tokens_per_nucleotide"] = n_tokens / max(encoded_nt, 1)
+    out["unencoded_nucleotides"] = seen - encoded_nt
     out["files"] = [str(f) for f in fasta]
     return out
+
+
+def _score_piece(tokenizer, part: np.ndarray, codes: np.ndarray, meter: ReconstructionMeter) -> None:
+    """Decode the codes of one piece of sequence (uint8 indices) and add its A/C/G/T matches and
+    code counts to ``meter``."""
+    decoded = tokenizer.decode([codes])[0]
+    if len(decoded) != len(part):
+        raise ValueError(f"the {tokenizer.tokenizer_type} tokenizer decodes {len(part):,} nt as {len(decoded):,}: "
+                         f"reconstruction is scored position by position")
+    recon = np.frombuffer(decoded.encode("ascii"), dtype=np.uint8)
+    acgt = part < 4
+    lut = np.full(256, 9, dtype=np.uint8)
+    lut[np.frombuffer(b"ACGT", np.uint8)] = np.arange(4)
+    per_nucleotide = codes.shape[1] == len(part)  # codes of N positions are left out of the usage
+    meter.add(int(((lut[recon] == part) & acgt).sum()), int(acgt.sum()), torch.from_numpy(codes[:, None, :]),
+              mask=torch.from_numpy(acgt[None]) if per_nucleotide else None)
