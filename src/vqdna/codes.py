@@ -24,22 +24,22 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .io import read_json, weights_sha256, write_json_atomic
 from .sequence import alphabet
-from .sequence.fasta import encode_record, read_fasta
-from .tokenizers.base import GenomeTokenizer, read_json, write_json_atomic
+from .sequence.fasta import encode_record, fasta_paths, read_fasta
+from .tokenizers.base import GenomeTokenizer
 
 FORMAT = "vqdna-codes/1"
 
 
 def tokenizer_fingerprint(tokenizer: GenomeTokenizer, path: str | Path | None) -> dict:
-    from .tokenizers.learned import file_sha256
-
+    """What a manifest records of the tokenizer: type, vocabulary, and (given its folder) the
+    folder's path and sha256 (:func:`vqdna.io.weights_sha256`, the one tokenizer hash)."""
     info = {"type": tokenizer.tokenizer_type, "vocab_sizes": list(tokenizer.vocab_sizes),
             "n_levels": tokenizer.n_levels}
     if path is not None:
         info["path"] = str(Path(path).resolve())
-        weights = Path(path) / "model.safetensors"
-        info["sha256"] = file_sha256(weights if weights.exists() else Path(path) / "config.json")
+        info["sha256"] = weights_sha256(path)
     return info
 
 
@@ -47,7 +47,7 @@ def write_codes(tokenizer: GenomeTokenizer, fasta, out: str | Path, *, tokenizer
                 chunk_length: int = 1 << 20, resume: bool = False, progress: bool = True) -> dict:
     """Tokenize FASTA records into ``out`` (see module docstring). Returns the manifest."""
     out = Path(out)
-    fasta = [fasta] if isinstance(fasta, (str, Path)) else list(fasta)
+    fasta = fasta_paths(fasta)  # pypi: specs expanded
     for f in fasta:  # a missing input fails before any output exists
         if not Path(f).is_file():
             raise FileNotFoundError(f"{f}: no such FASTA file")

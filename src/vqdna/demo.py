@@ -102,7 +102,8 @@ def run_demo(out: str | Path = "runs/demo", *, profile: str = "quick", device: s
     from .config import finetune_config, tokenizer_configs
     from .data.genome_tasks import coding_task, package_annotation_pairs
     from .lm.finetune import finetune
-    from .lm.pretrain import pretrain, tokenizer_sha256
+    from .lm.artifacts import tokenizer_sha256
+    from .lm.pretrain import pretrain
     from .sequence.tasks import load_task
     from .tokenizers import load_tokenizer
     from .tokenizers.training import evaluate_tokenizer, train_tokenizer

@@ -3,7 +3,7 @@
 * :func:`read_json` / :func:`write_json_atomic`: a damaged JSON file is a :class:`FileFormatError`
   (a ``ValueError``) naming the file; writes go through a temporary file and ``os.replace``, so a
   reader never sees half a file.
-* :func:`file_sha256`.
+* :func:`file_sha256`, :func:`weights_sha256`: a file's hash; a model or tokenizer folder's identity.
 * :func:`check_safetensors` / :func:`load_safetensors`: a truncated or garbage ``.safetensors``
   file is a :class:`FileFormatError` naming it, found from the header and the file size before
   any tensor is read. :func:`check_model_folder` checks a model or tokenizer folder that way and
@@ -33,7 +33,8 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["FileFormatError", "LockError", "OutputLock", "check_model_folder", "check_safetensors",
-           "check_writable", "file_sha256", "load_safetensors", "read_json", "write_json_atomic"]
+           "check_writable", "file_sha256", "load_safetensors", "read_json", "weights_sha256",
+           "write_json_atomic"]
 
 LOCK_NAME = ".vqdna.lock"
 HELD_ENV = "VQDNA_LOCK_HELD"  # os.pathsep-separated folders whose lock an ancestor process holds
@@ -113,11 +114,21 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
 
 
 def file_sha256(path, block: int = 1 << 20) -> str:
+    """The sha256 (hex) of a file's bytes, read in blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(block), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def weights_sha256(folder: str | os.PathLike) -> str:
+    """A model or tokenizer folder's identity: the sha256 of its ``model.safetensors``, or of its
+    ``config.json`` when it has no weights (a hand-crafted tokenizer). Code manifests and model
+    configs record it for the tokenizer they were made with (``vqdna.lm.artifacts.tokenizer_sha256``)."""
+    folder = Path(folder)
+    weights = folder / "model.safetensors"
+    return file_sha256(weights if weights.exists() else folder / "config.json")
 
 
 # ---------------------------------------------------------------- safetensors

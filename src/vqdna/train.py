@@ -1,11 +1,13 @@
 """The one training loop of vqdna, shared by every stage.
 
 A stage hands it a model whose ``forward(batch)`` returns a dict with ``loss``, a
-``get_batch(step, rank)`` function that is a pure function of the step (so a resumed run
-draws the same data as an unbroken one), an ``evaluate(model)`` function, and optional
-hooks. The loop owns devices, torch.distributed (DDP under ``torchrun``/``accelerate
-launch``), mixed precision, gradient accumulation, AdamW with warm-up + cosine decay,
-progress, checkpoints (safetensors + JSON, written atomically) and ``--resume``.
+``get_batch(step, micro, rank)`` function that is a pure function of its arguments (so a
+resumed run draws the same data as an unbroken one), an ``evaluate(model, step)`` function,
+optional hooks, and a :class:`LoopConfig` built from the stage's config (:func:`loop_config`).
+The loop owns devices, torch.distributed (DDP under ``torchrun``/``accelerate launch``), mixed
+precision, gradient accumulation, AdamW with warm-up + cosine (or linear) decay, progress,
+checkpoints (safetensors + JSON, written atomically; or none), ``--resume``, a planned stop
+(``stop_at``) and keeping the best evaluation's model state (``best_metric``).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import shutil
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -24,11 +26,13 @@ import torch.distributed as dist
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .tokenizers.base import read_json, write_json_atomic
+from .io import load_safetensors, read_json, write_json_atomic
 
 
 @dataclass
 class LoopConfig:
+    """How the loop runs one stage; a stage builds it from its own config with :func:`loop_config`."""
+
     max_steps: int
     lr: float
     weight_decay: float = 0.01
@@ -39,12 +43,32 @@ class LoopConfig:
     grad_accum: int = 1  # micro-batches per optimizer step
     grad_clip: float = 1.0  # 0 = off
     eval_every: int = 500
-    checkpoint_every: int = 500
+    checkpoint_every: int = 500  # 0 = no checkpoints: nothing is written, the run cannot be resumed
     keep_checkpoints: int = 2
-    seed: int = 0
+    # end after this step (its checkpoint written) while the schedule stays that of max_steps:
+    # an interruption on purpose, continued later with resume; None = run to max_steps
+    stop_at: int | None = None
+    # a key of evaluate's result, higher is better: the loop keeps the model state of the best
+    # evaluation in memory (Hooks.snapshot) and returns it; needs checkpoint_every = 0, since a
+    # resumed run would not hold the best state of the steps before it
+    best_metric: str = ""
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast); auto = bf16 on CUDA, fp32 on CPU
     log_name: str = "train"
     unit: str = ""  # what units_per_batch counts ("rows", "tokens"); named, the bar shows its rate
+    progress: bool = True  # False: no progress bar (the evaluation lines are still printed)
+
+
+# the fields a stage's config shares with LoopConfig, under the same name and meaning
+SHARED_FIELDS = ("max_steps", "lr", "weight_decay", "betas", "warmup_steps", "min_lr_ratio", "decay",
+                 "grad_accum", "eval_every", "checkpoint_every", "precision")
+
+
+def loop_config(stage_config, **given) -> LoopConfig:
+    """The :class:`LoopConfig` of a stage: the :data:`SHARED_FIELDS` its config has, then ``given``
+    (what the stage decides itself: a warm-up it computed, the log name, ...)."""
+    values = {k: getattr(stage_config, k) for k in SHARED_FIELDS if hasattr(stage_config, k)}
+    values.update(given)
+    return LoopConfig(**values)
 
 
 @dataclass
@@ -150,8 +174,6 @@ def load_checkpoint(folder: Path, model, optimizer, *, log: Callable | None = No
     read) is skipped with a message naming the file and what is wrong (``log``; default stderr);
     when checkpoints exist but none is intact, a ``ValueError`` lists them.
     """
-    from .io import load_safetensors
-
     log = log or (lambda s: print(s, file=sys.stderr))
     folder = Path(folder)
     candidates: list[Path] = []
@@ -242,42 +264,48 @@ class Hooks:
     before_step: Callable | None = None  # (step, model, batch) -> None, e.g. k-means init, re-seeding
     progress: Callable | None = None  # (model, outputs) -> dict of numbers for the progress bar
     on_eval: Callable | None = None  # (step, metrics) -> None
+    # (model) -> dict of tensors to keep of the best evaluation (LoopConfig.best_metric);
+    # default: a copy of the model's state_dict
+    snapshot: Callable | None = None
 
 
 def train_loop(model: torch.nn.Module, *, cfg: LoopConfig, get_batch: Callable, evaluate: Callable,
-               out_dir: str | Path, runtime: Runtime, resume: bool = False,
+               out_dir: str | Path | None, runtime: Runtime, resume: bool = False,
                hooks: Hooks | None = None, units_per_batch: int = 0) -> dict:
-    """Train ``model`` to ``cfg.max_steps``; returns the trainer state (history, counters).
+    """Train ``model`` to ``cfg.max_steps`` (or ``cfg.stop_at``); returns the trainer state
+    (``step``, ``seen``, ``history``, ``wall_time``; with ``cfg.best_metric`` also ``best``: the
+    ``step``, ``metrics`` and kept model ``state`` of the best evaluation, None if none scored).
 
     ``get_batch(step, micro, rank)`` must depend only on its arguments (and fixed data),
     so that the data position is the step and resuming reproduces an unbroken run.
-    ``units_per_batch`` (nucleotides or tokens per micro-batch per process) feeds the
-    "seen" counter; it may be a function of the step.
+    ``evaluate(model, step)`` returns a dict of numbers; it runs in eval mode without gradients
+    every ``eval_every`` steps and at ``max_steps``. ``units_per_batch`` (nucleotides or tokens per
+    micro-batch per process) feeds the "seen" counter; it may be a function of the step.
+    Checkpoints go to ``out_dir/checkpoints`` (no ``out_dir`` needed with ``checkpoint_every=0``).
     """
     hooks = hooks or Hooks()
-    out_dir = Path(out_dir)
-    ck_dir = out_dir / "checkpoints"
+    if cfg.best_metric and cfg.checkpoint_every:
+        raise ValueError("best_metric keeps the best state in memory only: it needs checkpoint_every=0")
+    if resume and not cfg.checkpoint_every:
+        raise ValueError("resume needs checkpoints (checkpoint_every > 0)")
+    ck_dir = Path(out_dir) / "checkpoints" if cfg.checkpoint_every else None
     model.to(runtime.device)
     optimizer = make_optimizer(model, cfg)
     state = {"step": 0, "seen": 0, "history": [], "wall_time": 0.0}
     if resume:
-        loaded = load_checkpoint(ck_dir, model, optimizer,
-                                 log=None if runtime.is_main else (lambda s: None))
-        if loaded is not None:
-            state = loaded
-            if runtime.is_main:
-                print(f"resumed from {ck_dir} at step {state['step']}")
-        elif runtime.is_main:
-            print(f"--resume: no checkpoint in {ck_dir}; starting from scratch")
+        state = _resumed_state(ck_dir, model, optimizer, runtime) or state
     ddp = runtime.world_size > 1
     net = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if ddp else model
     amp = autocast_for(runtime.device, cfg.precision)
-    bar = tqdm(total=cfg.max_steps, initial=state["step"], desc=cfg.log_name, disable=not runtime.is_main,
-               dynamic_ncols=True, mininterval=1.0)
+    bar = tqdm(total=cfg.max_steps, initial=state["step"], desc=cfg.log_name,
+               disable=not (runtime.is_main and cfg.progress), dynamic_ncols=True, mininterval=1.0)
+    snapshot = hooks.snapshot or (lambda m: {k: v.detach().clone() for k, v in m.state_dict().items()})
+    best = None
     t0 = time.time() - state["wall_time"]
     step = state["step"]
+    end = cfg.max_steps if cfg.stop_at is None else min(cfg.max_steps, cfg.stop_at)
     seen0, t_resume = state["seen"], time.time()
-    while step < cfg.max_steps:
+    while step < end:
         model.train()
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
@@ -309,7 +337,7 @@ def train_loop(model: torch.nn.Module, *, cfg: LoopConfig, get_batch: Callable, 
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
             model.eval()
             with torch.no_grad(), amp:
-                metrics = evaluate(model)
+                metrics = evaluate(model, step)
             metrics.update(step=step, seen=state["seen"], lr=lr_at(step - 1, cfg),
                            train_loss=float(out["loss"].item()), wall_time=time.time() - t0)
             state["history"].append(metrics)
@@ -317,9 +345,11 @@ def train_loop(model: torch.nn.Module, *, cfg: LoopConfig, get_batch: Callable, 
                 bar.write(f"[{cfg.log_name}] step {step}: " + ", ".join(
                     f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
                     if not isinstance(v, (list, dict))))
+            if cfg.best_metric and metrics[cfg.best_metric] > (best["metrics"][cfg.best_metric] if best else -math.inf):
+                best = {"step": step, "metrics": metrics, "state": snapshot(model)}
             if hooks.on_eval is not None:
                 hooks.on_eval(step, metrics)
-        if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+        if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step in (cfg.max_steps, end)):
             state["wall_time"] = time.time() - t0
             if runtime.is_main:
                 save_checkpoint(ck_dir, model, optimizer, state, keep=cfg.keep_checkpoints)
@@ -327,7 +357,20 @@ def train_loop(model: torch.nn.Module, *, cfg: LoopConfig, get_batch: Callable, 
                 dist.barrier()
     bar.close()
     state["wall_time"] = time.time() - t0
+    if cfg.best_metric:
+        state["best"] = best
     return state
+
+
+def _resumed_state(ck_dir: Path, model, optimizer, runtime: Runtime) -> dict | None:
+    """The trainer state of the newest intact checkpoint (model and optimizer restored), or None."""
+    loaded = load_checkpoint(ck_dir, model, optimizer, log=None if runtime.is_main else (lambda s: None))
+    if runtime.is_main:
+        if loaded is not None:
+            print(f"resumed from {ck_dir} at step {loaded['step']}")
+        else:
+            print(f"--resume: no checkpoint in {ck_dir}; starting from scratch")
+    return loaded
 
 
 def _to_device(batch, device):

@@ -39,7 +39,6 @@ and std, per-epoch history, config, grid, wall times, subsampling).
 """
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -53,10 +52,10 @@ from ..io import load_safetensors, read_json, write_json_atomic
 from ..metrics import primary_metric, score, summarize_seeds
 from ..sequence.subsample import stratified_subsample as subsample  # the benchmark's rows
 from ..sequence.tasks import Task, load_task
-from ..train import Hooks, LoopConfig, setup_runtime, train_loop
-from .inference import collate, load_model_tokenizer, predict_codes, tokenize
+from ..train import Hooks, loop_config, setup_runtime, train_loop
+from .artifacts import backbone_weights, copy_tokenizer, load_model_tokenizer, save_model, save_tokenizer
+from .inference import collate, predict_codes, tokenize
 from .modeling import POOLINGS, VQDNAConfig, VQDNAForSequenceClassification
-from .pretrain import copy_tokenizer, tokenizer_sha256
 
 METHODS = FINETUNE_METHODS  # FinetuneConfig.method (defined with the config, vqdna.config)
 
@@ -95,10 +94,7 @@ def build_classifier(model_dir, *, num_labels: int, head_dropout: float = 0.1, h
         cfg.id2label = {int(k): str(v) for k, v in id2label.items()}
         cfg.label2id = {v: k for k, v in cfg.id2label.items()}
     model = VQDNAForSequenceClassification(cfg)
-    state = load_safetensors(model_dir / "model.safetensors")
-    backbone = {k[len("vqdna."):]: v for k, v in state.items() if k.startswith("vqdna.")}
-    if not backbone:
-        raise ValueError(f"{model_dir}/model.safetensors holds no VQDNA encoder weights")
+    backbone = backbone_weights(model_dir)
     if encoder_state is not None:
         backbone = {k: v for k, v in backbone.items() if not k.startswith("embeddings.codebook")}
         backbone.update(encoder_state)
@@ -170,19 +166,6 @@ def merged(net, model: VQDNAForSequenceClassification) -> VQDNAForSequenceClassi
     return net.merge_and_unload()
 
 
-def quiet_save(model, out) -> None:
-    """``save_pretrained`` without transformers' progress bar."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        model.save_pretrained(out)
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
-
-
 def trainable_state(model: nn.Module) -> dict:
     """What fine-tuning changes: trainable parameters and the head's running statistics."""
     state = {k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad}
@@ -226,8 +209,7 @@ class ClassifierStep(nn.Module):
 
 
 def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: FinetuneConfig, *, seed: int,
-              work_dir: Path, random_init: bool = False, device: str | None = None,
-              progress: bool = False) -> dict:
+              random_init: bool = False, device: str | None = None, progress: bool = False) -> dict:
     """Fine-tune once (one seed, one configuration). Returns metrics, history and the merged model."""
     t0 = time.time()
     runtime = setup_runtime(device)
@@ -273,37 +255,23 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
         lab = torch.from_numpy(y_train[rows])
         return {"input_ids": ids, "attention_mask": mask, "labels": lab}
 
-    best = {"score": -np.inf, "epoch": 0, "state": None, "dev": None}
-    history = []
-
-    def evaluate(step_model):
+    def evaluate(step_model, step):
         pred = predict_codes(model, codes["dev"], batch_size=cfg.eval_batch_size)
-        dev = score(kind, task.dev.labels, pred)
-        epoch = int(round(state_step[0] / steps_per_epoch))
-        history.append(dict(epoch=epoch, **{f"dev_{k}": v for k, v in dev.items()}))
-        if dev[primary_metric(kind)] > best["score"]:
-            best.update(score=dev[primary_metric(kind)], epoch=epoch, state=trainable_state(model), dev=dev)
-        return {f"dev_{k}": v for k, v in dev.items()}
+        return {f"dev_{k}": v for k, v in score(kind, task.dev.labels, pred).items()}
 
-    state_step = [0]
+    def epoch_of(step: int) -> int:
+        return int(round(step / steps_per_epoch))
 
-    def before_step(step, m, batch):
-        state_step[0] = step + 1  # the step being completed when the next evaluation runs
-
-    loop = LoopConfig(max_steps=max_steps, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                      warmup_steps=max(int(round(cfg.warmup_ratio * max_steps)), 1), min_lr_ratio=0.0,
-                      eval_every=steps_per_epoch, checkpoint_every=10 ** 12, keep_checkpoints=1, seed=seed,
-                      decay=cfg.decay, precision=cfg.precision, log_name=f"finetune seed {seed}", unit="rows")
-    run_dir = work_dir / f"run-seed{seed}"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    import contextlib
-    import io
-
-    quiet = contextlib.nullcontext() if progress else contextlib.redirect_stderr(io.StringIO())
-    with quiet:
-        state = train_loop(ClassifierStep(net), cfg=loop, get_batch=get_batch, evaluate=evaluate, out_dir=run_dir,
-                           runtime=runtime, hooks=Hooks(before_step=before_step), units_per_batch=bs)
-    shutil.rmtree(run_dir, ignore_errors=True)  # the loop's final checkpoint: not needed
+    # one evaluation per epoch; the loop keeps the best epoch's trainable state in memory, no checkpoints
+    loop = loop_config(cfg, max_steps=max_steps, warmup_steps=max(int(round(cfg.warmup_ratio * max_steps)), 1),
+                       min_lr_ratio=0.0, eval_every=steps_per_epoch, checkpoint_every=0,
+                       best_metric=f"dev_{primary_metric(kind)}", progress=progress,
+                       log_name=f"finetune seed {seed}", unit="rows")
+    state = train_loop(ClassifierStep(net), cfg=loop, get_batch=get_batch, evaluate=evaluate, out_dir=None,
+                       runtime=runtime, hooks=Hooks(snapshot=lambda _: trainable_state(model)), units_per_batch=bs)
+    best = state["best"]
+    history = [dict(epoch=epoch_of(h["step"]), **{k: v for k, v in h.items() if k.startswith("dev_")})
+               for h in state["history"]]
     # the best epoch's weights, then the test split once
     with torch.no_grad():
         tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
@@ -313,9 +281,14 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
     final = merged(net, model).eval()
     pred = predict_codes(final, codes["test"], batch_size=cfg.eval_batch_size)
     test = score(kind, task.test.labels, pred)
-    return dict(seed=seed, best_epoch=best["epoch"], dev=best["dev"], test=test, history=history,
-                trainable_parameters=n_trainable, steps=state["step"], train_rows=len(train_codes),
+    return dict(seed=seed, best_epoch=epoch_of(best["step"]), dev=_unprefixed(best["metrics"], "dev_"), test=test,
+                history=history, trainable_parameters=n_trainable, steps=state["step"], train_rows=len(train_codes),
                 train_time_s=train_time, wall_time_s=time.time() - t0, model=final)
+
+
+def _unprefixed(metrics: dict, prefix: str) -> dict:
+    """The entries of ``metrics`` whose key starts with ``prefix``, the prefix dropped."""
+    return {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)}
 
 
 # ---------------------------------------------------------------- the stage
@@ -348,7 +321,6 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
     codes["train"] = dict(zip(train_idx.tolist(), used))
     t_tok = time.time() - t_tok
     out.mkdir(parents=True, exist_ok=True)
-    work = out / "work"
     log = print if progress else (lambda *a, **k: None)
     log(f"finetune: {task!r}; tokenizer {tok.tokenizer_type}; training on {len(train_idx)} of {len(task.train)} rows"
         f"; primary metric {metric}; method {cfg.method}")
@@ -360,7 +332,7 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
             for dropout in cfg.grid_dropout:
                 for epochs in cfg.grid_epochs:
                     c = replace(cfg, lr=lr, lora_dropout=dropout, epochs=epochs)
-                    r = train_one(model_dir, task, codes, train_idx, c, seed=0, work_dir=work, device=device,
+                    r = train_one(model_dir, task, codes, train_idx, c, seed=0, device=device,
                                   random_init=random_init)
                     grid_results.append(dict(lr=lr, lora_dropout=dropout, epochs=epochs, dev=r["dev"],
                                              best_epoch=r["best_epoch"], wall_time_s=r["wall_time_s"]))
@@ -376,26 +348,20 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
         if seed == 0 and first is not None:
             r = first
         else:
-            r = train_one(model_dir, task, codes, train_idx, cfg, seed=seed, work_dir=work, device=device,
+            r = train_one(model_dir, task, codes, train_idx, cfg, seed=seed, device=device,
                           random_init=random_init, progress=progress)
         log(f"  seed {seed}: dev {metric}={r['dev'][metric]:.4f} (best epoch {r['best_epoch']}), "
             f"test {metric}={r['test'][metric]:.4f}  [{r['wall_time_s']:.0f}s]")
         runs.append(r)
-    shutil.rmtree(work, ignore_errors=True)
 
     best_run = max(runs, key=lambda r: r["dev"][metric])
     if cfg.unfreeze_tokenizer:  # the nucleotide (char) tokenizer goes beside the model
-        tmp = out / "tokenizer.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tok.save_pretrained(tmp)
-        best_run["model"].config.tokenizer_sha256 = tokenizer_sha256(tmp)
-        shutil.rmtree(out / "tokenizer", ignore_errors=True)
-        tmp.rename(out / "tokenizer")
-        quiet_save(best_run["model"], out)
+        best_run["model"].config.tokenizer_sha256 = save_tokenizer(tok, out / "tokenizer")
+        save_model(best_run["model"], out)
     else:
-        quiet_save(best_run["model"], out)
-        sha = best_run["model"].config.tokenizer_sha256
-        copy_tokenizer(model_dir / "tokenizer", out / "tokenizer", sha)
+        save_model(best_run["model"], out)
+        copy_tokenizer(model_dir / "tokenizer", out / "tokenizer", best_run["model"].config.tokenizer_sha256,
+                       recorded="the model config's", consequence="the model folder is damaged")
     task_info = dict(name=task.name, path=str(Path(task_dir).resolve()), kind=task.kind, n_classes=task.n_classes,
                      label_names=task.label_names, metric=metric,
                      sizes={k: len(v) for k, v in task.splits.items()})

@@ -20,28 +20,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..io import check_model_folder, read_json
+from ..io import read_json
 from ..sequence.tasks import read_sequence_csv  # the one sequence-CSV reader (also imported from here)
 from ..tokenizers.base import GenomeTokenizer
-from .modeling import CLS, PAD, VQDNAConfig, VQDNAForMaskedLM, VQDNAForSequenceClassification, VQDNAModel
+from .artifacts import load_backbone, load_classifier, load_model_tokenizer  # noqa: F401 (also imported from here)
+from .modeling import CLS, PAD, VQDNAForSequenceClassification, VQDNAModel
 
-# ---------------------------------------------------------------- tokenizer and batches
-
-
-def load_model_tokenizer(model_dir) -> GenomeTokenizer:
-    """The tokenizer copy saved beside a model (``<model_dir>/tokenizer``), sha256 checked."""
-    from ..tokenizers import load_tokenizer
-    from .pretrain import tokenizer_sha256
-
-    model_dir = Path(model_dir)
-    tdir = model_dir / "tokenizer"
-    if not (tdir / "config.json").exists():
-        raise FileNotFoundError(f"{model_dir}: no tokenizer/ folder beside the model (not a vqdna model folder?)")
-    cfg = read_json(model_dir / "config.json")
-    want = cfg.get("tokenizer_sha256")
-    if want and tokenizer_sha256(tdir) != want:
-        raise ValueError(f"{tdir}: tokenizer sha256 does not match the one the model was trained with")
-    return load_tokenizer(tdir)
+# ---------------------------------------------------------------- tokens and batches
 
 
 def tokenize(tokenizer: GenomeTokenizer, seqs: Sequence[str], *, where: str = "sequence",
@@ -143,45 +128,6 @@ def token_states(backbone: VQDNAModel, codes: Sequence[np.ndarray], *, batch_siz
             i, s, e = meta[j]
             pieces.setdefault(i, []).append((s, h[b, 1:1 + e - s]))
     return [np.concatenate([p for _, p in sorted(pieces[i], key=lambda t: t[0])]) for i in range(len(codes))]
-
-
-# ---------------------------------------------------------------- loading models
-
-
-def load_backbone(model_dir) -> VQDNAModel:
-    """The encoder (embeddings + BERT) of a pre-trained or fine-tuned model folder."""
-    import transformers
-
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").exists():
-        raise FileNotFoundError(f"{model_dir}: not a model folder (no config.json)")
-    check_model_folder(model_dir)  # damaged files named here; a pickle-only folder is refused
-    cfg = VQDNAConfig.from_pretrained(model_dir)
-    arch = (cfg.architectures or ["VQDNAForMaskedLM"])[0]
-    cls = VQDNAForSequenceClassification if arch == "VQDNAForSequenceClassification" else VQDNAForMaskedLM
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    try:
-        model = cls.from_pretrained(model_dir, use_safetensors=True)
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-    return model.vqdna.eval()
-
-
-def load_classifier(model_dir) -> VQDNAForSequenceClassification:
-    import transformers
-
-    model_dir = Path(model_dir)
-    cfg = read_json(model_dir / "config.json") if (model_dir / "config.json").exists() else None
-    if not isinstance(cfg, dict) or "VQDNAForSequenceClassification" not in (cfg.get("architectures") or []):
-        raise ValueError(f"{model_dir}: not a fine-tuned model folder (run `vqdna finetune` first)")
-    check_model_folder(model_dir)  # damaged files named here; a pickle-only folder is refused
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    try:
-        return VQDNAForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
-    finally:
-        transformers.logging.set_verbosity(verbosity)
 
 
 # ---------------------------------------------------------------- input files

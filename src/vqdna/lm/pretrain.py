@@ -22,7 +22,6 @@ and ``checkpoints/`` (for ``--resume``).
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -31,40 +30,15 @@ import torch.nn as nn
 
 from ..codes import CodeStore
 from ..config import LMConfig, LMTrainConfig, lm_configs, save_yaml, to_dict, validate_lm_config
-from ..tokenizers.base import GenomeTokenizer, write_json_atomic
-from ..train import Hooks, LoopConfig, setup_runtime, train_loop
+from ..io import write_json_atomic
+from ..tokenizers.base import GenomeTokenizer
+from ..train import Hooks, loop_config, setup_runtime, train_loop
+from .artifacts import copy_tokenizer, open_tokenizer, save_model
+from .artifacts import tokenizer_sha256  # noqa: F401 (its old import path)
 from .masking import mask_codes
 from .modeling import CLS, VQDNAConfig, VQDNAForMaskedLM
 
-# ---------------------------------------------------------------- tokenizer identity
-
-
-def tokenizer_sha256(path) -> str:
-    """The fingerprint the code manifest records: sha256 of ``model.safetensors`` (or ``config.json``)."""
-    from ..tokenizers.learned import file_sha256
-
-    path = Path(path)
-    weights = path / "model.safetensors"
-    return file_sha256(weights if weights.exists() else path / "config.json")
-
-
-def copy_tokenizer(src, dst, expected_sha256: str | None = None) -> Path:
-    """Copy a tokenizer folder (files only: no ``checkpoints/``), checking its sha256."""
-    src, dst = Path(src), Path(dst)
-    if expected_sha256 is not None and tokenizer_sha256(src) != expected_sha256:
-        raise ValueError(f"{src}: tokenizer sha256 {tokenizer_sha256(src)[:12]}... does not match the code "
-                         f"manifest's {expected_sha256[:12]}...; the codes were made by another tokenizer")
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for f in src.iterdir():
-        if f.is_file() and ".tmp" not in f.name:
-            shutil.copy2(f, tmp / f.name)
-    shutil.rmtree(dst, ignore_errors=True)
-    tmp.rename(dst)
-    if expected_sha256 is not None and tokenizer_sha256(dst) != expected_sha256:
-        raise ValueError(f"{dst}: copied tokenizer does not match sha256 {expected_sha256[:12]}...")
-    return dst
+# ---------------------------------------------------------------- code folders and their tokenizer
 
 
 def open_code_stores(paths) -> tuple[list[CodeStore], dict]:
@@ -87,16 +61,11 @@ def open_code_stores(paths) -> tuple[list[CodeStore], dict]:
 
 def load_verified_tokenizer(fp: dict, tokenizer_path=None) -> tuple[GenomeTokenizer, Path]:
     """Open the tokenizer the codes were made with (the manifest's path unless given), sha256 checked."""
-    from ..tokenizers import load_tokenizer
-
     path = Path(tokenizer_path or fp.get("path") or "")
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"tokenizer folder {path} (named in the code manifest) not found; "
                                 f"pass the folder with --tokenizer")
-    if fp.get("sha256") and tokenizer_sha256(path) != fp["sha256"]:
-        raise ValueError(f"{path}: tokenizer sha256 {tokenizer_sha256(path)[:12]}... does not match the "
-                         f"code manifest's {fp['sha256'][:12]}...; the codes were made by another tokenizer")
-    return load_tokenizer(path), path
+    return open_tokenizer(path, fp.get("sha256")), path
 
 
 # ---------------------------------------------------------------- building the model
@@ -274,10 +243,6 @@ def masked_lm_metrics(model: VQDNAForMaskedLM, input_ids: torch.Tensor, labels: 
 # ---------------------------------------------------------------- the stage
 
 
-class _Stop(Exception):
-    pass
-
-
 def pretrain(codes, *, out, config: str = "tiny", max_steps: int | None = None, resume: bool = False,
              device: str | None = None, tokenizer=None, overrides: dict | None = None,
              stop_at: int | None = None, progress: bool = True) -> dict:
@@ -337,32 +302,17 @@ def pretrain(codes, *, out, config: str = "tiny", max_steps: int | None = None, 
                           span_mean=tc.span_mean)
         return {"input_ids": x, "labels": y}
 
-    def evaluate(step_model):
+    def evaluate(step_model, step):
         return masked_lm_metrics(step_model.model, val_ids, val_labels)
-
-    def before_step(step, net, batch):
-        if stop_at is not None and step >= stop_at:
-            raise _Stop()
 
     def show(net, o):
         return {"lvl": "/".join(f"{v:.3f}" for v in o["level_losses"].tolist())}
 
-    loop = LoopConfig(max_steps=tc.max_steps, lr=tc.lr, weight_decay=tc.weight_decay, betas=tc.betas,
-                      warmup_steps=tc.warmup_steps, min_lr_ratio=tc.min_lr_ratio, grad_accum=tc.grad_accum,
-                      eval_every=tc.eval_every, checkpoint_every=tc.checkpoint_every, seed=tc.seed,
-                      precision=tc.precision, log_name="pretrain")
+    loop = loop_config(tc, stop_at=stop_at, log_name="pretrain")
     step_model = MLMStep(model)
-    try:
-        state = train_loop(step_model, cfg=loop, get_batch=get_batch, evaluate=evaluate, out_dir=out,
-                           runtime=runtime, resume=resume, hooks=Hooks(before_step=before_step, progress=show),
-                           units_per_batch=micro * tc.seq_length)
-        complete = True
-    except _Stop:
-        from ..train import load_checkpoint, make_optimizer
-
-        state = load_checkpoint(out / "checkpoints", step_model, make_optimizer(step_model, loop)) or {
-            "step": 0, "seen": 0, "history": [], "wall_time": 0.0}
-        complete = False
+    state = train_loop(step_model, cfg=loop, get_batch=get_batch, evaluate=evaluate, out_dir=out, runtime=runtime,
+                       resume=resume, hooks=Hooks(progress=show), units_per_batch=micro * tc.seq_length)
+    complete = state["step"] >= tc.max_steps
     model = step_model.model.cpu()
     final = dict(state["history"][-1]) if state["history"] else {}
     metrics = dict(final, complete=complete, steps=state["step"], tokens_seen=state["seen"],
@@ -370,9 +320,7 @@ def pretrain(codes, *, out, config: str = "tiny", max_steps: int | None = None, 
                    parameters=n_params, code_folders=[str(s.path) for s in stores], tokenizer=fp,
                    model_config=to_dict(mc), train_config=to_dict(tc), history=state["history"])
     if runtime.is_main:
-        from .finetune import quiet_save
-
-        quiet_save(model, out)
+        save_model(model, out)
         copy_tokenizer(tok_path, out / "tokenizer", fp.get("sha256"))
         write_json_atomic(out / "metrics.json", metrics)
     return metrics

@@ -1,0 +1,163 @@
+"""Model folders: what ``vqdna pretrain`` and ``vqdna finetune`` write and every later command reads.
+
+A model folder holds ``config.json`` + ``model.safetensors`` (a model of :mod:`.modeling`),
+``tokenizer/`` (a copy of the tokenizer the model reads; the model config records its hash as
+``tokenizer_sha256``) and the stage's own JSON files. This module is the one place that writes,
+copies, verifies and loads them, so the stages (pretrain, finetune, inference) need not import
+each other:
+
+* :func:`tokenizer_sha256`: a tokenizer's identity (code manifests and model configs record it)
+* :func:`check_tokenizer`, :func:`open_tokenizer`, :func:`load_model_tokenizer`: a tokenizer
+  folder, verified against the hash recorded for it
+* :func:`copy_tokenizer`, :func:`save_tokenizer`: the ``tokenizer/`` subfolder, written atomically
+* :func:`save_model`: ``config.json`` + ``model.safetensors``, written atomically
+* :func:`load_backbone`, :func:`load_classifier`, :func:`backbone_weights`: reading a model back
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..io import check_model_folder, load_safetensors, read_json, weights_sha256
+from ..tokenizers.base import GenomeTokenizer
+from .modeling import VQDNAConfig, VQDNAForMaskedLM, VQDNAForSequenceClassification, VQDNAModel
+
+# A tokenizer is identified by the sha256 of its weights (of config.json for a hand-crafted one
+# without weights); the one function that computes it, shared with the code store (vqdna.codes).
+tokenizer_sha256 = weights_sha256
+
+
+# ---------------------------------------------------------------- the tokenizer copy
+
+
+def check_tokenizer(path, expected_sha256: str | None, *, recorded: str = "the code manifest's",
+                    consequence: str = "the codes were made by another tokenizer") -> None:
+    """Raise ``ValueError`` unless the tokenizer folder ``path`` has the hash ``recorded`` for it
+    (``expected_sha256``; None or "": nothing was recorded, nothing to check)."""
+    if not expected_sha256:
+        return
+    got = tokenizer_sha256(path)
+    if got != expected_sha256:
+        raise ValueError(f"{path}: tokenizer sha256 {got[:12]}... does not match {recorded} "
+                         f"{expected_sha256[:12]}...; {consequence}")
+
+
+def open_tokenizer(path, expected_sha256: str | None, **why) -> GenomeTokenizer:
+    """The tokenizer in folder ``path``, after :func:`check_tokenizer` (``why``: its wording)."""
+    from ..tokenizers import load_tokenizer
+
+    check_tokenizer(path, expected_sha256, **why)
+    return load_tokenizer(path)
+
+
+def load_model_tokenizer(model_dir) -> GenomeTokenizer:
+    """The tokenizer copy saved beside a model (``<model_dir>/tokenizer``), sha256 checked."""
+    model_dir = Path(model_dir)
+    tdir = model_dir / "tokenizer"
+    if not (tdir / "config.json").exists():
+        raise FileNotFoundError(f"{model_dir}: no tokenizer/ folder beside the model (not a vqdna model folder?)")
+    want = read_json(model_dir / "config.json").get("tokenizer_sha256")
+    return open_tokenizer(tdir, want, recorded="the model config's",
+                          consequence="the model was trained with another tokenizer")
+
+
+def copy_tokenizer(src, dst, expected_sha256: str | None = None, **why) -> Path:
+    """Copy a tokenizer folder (files only: no ``checkpoints/``) to ``dst`` through a temporary
+    folder, checking its sha256 before and after (``why``: see :func:`check_tokenizer`)."""
+    src, dst = Path(src), Path(dst)
+    check_tokenizer(src, expected_sha256, **why)
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.is_file() and ".tmp" not in f.name:
+            shutil.copy2(f, tmp / f.name)
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)
+    if expected_sha256 is not None and tokenizer_sha256(dst) != expected_sha256:
+        raise ValueError(f"{dst}: copied tokenizer does not match sha256 {expected_sha256[:12]}...")
+    return dst
+
+
+def save_tokenizer(tokenizer: GenomeTokenizer, dst) -> str:
+    """Save ``tokenizer`` as the folder ``dst`` (through a temporary folder); returns its sha256."""
+    dst = Path(dst)
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer.save_pretrained(tmp)
+    sha = tokenizer_sha256(tmp)
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)
+    return sha
+
+
+# ---------------------------------------------------------------- the model
+
+
+@contextmanager
+def _quiet_transformers():
+    """transformers without its progress bars and below-error messages (loading, saving)."""
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    verbosity = transformers.logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    transformers.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def save_model(model, out) -> None:
+    """``model.save_pretrained`` into ``out`` (``config.json``, ``model.safetensors``), atomically:
+    the files are written in ``out/.model.tmp/`` and then renamed into ``out``, the weights before
+    the config, so a reader never sees half a file nor a config newer than its weights."""
+    out = Path(out)
+    tmp = out / ".model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with _quiet_transformers():
+        model.save_pretrained(tmp)
+    for f in sorted(tmp.iterdir(), key=lambda f: f.name == "config.json"):
+        os.replace(f, out / f.name)
+    tmp.rmdir()
+
+
+def backbone_weights(model_dir) -> dict:
+    """The encoder weights (``vqdna.*``, prefix dropped) of a model folder's ``model.safetensors``."""
+    model_dir = Path(model_dir)
+    state = load_safetensors(model_dir / "model.safetensors")
+    backbone = {k[len("vqdna."):]: v for k, v in state.items() if k.startswith("vqdna.")}
+    if not backbone:
+        raise ValueError(f"{model_dir}/model.safetensors holds no VQDNA encoder weights")
+    return backbone
+
+
+def load_backbone(model_dir) -> VQDNAModel:
+    """The encoder (embeddings + BERT) of a pre-trained or fine-tuned model folder."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").exists():
+        raise FileNotFoundError(f"{model_dir}: not a model folder (no config.json)")
+    check_model_folder(model_dir)  # damaged files named here; a pickle-only folder is refused
+    cfg = VQDNAConfig.from_pretrained(model_dir)
+    arch = (cfg.architectures or ["VQDNAForMaskedLM"])[0]
+    cls = VQDNAForSequenceClassification if arch == "VQDNAForSequenceClassification" else VQDNAForMaskedLM
+    with _quiet_transformers():
+        model = cls.from_pretrained(model_dir, use_safetensors=True)
+    return model.vqdna.eval()
+
+
+def load_classifier(model_dir) -> VQDNAForSequenceClassification:
+    """The fine-tuned classifier (or regressor) of a ``vqdna finetune`` output folder."""
+    model_dir = Path(model_dir)
+    cfg = read_json(model_dir / "config.json") if (model_dir / "config.json").exists() else None
+    if not isinstance(cfg, dict) or "VQDNAForSequenceClassification" not in (cfg.get("architectures") or []):
+        raise ValueError(f"{model_dir}: not a fine-tuned model folder (run `vqdna finetune` first)")
+    check_model_folder(model_dir)  # damaged files named here; a pickle-only folder is refused
+    with _quiet_transformers():
+        return VQDNAForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()

@@ -1,0 +1,79 @@
+"""The one training loop: runs without checkpoints, keeps the best evaluation, stops on purpose, stays quiet."""
+import pytest
+import torch
+import torch.nn as nn
+
+from vqdna.config import FinetuneConfig, LMTrainConfig
+from vqdna.train import Hooks, LoopConfig, loop_config, setup_runtime, train_loop
+
+
+class Toy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = nn.Linear(3, 1)
+
+    def forward(self, batch):
+        return {"loss": ((self.lin(batch["x"]) - batch["y"]) ** 2).mean()}
+
+
+def get_batch(step, micro, rank):
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(step))
+    return {"x": x, "y": x.sum(1, keepdim=True)}
+
+
+def run(cfg, out_dir=None, model=None, **kw):
+    model = model or Toy()
+    state = train_loop(model, cfg=cfg, get_batch=get_batch, evaluate=kw.pop("evaluate", lambda m, step: {}),
+                       out_dir=out_dir, runtime=setup_runtime("cpu"), **kw)
+    return model, state
+
+
+def test_no_checkpoints_writes_nothing(tmp_path):
+    model, state = run(LoopConfig(max_steps=5, lr=0.1, eval_every=2, checkpoint_every=0), tmp_path)
+    assert state["step"] == 5 and [h["step"] for h in state["history"]] == [2, 4, 5]
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="checkpoints"):
+        run(LoopConfig(max_steps=5, lr=0.1, checkpoint_every=0), tmp_path, resume=True)
+
+
+def test_best_metric_keeps_the_state_of_the_best_evaluation():
+    model, seen = Toy(), {}
+    cfg = LoopConfig(max_steps=8, lr=0.1, eval_every=2, checkpoint_every=0, best_metric="score")
+    _, state = run(cfg, model=model, evaluate=lambda m, step: {"score": -float((step - 4) ** 2)},
+                   hooks=Hooks(on_eval=lambda step, metrics: seen.update({step: model.lin.weight.detach().clone()})))
+    best = state["best"]
+    assert best["step"] == 4 and best["metrics"]["score"] == 0.0
+    assert torch.equal(best["state"]["lin.weight"], seen[4])
+    assert not torch.equal(model.lin.weight, seen[4])  # the model itself ends at the last step
+
+
+def test_best_metric_needs_no_checkpoints():
+    with pytest.raises(ValueError, match="checkpoint_every=0"):
+        run(LoopConfig(max_steps=2, lr=0.1, best_metric="score"))
+
+
+def test_stop_between_checkpoints_then_resume_equals_an_unbroken_run(tmp_path):
+    cfg = LoopConfig(max_steps=8, lr=0.1, eval_every=4, checkpoint_every=3)
+    whole, _ = run(cfg, tmp_path / "a")
+    part, state = run(LoopConfig(**{**vars(cfg), "stop_at": 4}), tmp_path / "b")
+    assert state["step"] == 4 and (tmp_path / "b" / "checkpoints" / "step-00000004").is_dir()
+    resumed, state = run(cfg, tmp_path / "b", resume=True)
+    assert state["step"] == 8 and [h["step"] for h in state["history"]] == [4, 8]
+    assert torch.equal(whole.lin.weight, resumed.lin.weight) and torch.equal(whole.lin.bias, resumed.lin.bias)
+
+
+def test_quiet_mode_shows_no_progress_bar(capsys):
+    run(LoopConfig(max_steps=3, lr=0.1, eval_every=10, checkpoint_every=0, progress=False))
+    captured = capsys.readouterr()
+    assert "it/s" not in captured.err and "|" not in captured.err
+    assert "[train] step 3" in captured.out  # the evaluation line stays
+
+
+def test_loop_config_takes_the_fields_a_stage_shares():
+    tc = LMTrainConfig(max_steps=7, lr=3e-3, betas=(0.9, 0.95), grad_accum=2, checkpoint_every=5)
+    cfg = loop_config(tc, log_name="pretrain", checkpoint_every=0)
+    assert (cfg.max_steps, cfg.lr, cfg.betas, cfg.grad_accum, cfg.log_name) == (7, 3e-3, (0.9, 0.95), 2, "pretrain")
+    assert cfg.checkpoint_every == 0  # what the stage gives wins
+    ft = loop_config(FinetuneConfig(decay="cosine"), max_steps=10)
+    assert ft.decay == "cosine" and ft.betas == LoopConfig(1, 1.0).betas  # fine-tuning keeps AdamW's betas
