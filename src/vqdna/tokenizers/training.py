@@ -16,8 +16,8 @@ import torch
 from ..config import tokenizer_configs
 from ..sequence.alphabet import SequenceError
 from ..sequence.fasta import Corpus
-from ..train import Hooks, LoopConfig, setup_runtime, train_loop
-from .base import write_json_atomic
+from ..io import write_json_atomic
+from ..train import Hooks, loop_config, setup_runtime, train_loop
 from .vqvae import VQDNAAutoencoder
 
 
@@ -120,7 +120,7 @@ def train_tokenizer(fasta, *, out: str | Path, quantizer: str | None = None, con
         return {"acc": f"{int(o['correct']) / max(int(o['scored']), 1):.4f}",
                 "alive": "/".join(f"{a:.2f}" for a in alive)}
 
-    def evaluate(net):
+    def evaluate(net, step):
         meter = ReconstructionMeter(mc.codebook_sizes)
         for i in range(0, len(val), 64):
             x = torch.from_numpy(corpus.gather(val[i:i + 64], tc.long_length)).to(runtime.device)
@@ -128,10 +128,7 @@ def train_tokenizer(fasta, *, out: str | Path, quantizer: str | None = None, con
             meter.add(o["correct"], o["scored"], o["codes"], mask=x < 4)
         return meter.result()
 
-    loop = LoopConfig(max_steps=tc.max_steps, lr=tc.lr, weight_decay=tc.weight_decay, betas=tc.betas,
-                      warmup_steps=warm, min_lr_ratio=tc.min_lr_ratio, eval_every=tc.eval_every,
-                      checkpoint_every=tc.checkpoint_every, seed=tc.seed, precision=tc.precision,
-                      log_name=f"train-tokenizer ({mc.quantizer})")
+    loop = loop_config(tc, warmup_steps=warm, log_name=f"train-tokenizer ({mc.quantizer})")
     if tc.compile:
         model.compile()
     state = train_loop(model, cfg=loop, get_batch=get_batch, evaluate=evaluate, out_dir=out, runtime=runtime,
