@@ -41,7 +41,10 @@ def cmd_evaluate_tokenizer(a):
     if a.json:
         print(json.dumps(r, indent=2))
     else:
-        print(f"reconstruction accuracy {r['recon_accuracy']:.4%} on {r['nucleotides']:,} A/C/G/T nucleotides")
+        print(f"reconstruction accuracy {r['recon_accuracy']:.4%} on {r['nucleotides']:,} A/C/G/T nucleotides; "
+              f"{r['tokens_per_nucleotide']:.4f} tokens per nucleotide")
+        if r["unencoded_nucleotides"]:
+            print(f"not scored: {r['unencoded_nucleotides']:,} nt in pieces too short for the {tok.tokenizer_type} tokens")
         for level in range(tok.n_levels):
             print(f"level {level}: usage {r[f'usage_l{level}']:.2%}, perplexity {r[f'perplexity_l{level}']:.1f}"
                   f" of {tok.vocab_sizes[level]} codes")

@@ -181,6 +181,9 @@ def evaluate_tokenizer(tokenizer, fasta, *, max_nucleotides: int | None = None, 
             encoded_nt += len(part)
             n_tokens += codes.shape[1]
     bar.close()
+    if seen and not encoded_nt:
+        raise ValueError(f"{', '.join(str(f) for f in fasta)}: the {tokenizer.tokenizer_type} tokenizer encodes none "
+                         f"of the {seen:,} nt read (every piece is shorter than its tokens)")
     if meter.scored == 0:
         raise ValueError(f"{', '.join(str(f) for f in fasta)}: no A/C/G/T nucleotide to score ({seen:,} nt read, "
                          f"all N or other IUPAC codes): reconstruction accuracy counts A/C/G/T positions only")
