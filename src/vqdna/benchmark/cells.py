@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..tokenizers.base import read_json, write_json_atomic
+from ..io import read_json, write_json_atomic
 from .budgets import Budget
 
 __all__ = ["cell_path", "read_cell", "write_cell", "Ledger", "log"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..tokenizers.base import read_json, write_json_atomic
+from ..io import read_json, write_json_atomic
 from .budgets import Budget
 
 __all__ = ["task_name", "resolve_tasks", "prepare_corpus", "sample_windows"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..tokenizers.base import write_json_atomic
+from ..io import write_json_atomic
 from .budgets import Budget
 from .cells import log
 from .paper import PAPER_ROWS

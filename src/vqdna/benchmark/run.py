@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from ..data.genomes import resolve_fasta
-from ..tokenizers.base import read_json, write_json_atomic
+from ..io import read_json, write_json_atomic
 from .budgets import budget_dict, get_budget, same_budget
 from .cells import Ledger, log, read_cell
 from .inputs import prepare_corpus, resolve_tasks

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import write_json_atomic
 from ..sequence import alphabet
 from ..sequence.fasta import encode_record, read_fasta
-from ..tokenizers.base import write_json_atomic
 from .genomes import package_genomes
 
 

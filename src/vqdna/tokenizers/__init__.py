@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import GenomeTokenizer, read_json
+from ..io import read_json
+from .base import GenomeTokenizer
 
 
 def load_tokenizer(path) -> GenomeTokenizer:

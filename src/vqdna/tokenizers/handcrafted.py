@@ -44,11 +44,12 @@ from typing import Sequence
 
 import numpy as np
 
+from ..io import read_json, write_json_atomic
 from ..sequence.alphabet import OTHER, SequenceError
 from ..sequence.alphabet import decode as _idx_to_str
 from ..sequence.alphabet import encode as _str_to_idx
 from ..sequence.kmers import rolling_kmer_codes  # its home before sequence/kmers.py: still imports from here
-from .base import GenomeTokenizer, encoded, read_json, restore_letters, write_json_atomic
+from .base import GenomeTokenizer, encoded, restore_letters
 
 _LETTERS = np.frombuffer(b"ACGTN", dtype=np.uint8)
 

@@ -25,8 +25,9 @@ import torch
 from safetensors.torch import save_file
 
 from ..config import TokenizerConfig, from_dict, to_dict, validate_tokenizer_config
+from ..io import read_json, write_json_atomic
 from ..sequence import alphabet
-from .base import GenomeTokenizer, encoded, read_json, restore_letters, write_json_atomic
+from .base import GenomeTokenizer, encoded, restore_letters
 from .vqvae import InferenceModel, VQDNAAutoencoder
 
 FORMAT = "vqdna-tokenizer/1"
