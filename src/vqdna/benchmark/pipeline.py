@@ -40,7 +40,7 @@ PROBE_KEYS = ("metric", "score", "test", "dev", "param")
 
 def lm_costs(lm_dir: Path, tokens_per_512: float) -> dict:
     """Parameters of the pre-trained LM and its forward FLOPs on 512 nt worth of tokens."""
-    from ..lm.inference import load_backbone
+    from ..lm.artifacts import load_backbone
 
     bb = load_backbone(lm_dir)
     cfg = bb.config
@@ -181,7 +181,7 @@ def probe_features(name: str, tdir: Path, seqs: list[str]) -> np.ndarray:
     table (:meth:`~vqdna.lm.modeling.VQDNAModel.token_embedding_table`) for their tokens. After a
     short pre-training these rows are still close to their random initialisation, so for a large
     vocabulary the probe is close to a *random projection of the bag of tokens* (itself a strong feature)."""
-    from ..lm.inference import load_backbone
+    from ..lm.artifacts import load_backbone
     from ..tokenizers import load_tokenizer
 
     tok = load_tokenizer(tdir / "tokenizer")

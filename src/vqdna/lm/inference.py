@@ -23,7 +23,7 @@ import torch
 from ..io import read_json
 from ..sequence.tasks import read_sequence_csv  # the one sequence-CSV reader (also imported from here)
 from ..tokenizers.base import GenomeTokenizer
-from .artifacts import load_backbone, load_classifier, load_model_tokenizer  # noqa: F401 (also imported from here)
+from .artifacts import load_backbone, load_classifier, load_model_tokenizer
 from .modeling import CLS, PAD, VQDNAForSequenceClassification, VQDNAModel
 
 # ---------------------------------------------------------------- tokens and batches
