@@ -380,3 +380,47 @@ def test_bpe_on_yeast_genome(tmp_path):
     again = BPETokenizer.from_pretrained(tmp_path)
     for a, b in zip(codes[:20], again.encode(windows[:20])):
         np.testing.assert_array_equal(a, b)
+
+
+# ----------------------------------------------------------------- the interface callers use (issue 11 item 4)
+@pytest.mark.parametrize("name", ALL)
+def test_declared_interface(name, small_bpe):
+    tok = make(name, small_bpe)
+    s = "ACGTTGCANACGGTACCRTTGACAGG"
+    idx = np.array(["ACGTN".index(ch) if ch in "ACGTN" else 4 for ch in s], dtype=np.uint8)
+    got = tok.encode_indices([idx])
+    assert type(got) is list
+    np.testing.assert_array_equal(got[0], tok.encode([s])[0])
+    assert tok.halo == {"kmer3": 2, "kmer6": 5, "char": 0}.get(name)  # NT6 / BPE: no bound (None)
+    assert tok.n_levels == 1 and tok.codebooks() is None and tok.codebook_combine == "mean"
+    assert tok.flops_per_nucleotide() == 0.0
+    with pytest.raises(NotImplementedError, match="no embedding table"):
+        tok.embed([s])
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_evaluate_tokenizer_cli(name, small_bpe, tmp_path, capsys):
+    from vqdna.cli import main
+
+    tok = make(name, small_bpe)
+    tok.save_pretrained(tmp_path / "tok")
+    rng = np.random.default_rng(RNG_SEED + 9)
+    a, b = random_dna(rng, 1500), random_dna(rng, 800)
+    a = a[:200] + "N" + a[201:700] + "R" + a[701:]  # N and IUPAC far from the ends: every base in an N-free k-mer
+    short = "ACGT"  # shorter than a 6-mer: kmer6 cannot encode it
+    (tmp_path / "g.fa").write_text(f">a\n{a}\n>b\n{b.lower()}\n>short\n{short}\n")
+    assert main(["evaluate-tokenizer", "--tokenizer", str(tmp_path / "tok"), "--fasta", str(tmp_path / "g.fa"),
+                 "--json"]) == 0
+    out = capsys.readouterr().out
+    r = json.loads(out[out.index("{"):])
+    encodable = [s for s in (a, b, short) if len(s) >= {"kmer3": 3, "kmer6": 6}.get(name, 1)]
+    assert r["recon_accuracy"] == 1.0  # lossless: every A/C/G/T comes back
+    assert r["nucleotides"] == sum(len(s) for s in encodable) - 2  # the A/C/G/T positions scored
+    assert r["unencoded_nucleotides"] == (len(short) if name == "kmer6" else 0)
+    n_tokens = sum(c.shape[-1] for c in tok.encode(encodable))
+    assert r["tokens_per_nucleotide"] == pytest.approx(n_tokens / sum(len(s) for s in encodable))
+    assert 0 < r["usage_l0"] <= 1 and r["perplexity_l0"] >= 1
+    assert main(["evaluate-tokenizer", "--tokenizer", str(tmp_path / "tok"), "--fasta", str(tmp_path / "g.fa")]) == 0
+    out = capsys.readouterr().out
+    assert "reconstruction accuracy 100.0000%" in out and "tokens per nucleotide" in out
+    assert ("not scored: 4 nt" in out) == (name == "kmer6")

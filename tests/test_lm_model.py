@@ -162,6 +162,16 @@ def test_chunked_inference_averages_chunks():
     assert c[:, 0].tolist() == [8, 8, 4]
 
 
+def test_token_embedding_table_is_the_learned_table_without_special_rows():
+    model = VQDNAForMaskedLM(tiny_config(input_mode="learned", codebook_dim=None))
+    for level, v in enumerate(VOCAB):
+        table = model.vqdna.token_embedding_table(level)
+        assert table.shape == (v, 32) and not table.requires_grad
+        assert torch.equal(table, model.vqdna.embeddings.tables[level].weight[:v])
+    with pytest.raises(ValueError, match="only 'learned'"):
+        with_books(VQDNAForMaskedLM(tiny_config())).vqdna.token_embedding_table()
+
+
 def test_base_preset_constructs_and_trains_one_step():
     from vqdna.config import lm_configs
     from vqdna.lm.pretrain import build_lm_config

@@ -141,3 +141,21 @@ def test_cli_bad_input_is_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "bad.fa" in err and "'x'" in err and "'!'" in err
 
+
+
+def test_declared_interface_of_the_learned_tokenizer(tiny_hrq_tokenizer, other_yeast_genome):
+    """What callers use is declared on GenomeTokenizer (issue 11 item 4): halo, codebook_combine,
+    flops_per_nucleotide, encode_indices, embed; evaluate_tokenizer reports one token per nucleotide."""
+    from vqdna.sequence import alphabet
+    from vqdna.tokenizers.training import evaluate_tokenizer
+
+    tok = load_tokenizer(tiny_hrq_tokenizer)
+    c = tok.config
+    assert tok.halo == 2 + c.depth * (c.kernel_size // 2)
+    assert tok.codebook_combine == ("sum" if c.hrq_residual == "plain" else "mean")
+    assert tok.flops_per_nucleotide() == tok.model.flops_per_nucleotide() > 0
+    seq = next(read_fasta(other_yeast_genome)).sequence[:700]
+    np.testing.assert_array_equal(tok.encode_indices([alphabet.encode(seq)])[0], tok.encode([seq])[0])
+    assert tok.embed([seq])[0].shape == (700, c.dim)
+    r = evaluate_tokenizer(tok, other_yeast_genome, max_nucleotides=1000, chunk_length=1000, progress=False)
+    assert r["tokens_per_nucleotide"] == 1.0 and r["unencoded_nucleotides"] == 0
