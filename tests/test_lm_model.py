@@ -172,6 +172,19 @@ def test_token_embedding_table_is_the_learned_table_without_special_rows():
         with_books(VQDNAForMaskedLM(tiny_config())).vqdna.token_embedding_table()
 
 
+def test_parameter_counts_leave_out_the_unread_bert_token_table():
+    for mode in ("learned", "codebook"):
+        kw = {"input_mode": "learned", "codebook_dim": None} if mode == "learned" else {}
+        bb = VQDNAForMaskedLM(tiny_config(**kw)).vqdna
+        n, e = bb.parameter_counts(), bb.encoder.embeddings
+        assert n["total"] == sum(p.numel() for p in bb.parameters()) - e.word_embeddings.weight.numel()
+        looked_up = e.position_embeddings.weight.numel() + e.token_type_embeddings.weight.numel() + (
+            sum(t.weight.numel() for t in bb.embeddings.tables) if mode == "learned"
+            else bb.embeddings.special.weight.numel())
+        assert n["total"] - n["nonembedding"] == looked_up
+        assert n["frozen_codebook_values"] == (0 if mode == "learned" else sum(v + 3 for v in VOCAB) * 8)
+
+
 def test_base_preset_constructs_and_trains_one_step():
     from vqdna.config import lm_configs
     from vqdna.lm.pretrain import build_lm_config

@@ -44,16 +44,8 @@ def lm_costs(lm_dir: Path, tokens_per_512: float) -> dict:
 
     bb = load_backbone(lm_dir)
     cfg = bb.config
-    total = nonemb = 0
-    for name, p in bb.named_parameters():
-        if name.startswith("encoder.embeddings.word_embeddings"):
-            continue  # BERT's own token table: never read (inputs_embeds)
-        total += p.numel()
-        lookup = name.startswith(("embeddings.tables", "embeddings.special", "encoder.embeddings.position_embeddings",
-                                  "encoder.embeddings.token_type_embeddings"))
-        if not lookup:
-            nonemb += p.numel()
-    buffers = sum(b.numel() for n, b in bb.named_buffers() if n.startswith("embeddings.codebook"))
+    n = bb.parameter_counts()
+    total, nonemb, buffers = n["total"], n["nonembedding"], n["frozen_codebook_values"]
     T = tokens_per_512 + 1
     L, H = cfg.num_hidden_layers, cfg.hidden_size
     flops = 2 * nonemb * T + 4 * L * T * T * H

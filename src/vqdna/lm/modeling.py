@@ -313,6 +313,23 @@ class VQDNAModel(VQDNAPreTrainedModel):
                              "'learned' has a token table (codebook models read the tokenizer's codebooks)")
         return self.embeddings.tables[level].weight.detach()[: self.config.vocab_sizes[level]]
 
+    def parameter_counts(self) -> dict[str, int]:
+        """``"total"``: the parameters the model reads (BERT's own token table, never read, left out);
+        ``"nonembedding"``: those that are not table look-ups (the code tables, special vectors,
+        position and token-type embeddings are), which is what the forward FLOPs count;
+        ``"frozen_codebook_values"``: the values of the frozen codebook buffers."""
+        total = nonemb = 0
+        for name, p in self.named_parameters():
+            if name.startswith("encoder.embeddings.word_embeddings"):
+                continue  # BERT's own token table: never read (inputs_embeds)
+            total += p.numel()
+            lookup = name.startswith(("embeddings.tables", "embeddings.special", "encoder.embeddings.position_embeddings",
+                                      "encoder.embeddings.token_type_embeddings"))
+            if not lookup:
+                nonemb += p.numel()
+        books = sum(b.numel() for n, b in self.named_buffers() if n.startswith("embeddings.codebook"))
+        return {"total": total, "nonembedding": nonemb, "frozen_codebook_values": books}
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 output_hidden_states: bool | None = None, **kwargs) -> BaseModelOutput:
         input_ids = self._ids(input_ids)
