@@ -185,6 +185,9 @@ def restore_letters(decoded: list[str], codes, non_acgt=None) -> list[str]:
 
 
 class GenomeTokenizer(ABC):
+    """The interface of every genome tokenizer (the module docstring lists it): callers use nothing
+    else, so a learned and a hand-crafted tokenizer go through the same code."""
+
     tokenizer_type: str = "base"
 
     @property
