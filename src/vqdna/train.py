@@ -306,23 +306,9 @@ def train_loop(model: torch.nn.Module, *, cfg: LoopConfig, get_batch: Callable, 
     end = cfg.max_steps if cfg.stop_at is None else min(cfg.max_steps, cfg.stop_at)
     seen0, t_resume = state["seen"], time.time()
     while step < end:
-        model.train()
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        for micro in range(cfg.grad_accum):
-            batch = _to_device(get_batch(step, micro, runtime.rank), runtime.device)
-            if hooks.before_step is not None and micro == 0:
-                hooks.before_step(step, model, batch)
-            sync = nullcontext() if (not ddp or micro == cfg.grad_accum - 1) else net.no_sync()
-            with sync, amp:
-                out = net(batch)
-                loss = out["loss"] / cfg.grad_accum
-            loss.backward()
-            state["seen"] += (units_per_batch(step) if callable(units_per_batch) else units_per_batch) * runtime.world_size
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        out = _optimizer_step(net, model, optimizer, step, cfg, get_batch, hooks, runtime, amp)
+        units = units_per_batch(step) if callable(units_per_batch) else units_per_batch
+        state["seen"] += units * cfg.grad_accum * runtime.world_size
         step += 1
         state["step"] = step
         if runtime.is_main:
@@ -342,9 +328,7 @@ def train_loop(model: torch.nn.Module, *, cfg: LoopConfig, get_batch: Callable, 
                            train_loss=float(out["loss"].item()), wall_time=time.time() - t0)
             state["history"].append(metrics)
             if runtime.is_main:
-                bar.write(f"[{cfg.log_name}] step {step}: " + ", ".join(
-                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
-                    if not isinstance(v, (list, dict))))
+                bar.write(f"[{cfg.log_name}] step {step}: " + _metrics_line(metrics))
             if cfg.best_metric and metrics[cfg.best_metric] > (best["metrics"][cfg.best_metric] if best else -math.inf):
                 best = {"step": step, "metrics": metrics, "state": snapshot(model)}
             if hooks.on_eval is not None:
@@ -360,6 +344,36 @@ def train_loop(model: torch.nn.Module, *, cfg: LoopConfig, get_batch: Callable, 
     if cfg.best_metric:
         state["best"] = best
     return state
+
+
+def _optimizer_step(net, model, optimizer, step: int, cfg: LoopConfig, get_batch, hooks: Hooks,
+                    runtime: Runtime, amp) -> dict:
+    """One optimizer step at ``step``'s learning rate over ``cfg.grad_accum`` micro-batches;
+    returns the last micro-batch's outputs."""
+    model.train()
+    for group in optimizer.param_groups:
+        group["lr"] = lr_at(step, cfg)
+    ddp = net is not model
+    for micro in range(cfg.grad_accum):
+        batch = _to_device(get_batch(step, micro, runtime.rank), runtime.device)
+        if hooks.before_step is not None and micro == 0:
+            hooks.before_step(step, model, batch)
+        sync = nullcontext() if (not ddp or micro == cfg.grad_accum - 1) else net.no_sync()
+        with sync, amp:
+            out = net(batch)
+            loss = out["loss"] / cfg.grad_accum
+        loss.backward()
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return out
+
+
+def _metrics_line(metrics: dict) -> str:
+    """An evaluation's numbers on one line (lists and tables left out)."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
+                     if not isinstance(v, (list, dict)))
 
 
 def _resumed_state(ck_dir: Path, model, optimizer, runtime: Runtime) -> dict | None:
