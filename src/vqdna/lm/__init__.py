@@ -6,6 +6,7 @@
 * :mod:`.pretrain`: ``pretrain`` (``vqdna pretrain``)
 * :mod:`.finetune`: ``finetune`` (``vqdna finetune``)
 * :mod:`.inference`: ``predict`` and ``embed`` (``vqdna predict`` / ``vqdna embed``)
+* :mod:`.artifacts`: model folders (atomic save, loading, the tokenizer copy and its hash)
 """
 from .modeling import (VQDNAConfig, VQDNAForMaskedLM, VQDNAForSequenceClassification, VQDNAModel,
                        register_auto_classes)
