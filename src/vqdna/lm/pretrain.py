@@ -251,9 +251,9 @@ def pretrain(codes, *, out, config: str = "tiny", max_steps: int | None = None, 
     ``config``: preset (tiny | small | base) or YAML; ``overrides`` (field -> value of
     :class:`LMConfig` / :class:`LMTrainConfig`) and ``max_steps`` win over it
     (:func:`vqdna.config.lm_configs`; with ``max_steps`` the warm-up is capped at 10% of the run);
-    ``tokenizer``: the tokenizer folder if it moved since tokenization; ``stop_at``: stop after the
-    checkpoint of this step (an interruption on purpose: the schedule stays that of ``max_steps``;
-    resume later with ``resume=True``). Returns the metrics dict.
+    ``tokenizer``: the tokenizer folder if it moved since tokenization; ``stop_at``: stop after this
+    step, its checkpoint written (an interruption on purpose: the schedule stays that of
+    ``max_steps``; resume later with ``resume=True``). Returns the metrics dict.
     """
     steps = None if max_steps is None else int(max_steps)
     mc, tc = lm_configs(config, overrides, max_steps=steps)
