@@ -374,6 +374,11 @@ class StageSpec:
     # stage's own start (stage 1: an HRQ tokenizer starts from the preset's HRQ sizes)
     prepare: Callable | None = None
 
+    def __post_init__(self):
+        names = [f.name for cls in self.sections.values() for f in fields(cls)]
+        if len(names) != len(set(names)) or self.default not in self.presets:
+            raise ValueError(f"{self.stage}: field names must be unique across sections and the default a preset")
+
     @property
     def flat(self) -> bool:
         return list(self.sections) == [""]
