@@ -138,7 +138,6 @@ def clade_tree_distances(tree: dict, label: str, class_names: Sequence[str],
     allowed = set(tips) if tips is not None else None
     nodes = mutation_depths(tree)
     counts = np.zeros((len(nodes), C))  # tips of each class below each node
-    depth = np.array([d for _, _, d in nodes], dtype=np.float64)
     S = np.zeros((C, C))  # sum of depth(lca) over ordered tip pairs (incl. i == j) per class pair
     sum_depth = np.zeros(C)  # sum of tip depths per class
     acc: dict[int, np.ndarray] = {}  # node -> sum of its children's outer products
