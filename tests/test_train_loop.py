@@ -48,6 +48,16 @@ def test_best_metric_keeps_the_state_of_the_best_evaluation():
     assert not torch.equal(model.lin.weight, seen[4])  # the model itself ends at the last step
 
 
+def test_nan_scores_rank_last_and_a_run_always_has_a_best_state():
+    """Spearman of constant predictions is NaN: it must neither win nor leave the run without a best."""
+    cfg = LoopConfig(max_steps=6, lr=0.1, eval_every=2, checkpoint_every=0, best_metric="score")
+    scores = {2: float("nan"), 4: -1.0, 6: float("nan")}
+    _, state = run(cfg, evaluate=lambda m, step: {"score": scores[step]})
+    assert state["best"]["step"] == 4
+    _, state = run(cfg, evaluate=lambda m, step: {"score": float("nan")})
+    assert state["best"]["step"] == 2 and "lin.weight" in state["best"]["state"]
+
+
 def test_best_metric_needs_no_checkpoints():
     with pytest.raises(ValueError, match="checkpoint_every=0"):
         run(LoopConfig(max_steps=2, lr=0.1, best_metric="score"))

@@ -269,6 +269,12 @@ class Hooks:
     snapshot: Callable | None = None
 
 
+def _score(value) -> float:
+    """A metric as a comparable number: NaN ranks below everything."""
+    value = float(value)
+    return -math.inf if math.isnan(value) else value
+
+
 def train_loop(model: torch.nn.Module, *, cfg: LoopConfig, get_batch: Callable, evaluate: Callable,
                out_dir: str | Path | None, runtime: Runtime, resume: bool = False,
                hooks: Hooks | None = None, units_per_batch: int = 0) -> dict:
@@ -329,7 +335,9 @@ def train_loop(model: torch.nn.Module, *, cfg: LoopConfig, get_batch: Callable, 
             state["history"].append(metrics)
             if runtime.is_main:
                 bar.write(f"[{cfg.log_name}] step {step}: " + _metrics_line(metrics))
-            if cfg.best_metric and metrics[cfg.best_metric] > (best["metrics"][cfg.best_metric] if best else -math.inf):
+            # a NaN score (e.g. Spearman of constant predictions) ranks below every number, but the
+            # first evaluation is kept whatever it scored, so a run always has a best state
+            if cfg.best_metric and (best is None or _score(metrics[cfg.best_metric]) > _score(best["metrics"][cfg.best_metric])):
                 best = {"step": step, "metrics": metrics, "state": snapshot(model)}
             if hooks.on_eval is not None:
                 hooks.on_eval(step, metrics)
