@@ -71,6 +71,43 @@ def test_one_kmer_encoder_everywhere():
     assert rolling_kmer_codes(idx[:2], 3)[0].size == 0
 
 
+def _old_rolling_kmer_codes(idx, k):
+    """tokenizers/handcrafted.py's encoder before issue 11."""
+    n = len(idx) - k + 1
+    if n <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, bool)
+    digits = np.minimum(idx, 3).astype(np.int64)
+    vals = np.zeros(n, np.int64)
+    for j in range(k):
+        vals = vals * 4 + digits[j:j + n]
+    bad = np.concatenate(([0], np.cumsum(idx == 4, dtype=np.int64)))
+    return vals, (bad[k:] - bad[:n]) > 0
+
+
+def test_rolling_codes_equal_the_old_ones():
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        idx = rng.integers(0, 5, size=int(rng.integers(0, 200))).astype(np.uint8)
+        for k in (1, 3, 6, 12):
+            (v, n), (v0, n0) = rolling_kmer_codes(idx, k), _old_rolling_kmer_codes(idx, k)
+            assert v.dtype == v0.dtype and np.array_equal(v, v0) and np.array_equal(n, n0)
+
+
+def test_torch_stem_codes_are_window_codes_on_tensors():
+    import torch
+
+    from vqdna.sequence.kmers import window_codes
+    from vqdna.tokenizers.convnext import kmer_codes
+
+    rng = np.random.default_rng(3)
+    idx = rng.integers(0, 5, size=(3, 40))
+    for k in (1, 4, 5, 7):
+        got = kmer_codes(torch.from_numpy(idx), k, 5).numpy()
+        padded = np.pad(idx, ((0, 0), (k // 2, k - 1 - k // 2)), constant_values=5)  # centred, pad symbol 5
+        want = np.stack([window_codes(row, k, 6) for row in padded])
+        assert np.array_equal(got, want), k
+
+
 def test_kmer_baseline_counts_equal_the_old_encoder():
     from vqdna.references.kmer import _concat, kmer_counts, kmer_features
 

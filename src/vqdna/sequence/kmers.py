@@ -6,6 +6,10 @@ k-mer tokenizers (:mod:`vqdna.tokenizers.handcrafted`), the bag-of-k-mers refere
 (:mod:`vqdna.analysis.treedist`). A k-mer's code reads its letters as base-4 digits (A=0, C=1,
 G=2, T=3), the first letter most significant, so codes sort like the k-mers; a window holding
 a non-ACGT letter is flagged, and its code is meaningless.
+
+:func:`window_codes` is the arithmetic underneath (any alphabet size). Its torch twin,
+:func:`vqdna.tokenizers.convnext.kmer_codes` (the stem lookup of the learned tokenizer, on
+tensors, centred windows with padding), is tested equal to it in ``tests/test_one_place.py``.
 """
 from __future__ import annotations
 
@@ -13,7 +17,20 @@ import numpy as np
 
 from .alphabet import OTHER
 
-__all__ = ["rolling_kmer_codes"]
+__all__ = ["rolling_kmer_codes", "window_codes"]
+
+
+def window_codes(symbols: np.ndarray, k: int, base: int) -> np.ndarray:
+    """int64 code of every window ``symbols[i:i+k]``, its symbols read as base-``base`` digits
+    (first most significant); ``len(symbols) - k + 1`` codes."""
+    n = len(symbols) - k + 1
+    if n <= 0:
+        return np.zeros(0, np.int64)
+    digits = np.asarray(symbols).astype(np.int64)
+    vals = np.zeros(n, np.int64)
+    for j in range(k):
+        vals = vals * base + digits[j:j + n]
+    return vals
 
 
 def rolling_kmer_codes(idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -26,10 +43,7 @@ def rolling_kmer_codes(idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
     n = len(idx) - k + 1
     if n <= 0:
         return np.zeros(0, np.int64), np.zeros(0, bool)
-    digits = np.minimum(idx, 3).astype(np.int64)
-    vals = np.zeros(n, np.int64)
-    for j in range(k):
-        vals = vals * 4 + digits[j:j + n]
+    vals = window_codes(np.minimum(idx, 3), k, 4)
     bad = np.concatenate(([0], np.cumsum(idx == OTHER, dtype=np.int64)))
     has_n = (bad[k:] - bad[:n]) > 0
     return vals, has_n
