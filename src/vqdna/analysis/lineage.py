@@ -456,53 +456,53 @@ def _analyze_level(levs: list[int], codes: _Codes, ref: _Reference, names: list[
                    seed: int) -> tuple[dict, _LevelGeometry]:
     """The numbers of one level (or of several together): NN purity of the codes, Mantel test of
     the class centroids against the reference, group separation, nearest classes."""
-    C = len(names)
-    emb = np.vstack([codes.books[l] for l in levs])
+    vectors = np.vstack([codes.books[l] for l in levs])
     cols = np.concatenate([np.arange(codes.slices[l].start, codes.slices[l].stop) for l in levs])
-    attribution, sup = codes.attribution[:, cols], codes.support[cols]
+    attribution, support = codes.attribution[:, cols], codes.support[cols]
     level_of = np.concatenate([np.full(codes.vocab[l], l) for l in levs])
     grouped = len(ref.group_names) > 1
-    gid = ref.group_of_class
-    pur = nn_purity(emb, sup, metric=metric, n_perm=n_perm, seed=seed)
-    code_gid = np.where(sup >= 0, gid[np.maximum(sup, 0)], -1)
-    gpur = nn_purity(emb, code_gid, metric=metric, n_perm=n_perm, seed=seed) if grouped else None
-    cent = class_centroids(attribution, emb)
-    ok = np.flatnonzero(np.isfinite(cent).all(1) & ref.valid)
-    D_emb = pairwise_distances(cent[ok], metric)
-    D_ref = ref.D[np.ix_(ok, ok)]
-    man = mantel(D_emb, D_ref, n_perm=n_perm, seed=seed)
+    group_of = ref.group_of_class
+    purity = nn_purity(vectors, support, metric=metric, n_perm=n_perm, seed=seed)
+    code_group = np.where(support >= 0, group_of[np.maximum(support, 0)], -1)
+    group_purity = nn_purity(vectors, code_group, metric=metric, n_perm=n_perm, seed=seed) if grouped else None
+    centroids = class_centroids(attribution, vectors)
+    placed = np.flatnonzero(np.isfinite(centroids).all(1) & ref.valid)  # classes with a centroid and a reference
+    centroid_dist = pairwise_distances(centroids[placed], metric)
+    reference_dist = ref.D[np.ix_(placed, placed)]
+    mantel_r = mantel(centroid_dist, reference_dist, n_perm=n_perm, seed=seed)
     other = "euclidean" if metric == "cosine" else "cosine"
-    pur_o = nn_purity(emb, sup, metric=other, n_perm=n_perm, seed=seed)
-    man_o = mantel(pairwise_distances(cent[ok], other), D_ref, n_perm=n_perm, seed=seed)
-    man_all = {k: mantel(D_emb, Dk[np.ix_(ok, ok)], n_perm=n_perm, seed=seed) if np.isfinite(
-        Dk[np.ix_(ok, ok)]).all() else None for k, Dk in ref.matrices.items()}
-    sep = group_separation(D_emb, gid[ok], n_perm=n_perm, seed=seed) if grouped else None
-    sep_ref = group_separation(D_ref, gid[ok], n_perm=0, seed=seed) if grouped else None
-    for s in (sep, sep_ref):
-        if s:
-            s["per_group"] = {ref.group_names[k]: v for k, v in s["per_group"].items()}
-    near = nearest_class_agreement(D_emb, D_ref, gid[ok] if grouped else None)
+    purity_other = nn_purity(vectors, support, metric=other, n_perm=n_perm, seed=seed)
+    mantel_other = mantel(pairwise_distances(centroids[placed], other), reference_dist, n_perm=n_perm, seed=seed)
+    mantel_each = {k: mantel(centroid_dist, D[np.ix_(placed, placed)], n_perm=n_perm, seed=seed)
+                   if np.isfinite(D[np.ix_(placed, placed)]).all() else None for k, D in ref.matrices.items()}
+    separation = group_separation(centroid_dist, group_of[placed], n_perm=n_perm, seed=seed) if grouped else None
+    separation_ref = group_separation(reference_dist, group_of[placed], n_perm=0, seed=seed) if grouped else None
+    for sep in (separation, separation_ref):
+        if sep:
+            sep["per_group"] = {ref.group_names[k]: v for k, v in sep["per_group"].items()}
+    near = nearest_class_agreement(centroid_dist, reference_dist, group_of[placed] if grouped else None)
     result = {
         "levels": levs,
-        "codes": int(len(sup)),
+        "codes": int(len(support)),
         "codes_used_in_task": int(sum(codes.usage[l] for l in levs)),
-        "codes_with_class": int((sup >= 0).sum()),
-        "codes_per_class": {names[c]: int((sup == c).sum()) for c in range(C)},
-        "support": sup.tolist(),
-        "nn_purity": pur,
-        "nn_group_purity": gpur,
-        "centroid_classes": [names[i] for i in ok],
-        "centroid_distances": D_emb,
-        "mantel_vs_reference": man,
-        "mantel_vs_each_reference": man_all,
-        "other_metric": {"metric": other, "nn_purity": pur_o, "mantel_vs_reference": man_o},
-        "group_separation": sep,
-        "group_separation_in_reference": sep_ref,
+        "codes_with_class": int((support >= 0).sum()),
+        "codes_per_class": {name: int((support == c).sum()) for c, name in enumerate(names)},
+        "support": support.tolist(),
+        "nn_purity": purity,
+        "nn_group_purity": group_purity,
+        "centroid_classes": [names[i] for i in placed],
+        "centroid_distances": centroid_dist,
+        "mantel_vs_reference": mantel_r,
+        "mantel_vs_each_reference": mantel_each,
+        "other_metric": {"metric": other, "nn_purity": purity_other, "mantel_vs_reference": mantel_other},
+        "group_separation": separation,
+        "group_separation_in_reference": separation_ref,
         "nearest_class": {k: v for k, v in near.items() if k not in ("nearest", "nearest_ref")},
-        "nearest_class_by_class": {names[ok[i]]: names[ok[j]] for i, j in enumerate(near["nearest"])},
-        "nearest_class_by_reference": {names[ok[i]]: names[ok[j]] for i, j in enumerate(near.get("nearest_ref", []))},
+        "nearest_class_by_class": {names[placed[i]]: names[placed[j]] for i, j in enumerate(near["nearest"])},
+        "nearest_class_by_reference": {names[placed[i]]: names[placed[j]]
+                                       for i, j in enumerate(near.get("nearest_ref", []))},
     }
-    return result, _LevelGeometry(emb, sup, level_of, D_emb, D_ref, ok)
+    return result, _LevelGeometry(vectors, support, level_of, centroid_dist, reference_dist, placed)
 
 
 def _level_figures(out: Path, key: str, g: _LevelGeometry, result: dict, legend_names: list[str],
