@@ -443,3 +443,12 @@ class OutputLock:
             self._took()
             return self
         raise LockError(f"{self.path}: could not take the lock (other processes keep taking it)")
+
+
+def portable_path(path) -> str:
+    """A path fit for committed results: relative to the working directory when it is on the
+    same tree (``../shared/data/GUE/mouse/0``), else the file name alone (a genome inside an
+    installed package), never an absolute path of this machine."""
+    p = Path(path).resolve()
+    rel = os.path.relpath(p)
+    return rel if not rel.startswith(("../../", "..\\..")) else p.name

@@ -33,7 +33,7 @@ _METHODS = {"lora": "LoRA on {targets} (r {lora_r}, alpha {lora_alpha}, dropout 
 def aggregate(out: Path, plan: RowPlan, tasks, budget: Budget, corpus_info: dict, run: dict | None = None) -> dict:
     out = Path(out)
     results = collect(out, plan, list(tasks), budget)
-    from .run import portable_path
+    from ..io import portable_path
 
     corpus = dict(corpus_info)
     for k in ("sources", "files"):

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from ..data.genomes import resolve_fasta
-from ..io import read_json, write_json_atomic
+from ..io import portable_path, read_json, write_json_atomic
 from .budgets import budget_dict, get_budget, same_budget
 from .cells import Ledger, log, read_cell
 from .inputs import prepare_corpus, resolve_tasks
@@ -88,17 +88,6 @@ def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seed
                              "tasks": {t: portable_path(d) for t, d in task_list}})
     log(f"done: {out / 'results.md'}")
     return results
-
-
-def portable_path(path) -> str:
-    """A path fit for committed results: relative to the working directory when it is on the
-    same tree (``../shared/data/GUE/mouse/0``), else the file name alone (a genome inside an
-    installed package), never an absolute path of this machine."""
-    import os
-
-    p = Path(path).resolve()
-    rel = os.path.relpath(p)
-    return rel if not rel.startswith(("../../", "..\\..")) else p.name
 
 
 def _rebuild_if_lost(name, pre: dict, ledger: Ledger, corpus_info, task_list, tdir: Path, b, device) -> None:
