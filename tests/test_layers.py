@@ -60,3 +60,33 @@ def test_one_tokenizer_hash():
     assert artifacts.tokenizer_sha256 is io.weights_sha256 is pretrain.tokenizer_sha256
     assert "tokenizer_sha256" not in vars(finetune) and "tokenizer_sha256" not in vars(inference)
     assert codes.weights_sha256 is io.weights_sha256
+
+
+def _modules() -> list[str]:
+    out = []
+    for p in ROOT.rglob("*.py"):
+        rel = p.relative_to(ROOT.parent).with_suffix("")
+        parts = list(rel.parts[:-1]) if rel.name == "__init__" else list(rel.parts)
+        out.append(".".join(parts))
+    return out
+
+
+def test_no_import_circle_between_files():
+    """No two files reach each other through imports (a package's __init__ re-exports are left out:
+    they only hand names on)."""
+    mods = [m for m in _modules() if not (ROOT.joinpath(*m.split(".")[1:]) / "__init__.py").exists()]
+    graph = {m: {n for n in vqdna_imports(m) if n in mods and n != m} for m in mods}
+    state: dict[str, int] = {}
+
+    def visit(m, path):
+        state[m] = 1
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                raise AssertionError("import circle: " + " -> ".join(path[path.index(n):] + [n]))
+            if n not in state:
+                visit(n, path + [n])
+        state[m] = 2
+
+    for m in sorted(mods):
+        if m not in state:
+            visit(m, [m])
