@@ -40,6 +40,12 @@ class TokenizerConfig:
     # lifted HRQ level-2 usage on an unseen species from 94% to 99.5% (README, "Results")
     kmeans_iters: int = 20  # Lloyd iterations per k-means run (Repeated K-means, Huh et al. 2023)
     kmeans_repeats: int = 3  # k-means restarts; the run with the lowest inertia wins
+    # nucleotides per code (1, 2, 4 or 8): the encoder downsamples after the stem (a strided
+    # convolution), the decoder upsamples before its head (a transposed convolution, the paper's
+    # "de-convolution" decoder), so the LM reads stride-times fewer tokens. 1 = one code per
+    # nucleotide, the paper's tokenizer (no extra layer). A sequence whose length is not a
+    # multiple of the stride is padded (zero one-hot) on encode and cut back on decode.
+    stride: int = 1
 
     @property
     def n_levels(self) -> int:
@@ -62,7 +68,7 @@ class TokenizerTrainConfig:
     warmup_steps: int = 200  # linear warm-up at the short length; k-means runs when it ends
     short_length: int = 128  # window length during warm-up (Appendix A: 128)
     long_length: int = 256  # window length after warm-up (Appendix A: 256)
-    stride: int = 0  # stride between training windows; 0 = half the window (overlap 50%)
+    window_stride: int = 0  # step between training windows (nt); 0 = half the window (overlap 50%)
     min_lr_ratio: float = 0.01  # cosine decays to lr * this
     kmeans_samples: int = 32768  # encoder outputs used by the k-means initialisation
     reseed_every: int = 20  # steps between dead-code checks
@@ -147,7 +153,8 @@ def tokenizer_quantizer(name_or_path: str) -> str | None:
 
 
 def validate_tokenizer_config(c: TokenizerConfig, train: TokenizerTrainConfig | None = None) -> None:
-    """Raises ValueError for a stage-1 model config that cannot be built (``train``: no checks yet)."""
+    """Raises ValueError for a stage-1 model config that cannot be built (``train``: its windows
+    must hold whole tokens)."""
     if c.quantizer not in ("vq", "hrq"):
         raise ValueError(f"quantizer must be 'vq' or 'hrq', not {c.quantizer!r}")
     if len(c.levels) != len(c.codebook_sizes):
@@ -162,6 +169,11 @@ def validate_tokenizer_config(c: TokenizerConfig, train: TokenizerTrainConfig | 
         raise ValueError(f"n_policy must be 'zero' or 'channel', not {c.n_policy!r}")
     if max(c.codebook_sizes) > 65535:
         raise ValueError("codebooks larger than 65535 do not fit the uint16 code files")
+    if c.stride not in (1, 2, 4, 8):
+        raise ValueError(f"stride must be 1, 2, 4 or 8 nucleotides per code, not {c.stride!r}")
+    if train is not None and (train.short_length % c.stride or train.long_length % c.stride):
+        raise ValueError(f"training windows short_length={train.short_length} and long_length={train.long_length} "
+                         f"must be multiples of stride={c.stride}")
 
 
 def to_dict(obj) -> dict:

@@ -71,7 +71,7 @@ def train_tokenizer(fasta, *, out: str | Path, quantizer: str | None = None, con
                                min_val_length=tc.long_length)
     warm = min(tc.warmup_steps, tc.max_steps)
     try:
-        lengths = {L: corpus.windows("train", L, tc.stride or L // 2) for L in {tc.short_length, tc.long_length}}
+        lengths = {L: corpus.windows("train", L, tc.window_stride or L // 2) for L in {tc.short_length, tc.long_length}}
         val = corpus.windows("val", tc.long_length, tc.long_length)
     except SequenceError:
         longest = max(len(a) for a in corpus.arrays)
