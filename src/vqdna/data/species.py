@@ -161,6 +161,7 @@ class _Class:
     available: dict = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
     dropped_n: dict = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
     skipped_records: list = field(default_factory=list)
+    paths: list = field(default_factory=list)  # the file of every record, as given (for errors)
 
 
 def _check_parameters(window, stride, blocks, split, per_class, max_n_fraction):
@@ -207,6 +208,7 @@ def _scan_class(c: _Class, *, window, stride, blocks, split, seed, max_n_fractio
         layout = split_layout(length, window=window, blocks=blocks, split=split, seed=seed)
         entry = {"file": portable_path(rec.file), "record": rec.name, "length": length,
                  "blocks": [[s, e, sp] for s, e, sp in layout]}
+        c.paths.append(rec.file)
         if not layout:
             entry["skipped"] = f"shorter than 3 windows ({3 * window} nt)"
             c.skipped_records.append(f"{rec.file}: record {rec.name!r} ({length:,} nt)")
@@ -229,7 +231,7 @@ def _scan_class(c: _Class, *, window, stride, blocks, split, seed, max_n_fractio
 
 
 def _too_short(c: _Class, window: int, max_n_fraction: float) -> SpeciesTaskError:
-    recs = ", ".join(f"{e['file']}: record {e['record']!r} ({e['length']:,} nt)" for e in c.records)
+    recs = ", ".join(f"{path}: record {e['record']!r} ({e['length']:,} nt)" for path, e in zip(c.paths, c.records))
     empty = [s for s in SPLITS if not c.available[s]]
     n_drop = sum(c.dropped_n.values())
     why = (f"; {n_drop:,} windows were dropped as N-rich (more than {max_n_fraction:.0%} non-ACGT)"
