@@ -7,10 +7,16 @@ Layout of a code folder::
     level0.u16        codes of level 0 of every record, concatenated
     level1.u16        (HRQ) level 1, same offsets
 
+A record's ``length`` counts its codes (per level), ``nucleotides`` its letters: equal for
+one-code-per-nucleotide tokenizers, ``ceil(nucleotides / stride)`` codes for a strided VQ/HRQ
+tokenizer (whose ``stride`` the manifest's tokenizer entry then records), fewer for k-mers and
+BPE. Decoding cuts every record back to its ``nucleotides`` (a strided tokenizer pads the last
+code) before the non-ACGT runs, which are in nucleotide coordinates, are put back.
+
 Writing streams one record at a time, in chunks (``GenomeTokenizer.encode_chunks``: halos
-for learned tokenizers, the k-1 following nt for k-mers, whole 2**20-nt words for BPE), so
-memory does not grow with the genome and every record's codes equal ``encode`` of the whole
-record, for every tokenizer. The manifest is rewritten atomically after each record; a killed
+for learned tokenizers, in whole codes, chunks starting at multiples of the stride; the k-1
+following nt for k-mers; whole 2**20-nt words for BPE), so memory does not grow with the
+genome and every record's codes equal ``encode`` of the whole record, for every tokenizer. The manifest is rewritten atomically after each record; a killed
 run resumes after the last finished record (files are truncated back to it). Finished
 records are matched by their position in the input (record ``i`` of the store is the
 ``i``-th record read), so records sharing a name are all written; resuming checks that
@@ -37,6 +43,9 @@ def tokenizer_fingerprint(tokenizer: GenomeTokenizer, path: str | Path | None) -
     folder's path and sha256 (:func:`vqdna.io.weights_sha256`, the one tokenizer hash)."""
     info = {"type": tokenizer.tokenizer_type, "vocab_sizes": list(tokenizer.vocab_sizes),
             "n_levels": tokenizer.n_levels}
+    stride = getattr(tokenizer, "stride", 1)  # a strided VQ/HRQ tokenizer: nucleotides per code
+    if stride > 1:
+        info["stride"] = int(stride)
     if path is not None:
         info["path"] = str(Path(path).resolve())
         info["sha256"] = weights_sha256(path)
@@ -172,7 +181,11 @@ def decode_codes(tokenizer: GenomeTokenizer, codes_dir, out_fasta, *, line_width
     with open(tmp, "w") as f:
         for i in tqdm(range(len(store.records)), desc="decode", disable=not progress):
             rec = store.records[i]
-            seq = tokenizer.decode([store.record_codes(i)])[0]
+            codes = store.record_codes(i)
+            if getattr(tokenizer, "stride", 1) > 1:  # the last code may cover padding: cut it off
+                seq = tokenizer.decode([codes], lengths=[rec["nucleotides"]])[0]
+            else:
+                seq = tokenizer.decode([codes])[0]
             seq = alphabet.restore_non_acgt(seq, rec["non_acgt"])
             f.write(f">{rec['name']}\n")
             for s in range(0, len(seq), line_width):

@@ -117,6 +117,9 @@ def _encoder_mode(cfg: VQDNAConfig, tok_dir: Path) -> tuple[VQDNAConfig, dict]:
     t = spec.get("model") or {}
     if spec.get("tokenizer_type") not in ("vq", "hrq") or cfg.input_mode != "codebook":
         raise ValueError(f"{tok_dir}: unfreezing the tokenizer needs a VQ/HRQ tokenizer and a codebook-input LM")
+    if t.get("stride", 1) != 1:  # the nucleotide-reading model keeps one position per nucleotide
+        raise ValueError(f"{tok_dir}: --unfreeze-tokenizer needs a stride-1 tokenizer (one code per nucleotide); "
+                         f"this one has stride {t['stride']}: fine-tune with the frozen tokenizer instead")
     cfg.input_mode, cfg.vocab_sizes = "encoder", [5]
     cfg.tokenizer_encoder = dict(n_inputs=5 if t.get("n_policy") == "channel" else 4, stem_dim=t["stem_dim"],
                                  dim=t["dim"], depth=t["depth"], kernel_size=t["kernel_size"],

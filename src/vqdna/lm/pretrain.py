@@ -10,7 +10,8 @@ allowed start positions of all records, by a pure function of ``(seed, step, mic
 with ``[CLS]`` put in front. The corpus is cut into blocks of ``val_block`` tokens numbered
 consecutively over all records; every ``val_every``-th block (the one at ``val_every // 2``
 in each period, ~2%) is held out for validation and no training window overlaps it; training
-windows also avoid runs of >= ``skip_n_runs`` N/IUPAC letters (assembly gaps, all one code).
+windows also avoid runs of >= ``skip_n_runs`` N/IUPAC letters (assembly gaps, all one code; with
+a strided tokenizer, one code per ``stride`` nt, the codes that lie wholly inside such a run).
 Validation scores a fixed set of non-overlapping windows from the held-out blocks with fixed
 masks: masked accuracy and perplexity (exp of the masked cross-entropy) per level.
 
@@ -117,6 +118,7 @@ class WindowSampler:
         val = []
         counter = 0  # global block number over all records of all stores
         for si, store in enumerate(stores):
+            stride = store.manifest["tokenizer"].get("stride", 1)  # nucleotides per code (strided VQ/HRQ)
             for rec in store.records:
                 off, n = rec["offset"], rec["length"]
                 blocks = math.ceil(n / val_block) if n else 0
@@ -128,6 +130,9 @@ class WindowSampler:
                 gaps = []
                 if skip_n_runs and rec.get("nucleotides", n) == n:  # nucleotide = token coordinates
                     gaps = [(s, s + ln) for s, ln, _ in rec.get("non_acgt", []) if ln >= skip_n_runs]
+                elif skip_n_runs and stride > 1:  # the codes that lie wholly inside a gap
+                    gaps = [(-(-s // stride), (s + ln) // stride) for s, ln, _ in rec.get("non_acgt", [])
+                            if ln >= skip_n_runs and (s + ln) // stride > -(-s // stride)]
                 for s, e in bad:  # validation windows: non-overlapping, inside the block, off the gaps
                     for w in range(s, e - W + 1, W):
                         if not any(gs < w + W and w < ge for gs, ge in gaps):

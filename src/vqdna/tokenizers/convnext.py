@@ -2,7 +2,13 @@
 
 Tensors stay channels-last, (batch, length, channels), so the inverted-bottleneck
 linears are plain GEMMs over all nucleotides of the batch; only the depthwise
-convolution transposes. Stride is 1 everywhere: one vector per nucleotide.
+convolution transposes. With ``stride`` 1 (the paper's tokenizer) there is one vector per
+nucleotide. With ``stride`` s > 1 the encoder downsamples right after the stem with a strided
+convolution (kernel = stride = s, so every nucleotide feeds exactly one code) and the decoder
+upsamples right before its head with the matching transposed convolution (the "de-convolution"
+decoder of the paper's Sec. 3.3): the blocks, the codes and the LM run on one vector per s
+nucleotides. A kernel-equals-stride (transposed) convolution is a linear map of s
+concatenated positions, which is how both are written here (channels-last, no transposes).
 """
 from __future__ import annotations
 
@@ -30,16 +36,54 @@ class ConvNeXtBlock(nn.Module):
         return x + y
 
 
+class Downsample(nn.Module):
+    """Conv1d(d, d, kernel=s, stride=s) on (B, L, d), L a multiple of s -> (B, L / s, d): one
+    vector per s nucleotides, as a linear map of the s concatenated positions."""
+
+    def __init__(self, *, dim: int, stride: int):
+        super().__init__()
+        self.stride = stride
+        self.proj = nn.Linear(stride * dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, L, d = x.shape
+        return self.proj(x.reshape(B, L // self.stride, self.stride * d))
+
+
+class Upsample(nn.Module):
+    """ConvTranspose1d(d, d, kernel=s, stride=s) on (B, T, d) -> (B, T * s, d): each code vector
+    gives the vectors of its s nucleotides (the paper's de-convolution), as one linear map."""
+
+    def __init__(self, *, dim: int, stride: int):
+        super().__init__()
+        self.stride = stride
+        self.proj = nn.Linear(dim, stride * dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, d = x.shape
+        return self.proj(x).reshape(B, T * self.stride, d)
+
+
+def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """(B, L, C) -> (B, ceil(L / stride) * stride, C), zeros appended (what the stem's own zero
+    padding reads past the end): the last code of a sequence whose length is not a multiple of
+    the stride covers its last nucleotides and zeros."""
+    pad = -x.shape[1] % stride
+    return F.pad(x, (0, 0, 0, pad)) if pad else x
+
+
 class Encoder(nn.Module):
-    """One-hot DNA (B, L) indices -> a list of (B, L, d) outputs after the chosen blocks.
+    """One-hot DNA (B, L) indices -> a list of (B, ceil(L / stride), d) outputs after the chosen blocks.
 
     Stem: Conv1d(n_inputs -> stem_dim, kernel 5) + LayerNorm + GELU, then a linear
-    projection to d (METHOD.md: open whether the stem outputs d directly; here it projects).
+    projection to d (METHOD.md: open whether the stem outputs d directly; here it projects),
+    then (``stride`` > 1) the strided convolution :class:`Downsample`.
     """
 
     def __init__(self, *, n_inputs: int, stem_dim: int, dim: int, depth: int, kernel_size: int,
-                 mlp_ratio: int, layer_scale: float = 0.0):
+                 mlp_ratio: int, layer_scale: float = 0.0, stride: int = 1):
         super().__init__()
+        self.stride = stride
         # Row 4 (N / IUPAC) of the one-hot table is all zero unless the fifth channel is on.
         table = torch.zeros(5, n_inputs)
         table[torch.arange(n_inputs), torch.arange(n_inputs)] = 1.0
@@ -51,11 +95,17 @@ class Encoder(nn.Module):
             ConvNeXtBlock(dim=dim, kernel_size=kernel_size, mlp_ratio=mlp_ratio, layer_scale=layer_scale)
             for _ in range(depth)
         )
+        # created last: a stride-1 encoder has the parameters (names and random draws) it always had
+        self.downsample = Downsample(dim=dim, stride=stride) if stride > 1 else None
 
     def forward(self, idx: torch.Tensor, levels: tuple) -> list[torch.Tensor]:
         x = F.embedding(idx.long(), self.one_hot)  # (B, L, n_inputs)
+        if self.downsample is not None:
+            x = pad_to_stride(x, self.stride)
         x = self.stem(x.transpose(1, 2)).transpose(1, 2)
         x = self.proj(F.gelu(self.stem_norm(x)))
+        if self.downsample is not None:
+            x = self.downsample(x)
         outs = []
         for i, block in enumerate(self.blocks, start=1):
             x = block(x)
@@ -65,10 +115,11 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Mirror of the encoder: blocks, then LayerNorm -> Linear(d, stem_dim) -> GELU -> Conv1d(k5) logits."""
+    """Mirror of the encoder: blocks, then (``stride`` > 1) the transposed convolution
+    :class:`Upsample`, then LayerNorm -> Linear(d, stem_dim) -> GELU -> Conv1d(k5) logits."""
 
     def __init__(self, *, n_outputs: int, stem_dim: int, dim: int, depth: int, kernel_size: int,
-                 mlp_ratio: int, layer_scale: float = 0.0):
+                 mlp_ratio: int, layer_scale: float = 0.0, stride: int = 1):
         super().__init__()
         self.blocks = nn.ModuleList(
             ConvNeXtBlock(dim=dim, kernel_size=kernel_size, mlp_ratio=mlp_ratio, layer_scale=layer_scale)
@@ -77,10 +128,13 @@ class Decoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.proj = nn.Linear(dim, stem_dim)
         self.head = nn.Conv1d(stem_dim, n_outputs, 5, padding=2)
+        self.upsample = Upsample(dim=dim, stride=stride) if stride > 1 else None  # last: see Encoder
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, d) -> (B, L, n_outputs)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, d) -> (B, T * stride, n_outputs)
         for block in self.blocks:
             x = block(x)
+        if self.upsample is not None:
+            x = self.upsample(x)
         x = F.gelu(self.proj(self.norm(x)))
         return self.head(x.transpose(1, 2)).transpose(1, 2)
 
@@ -185,6 +239,9 @@ class InferenceEncoder:
         if stem.padding[0] != self.k // 2 or self.k % 2 == 0:
             raise ValueError("the stem table needs a centred, odd stem kernel")
         self.table = self._stem_table(encoder)
+        self.stride = encoder.stride
+        d = encoder.downsample
+        self.downsample = None if d is None else PackedLinear(d.proj.weight, d.proj.bias, onednn=onednn)
         self.blocks = [InferenceBlock(b, onednn=onednn) for b in encoder.blocks]
 
     @torch.no_grad()
@@ -203,7 +260,12 @@ class InferenceEncoder:
             lo, hi = torch.aminmax(idx)
             if int(lo) < 0 or int(hi) >= self.n_symbols:
                 raise IndexError(f"nucleotide indices must lie in 0..{self.n_symbols - 1}, got {int(lo)}..{int(hi)}")
+        if self.downsample is not None and idx.shape[-1] % self.stride:  # the padding symbol: zero one-hot
+            idx = F.pad(idx, (0, -idx.shape[-1] % self.stride), value=self.n_symbols)
         x = F.embedding(kmer_codes(idx, self.k, self.n_symbols), self.table)
+        if self.downsample is not None:
+            B, L, d = x.shape
+            x = self.downsample(x.reshape(B * L // self.stride, self.stride * d)).view(B, L // self.stride, d)
         outs = []
         for i, block in enumerate(self.blocks, start=1):
             x = block(x)
@@ -217,14 +279,20 @@ class InferenceDecoder:
 
     def __init__(self, decoder: Decoder, *, onednn: bool):
         self.blocks = [InferenceBlock(b, onednn=onednn) for b in decoder.blocks]
+        u = decoder.upsample
+        self.stride = 1 if u is None else u.stride
+        self.upsample = None if u is None else PackedLinear(u.proj.weight, u.proj.bias, onednn=onednn)
         n = decoder.norm
         self.norm = (n.normalized_shape, n.weight.detach(), n.bias.detach(), n.eps)
         self.proj = PackedLinear(decoder.proj.weight, decoder.proj.bias, onednn=onednn)
         self.head = (decoder.head.weight.detach(), decoder.head.bias.detach(), decoder.head.padding[0])
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, d) -> (B, L, n_outputs)
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, d) -> (B, T * stride, n_outputs)
         for block in self.blocks:
             x = block(x)
+        if self.upsample is not None:
+            B, T, d = x.shape
+            x = self.upsample(x.reshape(B * T, d)).view(B, T * self.stride, d)
         B, L, d = x.shape
         y = self.proj(F.layer_norm(x.reshape(B * L, d), *self.norm), gelu=True).view(B, L, -1)
         return conv1d_channels_last(y, *self.head)

@@ -10,6 +10,15 @@ seqs = tok.decode(codes)            # "ACGTNACGT": codes.non_acgt ([[[4, 1, "N"]
 Sequences of any length are cut into chunks with a halo of the network's receptive
 field, so chunked encoding gives exactly the codes of the whole sequence while memory
 stays bounded; chunks of equal length are batched together on the tokenizer's device.
+
+A strided tokenizer (``config.stride`` s = 2, 4 or 8) gives one code per s nucleotides:
+``ceil(n / s)`` codes for n nt. Chunks start at multiples of s and their halos are whole
+codes, so chunked encoding stays exact. **Lengths that are not a multiple of s:** encoding
+pads the sequence with zeros (no letter) up to the next multiple, so its last code also covers
+the padding; decoding gives ``s`` letters per code and cuts them back to the sequence's
+length, which ``encode`` remembers (``codes.nucleotides``, beside ``codes.non_acgt``), the code
+store records (``nucleotides`` of every record) and ``decode(codes, lengths=...)`` takes. Codes
+without a length (plain arrays) decode to ``s`` letters per code.
 A folder holds ``config.json`` (model config, type, format version) and
 ``model.safetensors``; both are written atomically.
 """
@@ -54,7 +63,9 @@ class VQDNATokenizer(GenomeTokenizer):
         self.tokenizer_type = config.quantizer
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device)
-        self.chunk_length = chunk_length  # nucleotides kept per chunk
+        self.stride = config.stride  # nucleotides per code
+        # nucleotides kept per chunk: a multiple of the stride, so that chunks start on code boundaries
+        self.chunk_length = max(chunk_length // self.stride, 1) * self.stride
         # nucleotides (with halos) per forward pass. Default: the widest activation (tokens x
         # mlp_ratio x dim float32) stays under 24 MiB, so it fits the last-level cache and stays
         # below glibc's 32 MiB mmap threshold (reused, not page-faulted anew every batch): one
@@ -71,9 +82,18 @@ class VQDNATokenizer(GenomeTokenizer):
 
     @property
     def halo(self) -> int:
-        """The receptive-field radius of the encoder / decoder (nucleotides each side)."""
+        """The receptive-field radius of the encoder / decoder (nucleotides each side), in whole
+        codes: the stem's 2 nt (``ceil(2 / stride)`` codes) plus ``kernel_size // 2`` codes per block;
+        ``stride`` times that many codes."""
         c = self.config
-        return 2 + c.depth * (c.kernel_size // 2)
+        return c.stride * (-(-2 // c.stride) + c.depth * (c.kernel_size // 2))
+
+    def nucleotides_per_token(self, seqs: Sequence[str] | None = None) -> float:
+        """Mean nucleotides per token on ``seqs`` (the last code of a sequence may cover fewer
+        than ``stride``); without ``seqs`` the stride itself, nucleotides per code."""
+        if seqs is None:
+            return float(self.stride)
+        return super().nucleotides_per_token(seqs)
 
     @property
     def codebook_combine(self) -> str:
@@ -93,24 +113,32 @@ class VQDNATokenizer(GenomeTokenizer):
         return [vq.embed.detach().cpu().clone() for vq in self.model.quantizer.quantizers]
 
     def encode(self, seqs: Sequence[str]) -> list[np.ndarray]:
-        """One (n_levels, len) int64 code array per sequence, as an :class:`~.base.Encoded` list
-        whose ``non_acgt`` holds each sequence's runs of N / IUPAC letters (for ``decode``)."""
+        """One (n_levels, ceil(len / stride)) int64 code array per sequence, as an
+        :class:`~.base.Encoded` list whose ``non_acgt`` holds each sequence's runs of N / IUPAC
+        letters and whose ``nucleotides`` holds each sequence's length (both for ``decode``)."""
         idx = [alphabet.encode(s, where=f"sequence {i}") for i, s in enumerate(seqs)]
-        return encoded(self.encode_indices(idx), seqs, idx)
+        out = encoded(self.encode_indices(idx), seqs, idx)
+        out.nucleotides = [len(a) for a in idx]
+        return out
 
     def encode_chunks(self, idx: np.ndarray, chunk_length: int = 1 << 20):
-        """Pieces of ``chunk_length`` nt, each encoded with a halo of the receptive field on
-        both sides and cut back to its centre: the codes of the whole sequence."""
-        h = self.halo
+        """Pieces of ``chunk_length`` nt (rounded down to a multiple of the stride), each encoded
+        with a halo of the receptive field on both sides and cut back to its centre: the codes of
+        the whole sequence."""
+        h, st = self.halo, self.stride
+        chunk_length = max(chunk_length // st, 1) * st
         for s in range(0, len(idx), chunk_length):
             e = min(s + chunk_length, len(idx))
             lo, hi = max(s - h, 0), min(e + h, len(idx))
-            yield e - s, self.encode_indices([idx[lo:hi]])[0][:, s - lo:e - lo]
+            # lo and s are multiples of the stride; e is one too, or the end of the sequence
+            yield e - s, self.encode_indices([idx[lo:hi]])[0][:, (s - lo) // st:-(-(e - lo) // st)]
 
     def encode_indices(self, idx: Sequence[np.ndarray]) -> list[np.ndarray]:
-        outs = [np.zeros((self.config.n_levels, len(a)), dtype=np.int64) for a in idx]
+        st = self.stride
+        outs = [np.zeros((self.config.n_levels, -(-len(a) // st)), dtype=np.int64) for a in idx]
         encode = self._encoder()
-        self._chunked(idx, lambda x: encode(x).permute(1, 0, 2), outs)
+        self._chunked(idx, lambda x: encode(x).permute(1, 0, 2), outs, chunk=self.chunk_length, halo=self.halo,
+                      out_index=lambda i: -(-i // st), cost=1)
         return outs
 
     def embed(self, seqs: Sequence[str]) -> list[torch.Tensor]:
@@ -122,17 +150,35 @@ class VQDNATokenizer(GenomeTokenizer):
         with torch.no_grad():
             return self.model.quantizer.embed_codes(codes.to(self.device)).float().cpu()
 
-    def decode(self, codes: Sequence[np.ndarray], non_acgt: Sequence[list] | None = None) -> list[str]:
+    def decode(self, codes: Sequence[np.ndarray], non_acgt: Sequence[list] | None = None, *,
+               lengths: Sequence[int] | None = None) -> list[str]:
         """Most likely nucleotide per position (A/C/G/T; N only under the 'channel' policy), with
-        the non-ACGT runs of ``non_acgt`` (or ``codes.non_acgt``, set by ``encode``) put back."""
-        n = self.config.n_levels
+        the non-ACGT runs of ``non_acgt`` (or ``codes.non_acgt``, set by ``encode``) put back.
+
+        ``stride`` letters per code, cut to ``lengths`` (nucleotides per sequence; default
+        ``codes.nucleotides``, set by ``encode``): a strided sequence whose length is not a
+        multiple of the stride comes back at its own length (module docstring)."""
+        n, st = self.config.n_levels, self.stride
         arrays = [np.asarray(c).reshape(n, -1) for c in codes]
-        outs = [np.zeros(a.shape[1], dtype=np.int64) for a in arrays]
+        full = [a.shape[1] * st for a in arrays]
+        if lengths is not None:
+            if isinstance(lengths, (int, np.integer)) or len(lengths) != len(arrays):
+                raise ValueError(f"lengths must give one length per sequence ({len(arrays)})")
+            for i, (a, m) in enumerate(zip(arrays, lengths)):
+                if -(-int(m) // st) != a.shape[1]:
+                    raise ValueError(f"sequence {i}: {a.shape[1]} codes of {st} nt cannot give {m} nt")
+        else:  # the lengths encode remembered, where they still fit the codes (an edited list may not)
+            known = getattr(codes, "nucleotides", None) if st > 1 else None
+            known = known if known is not None and len(known) == len(arrays) else [None] * len(arrays)
+            lengths = [m if m is not None and -(-m // st) == a.shape[1] else f
+                       for m, a, f in zip(known, arrays, full)]
+        outs = [np.zeros(a.shape[1] * st, dtype=np.int64) for a in arrays]
         # chunk over positions: present codes as (len, n_levels) "sequences"
         engine = self._engine()
         decode = engine.decode_logits if engine is not None else self.model.decode_logits
-        self._chunked([a.T for a in arrays], lambda x: decode(x.permute(2, 0, 1)).argmax(-1), outs)
-        return restore_letters([alphabet.decode(o) for o in outs], codes, non_acgt)
+        self._chunked([a.T for a in arrays], lambda x: decode(x.permute(2, 0, 1)).argmax(-1), outs,
+                      chunk=self.chunk_length // st, halo=self.halo // st, out_index=lambda i: i * st, cost=st)
+        return restore_letters([alphabet.decode(o[:m]) for o, m in zip(outs, lengths)], codes, non_acgt)
 
     # ------------------------------------------------------------ inference paths
     def _engine(self) -> InferenceModel | None:
@@ -181,25 +227,30 @@ class VQDNATokenizer(GenomeTokenizer):
 
     # ------------------------------------------------------------ chunking
     @torch.inference_mode()
-    def _chunked(self, arrays, fn, outs) -> None:
-        """Run ``fn`` over halo'd chunks of each array, batching chunks of equal length,
-        and write the kept centre of each result into ``outs``."""
+    def _chunked(self, arrays, fn, outs, *, chunk: int, halo: int, out_index, cost: int) -> None:
+        """Run ``fn`` over chunks of ``chunk`` positions of each array with ``halo`` positions on
+        each side, batching chunks of equal length, and write the kept centre of each result into
+        ``outs``. ``out_index`` maps an input position to an output one (encode: nucleotide ->
+        code, ``ceil(i / stride)``; decode: code -> nucleotide, ``i * stride``); chunk starts and
+        halos are whole codes, so the map is exact at every cut. ``cost``: output positions per
+        input position, for the batch size."""
         groups: dict[int, list] = {}
-        C, h = self.chunk_length, self.halo
+        C, h = chunk, halo
         for i, a in enumerate(arrays):
             n = len(a)
             for s in range(0, n, C):
                 e = min(s + C, n)
                 lo, hi = max(s - h, 0), min(e + h, n)
                 groups.setdefault(hi - lo, []).append((i, lo, s, e))
+        f = out_index
         for length, items in groups.items():
-            per = max(self.batch_tokens // max(length, 1), 1)
+            per = max(self.batch_tokens // max(length * cost, 1), 1)
             for b in range(0, len(items), per):
                 part = items[b:b + per]
                 x = np.stack([arrays[i][lo:lo + length] for i, lo, _, _ in part])
                 y = fn(torch.from_numpy(np.ascontiguousarray(x)).to(self.device)).cpu().numpy()
                 for row, (i, lo, s, e) in zip(y, part):
-                    outs[i][..., s:e] = row[..., s - lo:e - lo]
+                    outs[i][..., f(s):f(e)] = row[..., f(s) - f(lo):f(e) - f(lo)]
 
     # ------------------------------------------------------------ files
     def save_pretrained(self, path, *, train_config=None) -> None:

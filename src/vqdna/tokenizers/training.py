@@ -103,7 +103,8 @@ def train_tokenizer(fasta, *, out: str | Path, quantizer: str | None = None, con
         if step == 0 or step == warm:  # data-dependent start; Repeated K-means after warm-up
             L = length_at(step)
             rng = np.random.default_rng([tc.seed, step, 7919])
-            n = max(math.ceil(tc.kmeans_samples / L), 1)
+            # kmeans_samples encoder outputs, whatever the stride (one output per `stride` nt)
+            n = max(math.ceil(tc.kmeans_samples * mc.stride / L), 1)
             starts = lengths[L][rng.integers(len(lengths[L]), size=n)]
             x = torch.from_numpy(corpus.gather(starts, L)).to(runtime.device)
             was = net.training
@@ -125,7 +126,7 @@ def train_tokenizer(fasta, *, out: str | Path, quantizer: str | None = None, con
         for i in range(0, len(val), 64):
             x = torch.from_numpy(corpus.gather(val[i:i + 64], tc.long_length)).to(runtime.device)
             o = net(x)
-            meter.add(o["correct"], o["scored"], o["codes"], mask=x < 4)
+            meter.add(o["correct"], o["scored"], o["codes"], mask=net.token_mask(x))
         return meter.result()
 
     loop = loop_config(tc, warmup_steps=warm, log_name=f"train-tokenizer ({mc.quantizer})")
@@ -154,7 +155,8 @@ def evaluate_tokenizer(tokenizer, fasta, *, max_nucleotides: int | None = None, 
 
     Records are read in pieces of ``chunk_length`` nt, each encoded and decoded on its own. Where
     tokens stand one per nucleotide (learned tokenizers, ``char``) the usage counts the codes of
-    A/C/G/T positions, elsewhere every token. Lossless hand-crafted tokenizers reconstruct every
+    A/C/G/T positions, for strided learned tokenizers the codes that cover at least one A/C/G/T,
+    elsewhere every token. Lossless hand-crafted tokenizers reconstruct every
     A/C/G/T (k-mers: all but bases lying in no N-free window of k). A piece too short for the
     tokenizer to encode (shorter than k for k-mers) is not scored: ``unencoded_nucleotides`` counts it."""
     from tqdm.auto import tqdm
@@ -197,7 +199,8 @@ def evaluate_tokenizer(tokenizer, fasta, *, max_nucleotides: int | None = None, 
 def _score_piece(tokenizer, part: np.ndarray, codes: np.ndarray, meter: ReconstructionMeter) -> None:
     """Decode the codes of one piece of sequence (uint8 indices) and add its A/C/G/T matches and
     code counts to ``meter``."""
-    decoded = tokenizer.decode([codes])[0]
+    stride = getattr(tokenizer, "stride", 1)  # learned tokenizers: nucleotides per code
+    decoded = tokenizer.decode([codes], lengths=[len(part)])[0] if stride > 1 else tokenizer.decode([codes])[0]
     if len(decoded) != len(part):
         raise ValueError(f"the {tokenizer.tokenizer_type} tokenizer decodes {len(part):,} nt as {len(decoded):,}: "
                          f"reconstruction is scored position by position")
@@ -206,5 +209,9 @@ def _score_piece(tokenizer, part: np.ndarray, codes: np.ndarray, meter: Reconstr
     lut = np.full(256, 9, dtype=np.uint8)
     lut[np.frombuffer(b"ACGT", np.uint8)] = np.arange(4)
     per_nucleotide = codes.shape[1] == len(part)  # codes of N positions are left out of the usage
+    mask = acgt
+    if stride > 1 and codes.shape[1] == -(-len(part) // stride):  # codes covering at least one A/C/G/T
+        mask = np.pad(acgt, (0, -len(part) % stride)).reshape(-1, stride).any(1)
+        per_nucleotide = True
     meter.add(int(((lut[recon] == part) & acgt).sum()), int(acgt.sum()), torch.from_numpy(codes[:, None, :]),
-              mask=torch.from_numpy(acgt[None]) if per_nucleotide else None)
+              mask=torch.from_numpy(mask[None]) if per_nucleotide else None)

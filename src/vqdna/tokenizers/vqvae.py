@@ -4,6 +4,10 @@ Loss (Eq. 3 / Eq. 8): cross-entropy reconstruction of the nucleotides plus
 beta * commitment; the codebooks learn by EMA, not by a loss term. Reconstruction
 loss and accuracy count A/C/G/T positions only (N/IUPAC have no letter to predict,
 unless ``n_policy="channel"`` where the fifth class is predicted too).
+
+With ``config.stride`` s > 1 (:mod:`.convnext`) a code covers s nucleotides: ``encode`` gives
+``ceil(L / s)`` codes per level and ``decode_logits`` ``s`` logits per code; the decoder output is
+cut back to the input length, so the loss scores the same nucleotides as at stride 1.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ class VQDNAAutoencoder(nn.Module):
         super().__init__()
         self.config = c = config
         arch = dict(stem_dim=c.stem_dim, dim=c.dim, depth=c.depth, kernel_size=c.kernel_size,
-                    mlp_ratio=c.mlp_ratio, layer_scale=c.layer_scale)
+                    mlp_ratio=c.mlp_ratio, layer_scale=c.layer_scale, stride=c.stride)
         self.encoder = Encoder(n_inputs=c.n_inputs, **arch)
         self.quantizer = HierarchicalResidualQuantizer(
             codebook_sizes=c.codebook_sizes, dim=c.dim, residual=c.hrq_residual, decay=c.ema_decay,
@@ -33,7 +37,7 @@ class VQDNAAutoencoder(nn.Module):
         """idx (B, L) nucleotide indices -> loss and the numbers the progress bar shows."""
         zs = self.encoder(idx, self.config.levels)
         q = self.quantizer(zs)
-        logits = self.decoder(q["embedding"])
+        logits = self.decoder(q["embedding"])[:, :idx.shape[1]]  # stride > 1: the padding cut off
         target = idx.long()
         scored = target < 4 if self.config.n_policy == "zero" else torch.ones_like(target, dtype=torch.bool)
         recon = F.cross_entropy(logits[scored].float(), target[scored]) if scored.any() else logits.sum() * 0
@@ -43,14 +47,24 @@ class VQDNAAutoencoder(nn.Module):
         return dict(loss=loss, recon=recon.detach(), commit=q["commit"].detach(),
                     correct=correct.sum(), scored=acgt.sum(), codes=q["codes"])
 
+    def token_mask(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B, L) nucleotide indices -> (B, ceil(L / stride)) bool: the codes that cover at least one
+        A/C/G/T (at stride 1: ``idx < 4``); code usage counts these."""
+        acgt = idx < 4
+        s = self.config.stride
+        if s == 1:
+            return acgt
+        acgt = F.pad(acgt, (0, -acgt.shape[-1] % s))
+        return acgt.reshape(*acgt.shape[:-1], -1, s).any(-1)
+
     @torch.no_grad()
     def encode(self, idx: torch.Tensor) -> torch.Tensor:
-        """(B, L) -> codes (n_levels, B, L) (the codes of ``forward``, without its loss terms)."""
+        """(B, L) -> codes (n_levels, B, ceil(L / stride)) (the codes of ``forward``, without its loss terms)."""
         return self.quantizer.codes(self.encoder(idx, self.config.levels))
 
     @torch.no_grad()
     def decode_logits(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes (n_levels, B, L) -> nucleotide logits (B, L, n_inputs)."""
+        """codes (n_levels, B, T) -> nucleotide logits (B, T * stride, n_inputs)."""
         return self.decoder(self.quantizer.embed_codes(codes))
 
     @torch.no_grad()
@@ -61,17 +75,24 @@ class VQDNAAutoencoder(nn.Module):
                                         repeats=self.config.kmeans_repeats, max_samples=max_samples,
                                         generator=generator)
 
-    def flops_per_nucleotide(self, *, decoder: bool = False) -> int:
+    def flops_per_nucleotide(self, *, decoder: bool = False) -> float:
         """FLOPs per nucleotide of tokenization: 2 per multiply-add of every convolution and
         linear layer of the encoder (stem conv on the one-hot input, projection, depthwise conv,
         fc1, fc2 of each block) plus the code-distance matmul of every level; with ``decoder``
-        also the decoder's. Biases, LayerNorm, GELU, residual adds and argmin are not counted."""
+        also the decoder's. Biases, LayerNorm, GELU, residual adds and argmin are not counted.
+        With a stride s the blocks and the code search run once per s nucleotides, and the
+        strided (transposed) convolution adds 2 d^2 per nucleotide each (an int at stride 1)."""
         c = self.config
         block = 2 * (c.dim * c.kernel_size + 2 * c.dim * c.mlp_ratio * c.dim)
-        enc = 2 * (c.n_inputs * c.stem_dim * 5 + c.stem_dim * c.dim) + c.depth * block
         dist = sum(2 * c.dim * k for k in c.codebook_sizes)
-        dec = c.depth * block + 2 * (c.dim * c.stem_dim + c.stem_dim * c.n_inputs * 5)
-        return enc + dist + (dec if decoder else 0)
+        enc_nt = 2 * (c.n_inputs * c.stem_dim * 5 + c.stem_dim * c.dim)  # per nucleotide
+        dec_nt = 2 * (c.dim * c.stem_dim + c.stem_dim * c.n_inputs * 5)
+        if c.stride == 1:
+            return enc_nt + c.depth * block + dist + ((c.depth * block + dec_nt) if decoder else 0)
+        resample = 2 * c.dim * c.dim  # (transposed) conv of kernel s: 2 s d^2 per code = 2 d^2 per nucleotide
+        enc = enc_nt + resample + (c.depth * block + dist) / c.stride
+        dec = dec_nt + resample + c.depth * block / c.stride
+        return enc + (dec if decoder else 0)
 
 
 class InferenceModel:
@@ -105,12 +126,12 @@ class InferenceModel:
         return self.encoder(idx, self.levels)
 
     def encode(self, idx: torch.Tensor) -> torch.Tensor:
-        """(B, L) nucleotide indices -> codes (n_levels, B, L)."""
+        """(B, L) nucleotide indices -> codes (n_levels, B, ceil(L / stride))."""
         with torch.inference_mode():
             return self.model.quantizer.codes(self.encoder_outputs(idx), self.nearest)
 
     def decode_logits(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes (n_levels, B, L) -> nucleotide logits (B, L, n_inputs)."""
+        """codes (n_levels, B, T) -> nucleotide logits (B, T * stride, n_inputs)."""
         with torch.inference_mode():
             emb = self.model.quantizer.embed_codes(codes)
             if not self.packed:
