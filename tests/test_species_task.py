@@ -142,6 +142,23 @@ def test_n_rich_windows_dropped_and_counted(genomes, tmp_path):
     assert sum(s0["dropped_n_rich"].values()) == 7
 
 
+def test_exact_copies_counted_and_a_genome_in_two_classes_refused(genomes, tmp_path):
+    files, _ = genomes
+    rng = np.random.default_rng(7)
+    half = _random_dna(rng, 10 * W)
+    repeat = _write_fasta(tmp_path / "repeat.fa", {"r1": half + half})  # block k and k + 5 are equal
+    twin = _write_fasta(tmp_path / "twin.fa", {"r1": half + half})
+    s = species_task({"alpha": files["alpha"], "rep": [repeat]}, tmp_path / "t", window=W)
+    c = s["exact_copies"]
+    assert c["dev_rows_with_copy_in_train"] + c["test_rows_with_copy_in_train"] > 0
+    assert c["distinct_sequences_in_several_classes"] == 0
+    s = species_task({"rep": [repeat], "twin": [twin]}, tmp_path / "u", window=W)
+    assert s["exact_copies"]["distinct_sequences_in_several_classes"] == 10  # every window, in both classes
+    (tmp_path / "x").mkdir()
+    with pytest.raises(ValueError, match="repeat.fa: given for two classes"):
+        species_task({"rep": [repeat], "again": [tmp_path / "x" / ".." / "repeat.fa"]}, tmp_path / "v", window=W)
+
+
 def test_task_loads_with_labels_and_upper_case(genomes, tmp_path):
     files, _ = genomes
     species_task(files, tmp_path / "t", window=W)

@@ -31,6 +31,9 @@ Policy (:func:`species_task`)
   number any class has there, at most ``per_class`` in train and ``per_class * split[s] /
   split[0]`` (at least 1) in dev and test. Windows are subsampled at random (numpy, seeded by
   ``seed``, the class name and the split); how many were dropped is counted per class and split.
+* **Equal sequences at disjoint positions** (repeats, conserved regions) are counted in
+  ``summary.json`` (``exact_copies``: dev/test rows whose sequence is a train row, sequences in
+  several classes), not dropped; a FASTA file given for two classes is an error.
 * A class with no window in some split (its records are too short, or every window is N-rich) is
   an error naming the class, its files and records.
 * **Output** (``out``): ``train.csv``, ``dev.csv``, ``test.csv`` (``sequence,label``, integer
@@ -195,6 +198,12 @@ def _resolve(fasta_by_class) -> dict[str, list[Path]]:
             if not p.is_file():
                 raise FileNotFoundError(f"{p}: no such FASTA file (class {name!r})")
         classes[name] = paths
+    owner = {}
+    for name, paths in classes.items():
+        for f in paths:
+            other = owner.setdefault(f.resolve(), name)
+            if other != name:
+                raise ValueError(f"{f}: given for two classes ({other!r} and {name!r}); a genome belongs to one")
     if len(classes) < 2:
         raise ValueError(f"a species task needs at least 2 classes, got {len(classes)} ({', '.join(classes)})")
     return classes
@@ -351,7 +360,26 @@ def _write_rows(tmp: Path, classes, picks, class_id, *, window, seed, progress) 
                     seq, label, file, record, st = by_split[s][k]
                     w.writerow([seq, label])
                     pos.writerow([s, row, label, file, record, st, st + window])
-    return {"rows": {s: len(v) for s, v in by_split.items()}, "with_non_acgt": with_other}
+    return {"rows": {s: len(v) for s, v in by_split.items()}, "with_non_acgt": with_other,
+            "exact_copies": _exact_copies(by_split)}
+
+
+def _exact_copies(by_split: dict) -> dict:
+    """Rows whose exact sequence is also a row elsewhere (repeats, conserved regions): disjoint
+    positions do not exclude equal sequences. Counted, not dropped."""
+    seen = {s: {} for s in SPLITS}  # split -> sequence hash -> labels
+    for s, items in by_split.items():
+        for seq, label, *_ in items:
+            seen[s].setdefault(hash(seq), set()).add(label)
+    labels = {}
+    for s in SPLITS:
+        for h, ls in seen[s].items():
+            labels.setdefault(h, set()).update(ls)
+    return {
+        "dev_rows_with_copy_in_train": sum(hash(q) in seen["train"] for q, *_ in by_split["dev"]),
+        "test_rows_with_copy_in_train": sum(hash(q) in seen["train"] for q, *_ in by_split["test"]),
+        "distinct_sequences_in_several_classes": sum(len(ls) > 1 for ls in labels.values()),
+    }
 
 
 def _summary(classes, class_id, n_per, rows, resolved, **p) -> dict:
@@ -376,6 +404,7 @@ def _summary(classes, class_id, n_per, rows, resolved, **p) -> dict:
         "windows_per_class": n_per,
         "dropped_n_rich": {s: sum(c.dropped_n[s] for c in classes) for s in SPLITS},
         "dropped_to_balance": {s: sum(c.available[s] - n_per[s] for c in classes) for s in SPLITS},
+        "exact_copies": rows["exact_copies"],
         "skipped_records": [r for c in classes for r in c.skipped_records],
         "classes": per_class,
     }
