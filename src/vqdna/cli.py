@@ -446,8 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="the main job: all three stages on PyPI-shipped genomes, on a CPU")
     s.add_argument("--out", default="runs/demo")
     s.add_argument("--profile", choices=["quick", "standard", "test"], default="quick",
-                   help="quick (1 seed): 34 min measured with one thread on 2 CPU cores shared with other jobs "
-                        "(load average 8), an estimated 8-10 min when idle; the results table gives each stage's "
+                   help="quick (1 seed): 4.7 min measured on 2 idle CPU cores (34 min with one thread on "
+                        "2 cores shared with other jobs, load average 8); the results table gives each stage's "
                         "wall time. standard: longer, "
                         "3 seeds. test: seconds (the test suite). Settings: vqdna.demo.PROFILES")
     s.add_argument("--device")
