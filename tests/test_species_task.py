@@ -205,6 +205,7 @@ def test_write_is_atomic(genomes, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("killed while writing")
 
+    (out / ".species.tmp999999").mkdir()  # the temporary folder of a killed run: removed
     monkeypatch.setattr(species, "_write_rows", boom)
     with pytest.raises(RuntimeError):
         species_task(files, out, window=W, seed=5)

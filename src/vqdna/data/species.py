@@ -315,7 +315,8 @@ def species_task(fasta_by_class: Mapping[str, object] | None, out, *, window: in
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: not a folder; give the task folder to write")
     tmp = out / f".species.tmp{os.getpid()}" if out.is_dir() else out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    for stale in (out.glob(".species.tmp*") if out.is_dir() else [tmp]):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         rows = _write_rows(tmp, classes, picks, class_id, window=window, seed=seed, progress=progress)
