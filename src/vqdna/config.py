@@ -209,6 +209,10 @@ class LMConfig:
     # plain residual quantization, mean otherwise: Eq. 7), or force "mean" / "sum"
     codebook_combine: str = "auto"
     max_length: int = 512  # tokens per forward pass, excluding [CLS] (positions = max_length + 1)
+    # positions: "absolute" (BERT's learned table, max_length <= 512, cannot run longer than its rows),
+    # "rotary" (RoPE) or "alibi" (positions inside attention, no table: max_length up to
+    # LONG_MAX_LENGTH, and a model trained on short windows runs on longer ones). Issue 12.
+    position_embedding: str = "absolute"
     # sequence vector for fine-tuning: "mean" over tokens (pads and [CLS] excluded) or the "cls" state
     pooling: str = "mean"
     mlm_shared_transform: bool = True  # one dense+GELU+LayerNorm transform for all MLM heads (False: one per level)
@@ -238,6 +242,9 @@ class LMTrainConfig:
     checkpoint_every: int = 5000
     seed: int = 0
     precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 on CPU
+    # recompute each BERT layer in the backward pass instead of keeping its activations: same loss and
+    # gradients, about a third more compute, activation memory of one layer instead of all (long windows)
+    gradient_checkpointing: bool = False
 
 
 LM_PRESETS: dict[str, dict] = {
@@ -267,6 +274,12 @@ def lm_configs(name_or_path: str | None = None, overrides: dict | None = None,
     return LM_STAGE.build(name_or_path, overrides, flags)
 
 
+# positions of the language model (LMConfig.position_embedding; absolute is BERT's and the default)
+POSITION_EMBEDDINGS = ("absolute", "rotary", "alibi")
+ABSOLUTE_MAX_LENGTH = 512  # BERT's table (the paper's length)
+LONG_MAX_LENGTH = 131_072  # rotary / ALiBi: a bound against typos; 32,768 is what issue 12 asks and tests
+
+
 def validate_lm_config(m: LMConfig, t: LMTrainConfig | None = None) -> None:
     if m.hidden_size % m.num_heads:
         raise ValueError(f"hidden_size {m.hidden_size} must be a multiple of num_heads {m.num_heads}")
@@ -276,8 +289,16 @@ def validate_lm_config(m: LMConfig, t: LMTrainConfig | None = None) -> None:
         raise ValueError(f"codebook_combine must be auto|mean|sum, not {m.codebook_combine!r}")
     if m.pooling not in ("mean", "cls", "meanmax"):
         raise ValueError(f"pooling must be 'mean', 'cls' or 'meanmax', not {m.pooling!r}")
-    if not 1 <= m.max_length <= 512:
-        raise ValueError(f"max_length must be in 1..512, not {m.max_length}")
+    if m.position_embedding not in POSITION_EMBEDDINGS:
+        raise ValueError(f"position_embedding must be one of {POSITION_EMBEDDINGS}, not {m.position_embedding!r}")
+    if m.position_embedding == "rotary" and (m.hidden_size // m.num_heads) % 2:
+        raise ValueError(f"rotary positions need an even head size (hidden_size / num_heads), "
+                         f"not {m.hidden_size // m.num_heads}")
+    longest = ABSOLUTE_MAX_LENGTH if m.position_embedding == "absolute" else LONG_MAX_LENGTH
+    if not 1 <= m.max_length <= longest:
+        hint = "; longer inputs need position_embedding rotary or alibi" if m.max_length > longest == 512 else ""
+        raise ValueError(f"max_length must be in 1..{longest} with {m.position_embedding} positions, "
+                         f"not {m.max_length}{hint}")
     if t is None:
         return
     if not 1 <= t.seq_length <= m.max_length:
@@ -319,7 +340,8 @@ class FinetuneConfig:
     # sequences, and an unnormalised head learns slowly (see lm.modeling.ClassificationHead)
     head_norm: bool = True
     pooling: str = ""  # "" = the LM's (mean by default), or "mean" / "cls" for this task
-    max_length: int = 512  # training truncates to this many tokens; inference chunks whole sequences
+    max_length: int = 512  # training truncates to this many tokens (and the LM's max); inference chunks whole sequences
+    gradient_checkpointing: bool = False  # recompute each BERT layer in the backward pass (long inputs: less memory)
     eval_batch_size: int = 128
     max_train: int = 0  # subsample training rows (stratified, seeded); 0 = all
     grid_lr: tuple = (1e-4, 3e-4, 1e-3)

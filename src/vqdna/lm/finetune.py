@@ -16,13 +16,16 @@ weight with mean+max pooling, lr 1e-3, 4 epochs; ``paper`` is METHOD.md's LoRA.
   sequence (:func:`bucketed_batches`); the progress bar shows loss and rows/s.
 * AdamW (weight decay 0.01), batch 32, linear warm-up over 6% of the steps then linear decay to
   0 (METHOD.md; :func:`vqdna.train.train_loop`, the one training loop); training truncates
-  sequences to 512 tokens.
+  sequences to ``max_length`` tokens (512; up to the LM's own maximum, which rotary / ALiBi LMs
+  raise to 32,768 and beyond) and ``gradient_checkpointing`` recomputes each layer in the
+  backward pass (long inputs).
 * the head batch-normalises the pooled vector (see :class:`~vqdna.lm.modeling.ClassificationHead`
   for why; ``head_norm=False`` turns it off); its running statistics belong to the best epoch's
   saved state like the trainable weights.
 * dev is scored after every epoch; the best epoch (primary metric: MCC for classification,
   Spearman for regression) is kept and the test split is scored **once**, with its weights.
-  Dev and test read whole sequences (chunks of 512 averaged, see :mod:`vqdna.lm.inference`).
+  Dev and test read whole sequences (chunks of the LM's maximum length averaged, see
+  :mod:`vqdna.lm.inference`).
 * ``seeds`` runs (seed 0, 1, ...): mean and sample std of every metric.
 * ``grid``: learning rate {1e-4, 3e-4, 1e-3} x LoRA dropout {0, 0.05} x epochs {4, 6, 8, 10}
   (the paper's learning rates were lost; these bracket the usual LoRA range). Every epoch
@@ -228,6 +231,8 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
                              pooling=cfg.pooling,
                              tokenizer_encoder=Path(lm_dir) / "tokenizer" if cfg.unfreeze_tokenizer else None)
     max_len = min(cfg.max_length, model.config.max_tokens)
+    if cfg.gradient_checkpointing:
+        model.activation_checkpointing_enable()  # before LoRA wraps it; transformers' per-layer recompute
     train_codes = [codes["train"][i][:, :max_len] for i in train_idx]
     net = apply_method(model, cfg.method, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                        targets=cfg.lora_targets)

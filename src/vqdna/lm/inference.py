@@ -1,12 +1,15 @@
 """Using a trained model: predictions (``vqdna predict``) and embeddings (``vqdna embed``).
 
-Long sequences: the model reads at most ``max_position_embeddings - 1`` tokens (512) after its
-[CLS]. A longer sequence is cut into consecutive chunks of at most that many tokens, each chunk
+Long sequences: the model reads at most ``max_position_embeddings - 1`` tokens after its [CLS]
+(512 for the default absolute positions; up to 32,768 and beyond for a rotary / ALiBi model,
+which then reads a 32k-token sequence in one piece). A longer sequence is cut into consecutive
+chunks of at most that many tokens, each chunk
 gets its own [CLS], and the chunks' pooled vectors are **averaged, weighted by their token
 counts** (for mean pooling this is the mean over all tokens of the sequence, each token seeing
 only its own chunk as context; for [CLS] pooling the chunks' [CLS] states are averaged). The
 head is then applied to the averaged vector. Per-nucleotide embeddings concatenate the chunks'
-token states.
+token states. A batch holds at most ``batch_size`` chunks and, padded, at most ``batch_size x
+512`` tokens (:data:`TOKENS_PER_ROW`), so long chunks go a few at a time.
 
 Every entry point takes a model folder (``lm/`` from pre-training or ``ft/`` from fine-tuning);
 the tokenizer is the copy in ``<folder>/tokenizer`` (its sha256 must match the model config).
@@ -66,11 +69,25 @@ def collate(parts: Sequence[np.ndarray], vocab_sizes) -> tuple[torch.Tensor, tor
     return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
+# a batch's padded tokens are at most batch_size x this: the batches of a 512-token model are
+# those of batch_size chunks, and 32k-token chunks go a few at a time
+TOKENS_PER_ROW = 512
+
+
 def _batches(parts_meta, batch_size):
-    """Chunk indices grouped into batches of similar length (sorted), in a fixed order."""
+    """Chunk indices grouped into batches of similar length (sorted), in a fixed order: at most
+    ``batch_size`` chunks and ``batch_size * TOKENS_PER_ROW`` padded tokens ([CLS] aside; one chunk at least)."""
     order = sorted(range(len(parts_meta)), key=lambda j: parts_meta[j][2] - parts_meta[j][1])
-    for b in range(0, len(order), batch_size):
-        yield order[b:b + batch_size]
+    budget = batch_size * TOKENS_PER_ROW
+    batch: list[int] = []
+    for j in order:
+        longest = parts_meta[j][2] - parts_meta[j][1]  # tokens ([CLS] aside); sorted: the newest is the longest
+        if batch and (len(batch) == batch_size or (len(batch) + 1) * longest > budget):
+            yield batch
+            batch = []
+        batch.append(j)
+    if batch:
+        yield batch
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """The VQDNA language model as Hugging Face classes (paper Sec. 3.3, METHOD.md stage 2-3).
 
-A BERT encoder (:class:`transformers.BertModel`, SDPA attention, learned absolute
-positions) reads **one token per nucleotide** and one code id per HRQ level:
+A BERT encoder (:class:`transformers.BertModel`, SDPA attention) reads **one token per
+nucleotide** and one code id per HRQ level:
 
 * ``input_ids``: ``(batch, n_levels, length)`` int64; a ``(batch, length)`` tensor is accepted
   for single-level tokenizers. Per level ``l`` the ids ``0..V_l-1`` are the tokenizer's codes
@@ -20,6 +20,25 @@ Input embedding (``config.input_mode``):
 * ``"learned"``: one trainable table of ``V_l + 3`` rows per level, summed over levels
   (METHOD.md's alternative; hand-crafted tokenizers, whose ``codebooks()`` is None, use it).
 
+Positions (``config.position_embedding``; issue 12, inputs beyond 512 tokens):
+
+* ``"absolute"`` (the default, the paper's BERT): a learned table of ``max_position_embeddings``
+  rows added to the input; it cannot run beyond the length it has rows for.
+* ``"rotary"`` (RoPE, Su et al. 2021): no table; every layer rotates its queries and keys by
+  their position (:class:`LongContextSelfAttention`), so attention sees relative offsets and a
+  model trained on short windows runs on longer ones.
+* ``"alibi"`` (Press et al. 2022, symmetric as in MosaicBERT): no table; a per-head bias
+  ``-slope_h * |i - j|`` added to the attention scores, computed in blocks of queries so the
+  ``length x length`` bias never exists whole (:func:`alibi_attention`).
+
+Every kind runs ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient
+kernels on GPU, the flash kernel on CPU); with rotary and ALiBi the padding mask goes to it as
+``(batch, 1, 1, length)``, never as BERT's ``(batch, 1, length, length)``, so memory grows with
+the length, not its square. ``max_position_embeddings - 1`` is the most tokens a forward pass
+takes (the chunk length of :mod:`.inference`) for every kind. Gradient checkpointing is
+transformers' (``model.activation_checkpointing_enable()``: each BERT layer is recomputed in the
+backward pass).
+
 Heads:
 
 * :class:`VQDNAForMaskedLM`: one MLM head per level (a dense+GELU+LayerNorm transform, shared
@@ -36,6 +55,7 @@ Heads:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -43,8 +63,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from transformers import BertConfig, BertModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
-from transformers.models.bert.modeling_bert import BertEmbeddings
+from transformers.models.bert.modeling_bert import BertEmbeddings, BertSelfAttention
+from transformers.models.llama.modeling_llama import rotate_half
 from transformers.utils import ModelOutput
+
+from ..config import POSITION_EMBEDDINGS  # noqa: F401 (absolute | rotary | alibi, defined once)
 
 N_SPECIAL = 3
 POOLINGS = ("mean", "cls", "meanmax")
@@ -69,7 +92,8 @@ class VQDNAConfig(PretrainedConfig):
                  initializer_range: float = 0.02, pooling: str = "mean", mlm_shared_transform: bool = True,
                  classifier_dropout: float | None = None, classifier_norm: bool = True, regression_mean: float = 0.0,
                  regression_std: float = 1.0, tokenizer_type: str | None = None,
-                 tokenizer_sha256: str | None = None, tokenizer_encoder: dict | None = None, **kwargs):
+                 tokenizer_sha256: str | None = None, tokenizer_encoder: dict | None = None,
+                 position_embedding: str = "absolute", rope_theta: float = 10000.0, **kwargs):
         self.vocab_sizes = [int(v) for v in vocab_sizes]
         self.input_mode = input_mode
         self.codebook_dim = codebook_dim
@@ -95,6 +119,10 @@ class VQDNAConfig(PretrainedConfig):
         # input_mode "encoder": the shape of the tokenizer's ConvNeXt encoder that the model
         # carries (Encoder arguments + "levels" + "residual"); None otherwise
         self.tokenizer_encoder = dict(tokenizer_encoder) if tokenizer_encoder else None
+        # "absolute" (learned table, BERT's), "rotary" or "alibi" (positions inside attention: runs
+        # beyond the training length); see the module docstring
+        self.position_embedding = position_embedding
+        self.rope_theta = float(rope_theta)  # RoPE base (RoFormer's and Llama's 10000)
         super().__init__(**kwargs)
         self._validate()
 
@@ -114,6 +142,10 @@ class VQDNAConfig(PretrainedConfig):
                              f"{self.num_attention_heads}")
         if not self.vocab_sizes or min(self.vocab_sizes) < 1:
             raise ValueError(f"vocab_sizes must be positive, got {self.vocab_sizes}")
+        if self.position_embedding not in POSITION_EMBEDDINGS:
+            raise ValueError(f"position_embedding must be one of {POSITION_EMBEDDINGS}, not {self.position_embedding!r}")
+        if self.position_embedding == "rotary" and (self.hidden_size // self.num_attention_heads) % 2:
+            raise ValueError(f"rotary positions need an even head size, not {self.hidden_size // self.num_attention_heads}")
 
     # ------------------------------------------------------------ special ids
     @property
@@ -136,14 +168,17 @@ class VQDNAConfig(PretrainedConfig):
         return [v + off for v in self.vocab_sizes]
 
     def bert_config(self) -> BertConfig:
-        """The BertConfig of the encoder body (its word embeddings are unused: we pass inputs_embeds)."""
+        """The BertConfig of the encoder body (its word embeddings are unused: we pass inputs_embeds;
+        with rotary / ALiBi positions its position table is replaced, so it gets one row)."""
+        positions = self.max_position_embeddings if self.position_embedding == "absolute" else 1
         return BertConfig(vocab_size=1, pad_token_id=0, hidden_size=self.hidden_size,
                           num_hidden_layers=self.num_hidden_layers, num_attention_heads=self.num_attention_heads,
                           intermediate_size=self.intermediate_size, hidden_act=self.hidden_act,
                           hidden_dropout_prob=self.hidden_dropout_prob,
                           attention_probs_dropout_prob=self.attention_probs_dropout_prob,
-                          max_position_embeddings=self.max_position_embeddings, type_vocab_size=1,
+                          max_position_embeddings=positions, type_vocab_size=1,
                           layer_norm_eps=self.layer_norm_eps, initializer_range=self.initializer_range,
+                          use_cache=False,  # an encoder: no cache (BERT ignores it; no warning under checkpointing)
                           attn_implementation=getattr(self, "_attn_implementation", None) or "sdpa")
 
 
@@ -249,6 +284,118 @@ class VQDNAEmbeddings(nn.Module):
         return h
 
 
+# ---------------------------------------------------------------- positions for long inputs (issue 12)
+
+# ALiBi's bias is built for a block of queries at a time: at most this many values (~128 MB in fp32)
+ALIBI_BIAS_ELEMENTS = 1 << 25
+
+
+def rotary_cos_sin(length: int, head_dim: int, theta: float, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE's ``(1, length, head_dim)`` cosines and sines of positions ``0..length-1`` (RoFormer,
+    in the half-split layout of transformers' ``rotate_half``), in float32 whatever the model dtype:
+    a position times a frequency reaches 32,768 and bf16 would round it."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    angles = torch.arange(length, device=device, dtype=torch.float32)[:, None] * inv_freq
+    emb = torch.cat([angles, angles], dim=-1)[None]
+    return emb.cos(), emb.sin()
+
+
+def alibi_slopes(n_heads: int) -> torch.Tensor:
+    """ALiBi's per-head slopes (Press et al. 2022): the geometric series 2^(-8/n), 2^(-16/n), ... for
+    a power of two n; otherwise those of the power of two below, then every other one of the next."""
+    def series(n):
+        start = 2.0 ** (-8.0 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    p = 2 ** math.floor(math.log2(n_heads))
+    slopes = series(p) if p == n_heads else series(p) + series(2 * p)[0::2][: n_heads - p]
+    return torch.tensor(slopes, dtype=torch.float32)
+
+
+def alibi_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor | None,
+                    slopes: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
+    """SDPA with ALiBi's symmetric bias ``-slope_h * |i - j|`` (bidirectional, as MosaicBERT) and the
+    padding mask ``keep`` ((B, 1, 1, L) bool, True = attend; None = no padding).
+
+    The bias is a float mask, built for a block of queries at a time (at most
+    :data:`ALIBI_BIAS_ELEMENTS` values); when gradients are needed each block runs under
+    ``torch.utils.checkpoint``, so the backward pass rebuilds its bias instead of keeping all of
+    them: memory grows with the length, not its square."""
+    B, H, L, _ = q.shape
+    rows = B if keep is not None else 1
+    block = max(16, ALIBI_BIAS_ELEMENTS // (rows * H * L))
+    slopes = slopes.to(device=q.device, dtype=q.dtype)[:, None, None]
+    keys = torch.arange(L, device=q.device)
+
+    def attend(q_block: torch.Tensor, start: int) -> torch.Tensor:
+        queries = torch.arange(start, start + q_block.shape[2], device=q.device)
+        bias = -slopes * (queries[:, None] - keys[None, :]).abs().to(q.dtype)  # (H, Lq, L)
+        if keep is not None:
+            bias = bias.masked_fill(~keep, float("-inf"))  # (B, H, Lq, L)
+        return F.scaled_dot_product_attention(q_block, k, v, attn_mask=bias, dropout_p=dropout_p)
+
+    if block >= L:
+        return attend(q, 0)
+    recompute = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    outs = []
+    for start in range(0, L, block):
+        q_block = q[:, :, start:start + block]
+        if recompute:
+            outs.append(torch.utils.checkpoint.checkpoint(attend, q_block, start, use_reentrant=False))
+        else:
+            outs.append(attend(q_block, start))
+    return torch.cat(outs, dim=2)
+
+
+class PositionFreeEmbeddings(nn.Module):
+    """BERT's embedding layer without its position table, for rotary / ALiBi positions (which live in
+    attention). Same parameter names as :class:`~transformers.models.bert.modeling_bert.BertEmbeddings`
+    otherwise: ``word_embeddings`` (one row, never read: we pass inputs_embeds), the one-row
+    ``token_type_embeddings``, ``LayerNorm``, ``dropout``."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
+                cache_length: int = 0) -> torch.Tensor:
+        return self.dropout(self.LayerNorm(inputs_embeds + self.token_type_embeddings.weight[0]))
+
+
+class LongContextSelfAttention(BertSelfAttention):
+    """BERT's self-attention (same ``query`` / ``key`` / ``value`` weights, so LoRA targets and weight
+    names stay) with rotary or ALiBi positions, always through torch SDPA. ``attention_mask``:
+    None or (B, 1, 1, L) bool (True = attend), as :class:`VQDNAModel` passes it."""
+
+    def __init__(self, config: BertConfig, *, position_embedding: str, rope_theta: float = 10000.0,
+                 layer_idx: int | None = None):
+        super().__init__(config, layer_idx=layer_idx)
+        if position_embedding not in ("rotary", "alibi"):
+            raise ValueError(f"LongContextSelfAttention: position_embedding must be rotary or alibi, "
+                             f"not {position_embedding!r}")
+        self.position_embedding = position_embedding
+        self.rope_theta = rope_theta
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        B, L = hidden_states.shape[:2]
+        shape = (B, L, -1, self.attention_head_size)
+        q = self.query(hidden_states).view(shape).transpose(1, 2)
+        k = self.key(hidden_states).view(shape).transpose(1, 2)
+        v = self.value(hidden_states).view(shape).transpose(1, 2)
+        p = self.dropout.p if self.training else 0.0
+        if self.position_embedding == "rotary":
+            cos, sin = rotary_cos_sin(L, self.attention_head_size, self.rope_theta, q.device)
+            cos, sin = cos[:, None].to(q.dtype), sin[:, None].to(q.dtype)
+            q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, dropout_p=p)
+        else:
+            out = alibi_attention(q, k, v, attention_mask, alibi_slopes(self.num_attention_heads), p)
+        return out.transpose(1, 2).reshape(B, L, self.all_head_size), None
+
+
 class VQDNAPreTrainedModel(PreTrainedModel):
     config_class = VQDNAConfig
     config: VQDNAConfig
@@ -295,6 +442,12 @@ class VQDNAModel(VQDNAPreTrainedModel):
         super().__init__(config)
         self.embeddings = VQDNAEmbeddings(config)
         self.encoder = BertModel(config.bert_config(), add_pooling_layer=False)
+        if config.position_embedding != "absolute":  # positions inside attention: no table
+            bert = self.encoder.config
+            self.encoder.embeddings = PositionFreeEmbeddings(bert)
+            for i, layer in enumerate(self.encoder.encoder.layer):
+                layer.attention.self = LongContextSelfAttention(bert, position_embedding=config.position_embedding,
+                                                                rope_theta=config.rope_theta, layer_idx=i)
         # BERT's own token table is never read (we pass inputs_embeds): freeze its single row
         self.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
         self.post_init()
@@ -337,6 +490,9 @@ class VQDNAModel(VQDNAPreTrainedModel):
             attention_mask = (input_ids[:, 0] != self.config.vocab_sizes[0] + PAD).long()
         # all-ones mask -> None, so SDPA runs its unmasked fast path
         mask = None if bool(attention_mask.all()) else attention_mask
+        if mask is not None and self.config.position_embedding != "absolute":
+            # a 4D mask goes to attention as it is: (B, 1, 1, L), not the (B, 1, L, L) BERT would build
+            mask = mask.bool()[:, None, None, :]
         out = self.encoder(inputs_embeds=self.embeddings(input_ids), attention_mask=mask,
                            output_hidden_states=output_hidden_states)
         return BaseModelOutput(last_hidden_state=out.last_hidden_state, hidden_states=out.hidden_states)

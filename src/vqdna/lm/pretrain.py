@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 
 from ..codes import CodeStore
-from ..config import LMConfig, LMTrainConfig, lm_configs, save_yaml, to_dict, validate_lm_config
+from ..config import LMConfig, LMTrainConfig, from_dict, lm_configs, save_yaml, to_dict, validate_lm_config
 from ..io import write_json_atomic
 from ..tokenizers.base import GenomeTokenizer
 from ..train import Hooks, loop_config, setup_runtime, train_loop
@@ -90,7 +90,8 @@ def build_lm_config(tokenizer: GenomeTokenizer, mc: LMConfig, *, sha256: str | N
                        codebook_combine=combine, hidden_size=mc.hidden_size, num_hidden_layers=mc.num_layers,
                        num_attention_heads=mc.num_heads, intermediate_size=mc.intermediate_size,
                        hidden_dropout_prob=mc.hidden_dropout, attention_probs_dropout_prob=mc.attention_dropout,
-                       max_position_embeddings=mc.max_length + 1, pooling=mc.pooling,
+                       max_position_embeddings=mc.max_length + 1, position_embedding=mc.position_embedding,
+                       pooling=mc.pooling,
                        mlm_shared_transform=mc.mlm_shared_transform, tokenizer_type=tokenizer.tokenizer_type,
                        tokenizer_sha256=sha256)
 
@@ -273,7 +274,7 @@ def pretrain(codes, *, out, config: str = "tiny", max_steps: int | None = None, 
         import yaml
 
         old = (yaml.safe_load(cfg_file.read_text()) or {}).get("model", {})
-        if old != to_dict(mc):
+        if to_dict(from_dict(LMConfig, old)) != to_dict(mc):  # fields added since: their defaults
             raise ValueError(f"{cfg_file}: the model config differs from the run being resumed")
     if runtime.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -281,6 +282,8 @@ def pretrain(codes, *, out, config: str = "tiny", max_steps: int | None = None, 
 
     torch.manual_seed(tc.seed)
     model = build_masked_lm(tok, mc, sha256=fp.get("sha256"))
+    if tc.gradient_checkpointing:
+        model.activation_checkpointing_enable()  # transformers': each BERT layer recomputed in the backward pass
     vocab = model.config.vocab_sizes
     sampler = WindowSampler(stores, tc.seq_length, val_block=tc.val_block, val_every=tc.val_every,
                             skip_n_runs=tc.skip_n_runs)
