@@ -80,7 +80,8 @@ def worker(spec: dict) -> dict:
                 model(x)
         return time.perf_counter() - t0
 
-    one_pass()  # warm-up
+    for _ in range(spec["warmup"]):
+        one_pass()
     times = [one_pass() for _ in range(spec["repeats"])]
     return {"seconds": statistics.median(times), "times": times, "peak_rss_mb": _status_mb("VmHWM"),
             "peak_over_model_mb": _status_mb("VmHWM") - base,
@@ -116,7 +117,8 @@ def main(argv=None) -> int:
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--vocab", default="512,1024", help="codes per level (HRQ 512,1024; VQ 512)")
-    p.add_argument("--repeats", type=int, default=3, help="timed passes per cell (median), after a warm-up")
+    p.add_argument("--repeats", type=int, default=3, help="timed passes per cell (median), after the warm-up")
+    p.add_argument("--warmup", type=int, default=1, help="untimed passes before them")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per cell before it is given up")
     p.add_argument("--json", help="also write every measurement here")
@@ -131,7 +133,7 @@ def main(argv=None) -> int:
         p.error(f"unknown kinds {unknown}; known: {', '.join(KINDS)}")
     lengths = [int(v) for v in a.lengths.split(",")]
     common = dict(vocab=[int(v) for v in a.vocab.split(",")], hidden=a.hidden, layers=a.layers, heads=a.heads,
-                  repeats=a.repeats, threads=a.threads)
+                  repeats=a.repeats, warmup=a.warmup, threads=a.threads)
     rows = []
     for L in lengths:
         for kind in kinds:
@@ -146,7 +148,7 @@ def main(argv=None) -> int:
                         print(f"{kind} {L:,} {'fwd+bwd' if backward else 'fwd'}: {r}", file=sys.stderr)
             rows.append(row)
     print(f"\nOne sequence of L tokens + [CLS]; body hidden {a.hidden}, {a.layers} layers, {a.heads} heads, vocab "
-          f"{common['vocab']}; {a.threads} thread(s); median of {a.repeats} passes after a warm-up; peak RSS of a "
+          f"{common['vocab']}; {a.threads} thread(s); median of {a.repeats} passes after {a.warmup} warm-up; peak RSS of a "
           f"fresh process per cell (above the built model in parentheses)\n")
     print("| positions | tokens | forward (s) | forward peak RSS (MB) | fwd+bwd (s) | fwd+bwd peak RSS (MB) |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -324,12 +324,12 @@ def alibi_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: tor
     B, H, L, _ = q.shape
     rows = B if keep is not None else 1
     block = max(16, ALIBI_BIAS_ELEMENTS // (rows * H * L))
-    slopes = slopes.to(device=q.device, dtype=q.dtype)[:, None, None]
+    slopes = slopes.to(q.device)[:, None, None]
     keys = torch.arange(L, device=q.device)
 
     def attend(q_block: torch.Tensor, start: int) -> torch.Tensor:
         queries = torch.arange(start, start + q_block.shape[2], device=q.device)
-        bias = -slopes * (queries[:, None] - keys[None, :]).abs().to(q.dtype)  # (H, Lq, L)
+        bias = (-slopes * (queries[:, None] - keys[None, :]).abs()).to(q.dtype)  # (H, Lq, L), made in fp32
         if keep is not None:
             bias = bias.masked_fill(~keep, float("-inf"))  # (B, H, Lq, L)
         return F.scaled_dot_product_attention(q_block, k, v, attn_mask=bias, dropout_p=dropout_p)
