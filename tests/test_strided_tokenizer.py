@@ -39,7 +39,8 @@ def test_codes_per_stride(stride, quantizer):
     codes = tok.encode(seqs)
     assert [c.shape for c in codes] == [(tok.n_levels, -(-len(s) // stride)) for s in seqs]
     assert all(c.min() >= 0 and (c.max(1) < np.asarray(tok.vocab_sizes)).all() for c in codes)
-    # the packed inference path gives the plain modules' codes
+    # the packed inference path (used: it passes its self-check) gives the plain modules' codes
+    assert tok._engine() is not None
     plain = VQDNATokenizer(tok.model, tok.config, device="cpu", fast=False).encode(seqs)
     assert np.mean(np.concatenate([(a == b).ravel() for a, b in zip(codes, plain)])) > 0.99
     # decoding gives each sequence its own length back, N where it was N
@@ -182,6 +183,23 @@ def test_pretrain_a_tiny_lm_on_strided_codes(stride4, tmp_path):
     cfg = VQDNAConfig.from_pretrained(tmp_path / "lm")
     with pytest.raises(ValueError, match="stride-1 tokenizer"):
         _encoder_mode(cfg, stride4["tok_dir"])
+    # fine-tuning reads task sequences of any length (41 nt: 11 codes) through the same tokenizer
+    from vqdna.config import FinetuneConfig
+    from vqdna.lm.finetune import finetune
+
+    seq, rng = stride4["records"]["chrA"], np.random.default_rng(0)
+    task = tmp_path / "task"
+    task.mkdir()
+    for split, n in (("train", 32), ("dev", 12), ("test", 12)):
+        rows = []
+        for i in range(n):
+            st = int(rng.integers(0, len(seq) - 41))
+            w = seq[st:st + 41]
+            rows.append(f"{w[:17] + 'TATAAAA' + w[24:] if i % 2 else w},{i % 2}\n")
+        (task / f"{split}.csv").write_text("sequence,label\n" + "".join(rows))
+    r = finetune(tmp_path / "lm", task, out=tmp_path / "ft", seeds=1, progress=False,
+                 config=FinetuneConfig(epochs=1, batch_size=16, lr=3e-3, eval_batch_size=64))
+    assert np.isfinite(r["test"][r["metric"]]["mean"])
 
 
 def test_cli_trains_a_strided_tokenizer_from_yaml(yeast_genome, tmp_path, capsys):
