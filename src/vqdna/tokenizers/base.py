@@ -3,7 +3,8 @@
 Stages 2 and 3 know a tokenizer only through this interface:
 
 * ``encode(seqs)`` -> one ``int64`` array of shape ``(n_levels, n_tokens)`` per sequence.
-  Learned tokenizers give one token per nucleotide and one row per HRQ level;
+  Learned tokenizers give one token per nucleotide (per ``stride`` nucleotides, ``ceil(n / stride)``
+  tokens, for a strided VQ/HRQ tokenizer) and one row per HRQ level;
   hand-crafted ones have a single level.
   ``encode`` returns an :class:`Encoded` list: it also carries, per sequence, the runs of
   non-ACGT letters (``N`` and IUPAC codes, ``[start, length, letter]``, as the code store's
@@ -13,7 +14,9 @@ Stages 2 and 3 know a tokenizer only through this interface:
   is what ``encode`` returned, from ``codes.non_acgt``; they are written over the decoded
   letters, so a round trip never turns ``N`` into a base. Without runs (plain arrays, e.g.
   ``decode([codes[0]])``) decoding gives what the codes say: learned tokenizers a base at
-  every position, hand-crafted ones ``N``.
+  every position, hand-crafted ones ``N``. A strided tokenizer pads a sequence whose length is
+  not a multiple of its stride and cuts the padding off on decode: ``encode`` also returns the
+  lengths (``codes.nucleotides``), ``decode(codes, lengths=...)`` takes them for plain arrays.
 * ``encode_chunks(idx, chunk_length)`` -> the codes of one long sequence in pieces whose
   concatenation equals ``encode`` of the whole sequence (what :func:`vqdna.codes.write_codes`
   stores), with bounded memory.
