@@ -88,16 +88,21 @@ def test_alibi_blocks_equal_one_block(monkeypatch):
         return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
     one = loss_and_grads()
-    monkeypatch.setattr(modeling, "ALIBI_BIAS_ELEMENTS", 2 * 4 * 300 * 40)  # blocks of 40 queries
+    monkeypatch.setattr(modeling, "ATTENTION_BLOCK_ELEMENTS", 2 * 4 * 300 * 40)  # blocks of 40 queries
     blocks = loss_and_grads()
     assert torch.allclose(one[0], blocks[0], atol=1e-6)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(one[1], blocks[1]))
     assert modeling.alibi_slopes(8).tolist() == [2.0 ** -i for i in range(1, 9)]
 
 
-@pytest.mark.parametrize("kind", ("absolute",) + LONG)
-def test_gradient_checkpointing_gives_the_same_loss_and_gradients(kind):
-    model = VQDNAForMaskedLM(tiny(kind, max_tokens=256)).train()  # dropout on: its RNG is replayed
+@pytest.mark.parametrize("kind,blocks", [("absolute", False), ("rotary", False), ("alibi", False),
+                                         ("rotary", True), ("alibi", True)])
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(kind, blocks, monkeypatch):
+    """Dropout on (its RNG is replayed); ``blocks``: attention in blocks of 40 queries, each itself
+    checkpointed (ALiBi, and rotary's attention dropout on CPU), inside the checkpointed layers."""
+    if blocks:
+        monkeypatch.setattr(modeling, "ATTENTION_BLOCK_ELEMENTS", 2 * 4 * 200 * 40)
+    model = VQDNAForMaskedLM(tiny(kind, max_tokens=256)).train()
     ids = ids_of(2, 200, lengths=[200, 150])
     lab = masked_labels(ids)
 

@@ -29,12 +29,13 @@ Positions (``config.position_embedding``; issue 12, inputs beyond 512 tokens):
   model trained on short windows runs on longer ones.
 * ``"alibi"`` (Press et al. 2022, symmetric as in MosaicBERT): no table; a per-head bias
   ``-slope_h * |i - j|`` added to the attention scores, computed in blocks of queries so the
-  ``length x length`` bias never exists whole (:func:`alibi_attention`).
+  ``length x length`` bias never exists whole (:func:`blocked_attention`).
 
 Every kind runs ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient
 kernels on GPU, the flash kernel on CPU); with rotary and ALiBi the padding mask goes to it as
 ``(batch, 1, 1, length)``, never as BERT's ``(batch, 1, length, length)``, so memory grows with
-the length, not its square. ``max_position_embeddings - 1`` is the most tokens a forward pass
+the length, not its square (attention dropout on CPU, which SDPA's CPU flash kernel lacks, also
+runs in blocks of queries). ``max_position_embeddings - 1`` is the most tokens a forward pass
 takes (the chunk length of :mod:`.inference`) for every kind. Gradient checkpointing is
 transformers' (``model.activation_checkpointing_enable()``: each BERT layer is recomputed in the
 backward pass).
@@ -286,8 +287,8 @@ class VQDNAEmbeddings(nn.Module):
 
 # ---------------------------------------------------------------- positions for long inputs (issue 12)
 
-# ALiBi's bias is built for a block of queries at a time: at most this many values (~128 MB in fp32)
-ALIBI_BIAS_ELEMENTS = 1 << 25
+# attention scores built for a block of queries at a time hold at most this many values (64 MB in fp32)
+ATTENTION_BLOCK_ELEMENTS = 1 << 24
 
 
 def rotary_cos_sin(length: int, head_dim: int, theta: float, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -312,27 +313,31 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
     return torch.tensor(slopes, dtype=torch.float32)
 
 
-def alibi_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor | None,
-                    slopes: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
-    """SDPA with ALiBi's symmetric bias ``-slope_h * |i - j|`` (bidirectional, as MosaicBERT) and the
-    padding mask ``keep`` ((B, 1, 1, L) bool, True = attend; None = no padding).
+def blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor | None, *,
+                      slopes: torch.Tensor | None = None, dropout_p: float = 0.0) -> torch.Tensor:
+    """SDPA over blocks of queries, for what makes SDPA build the ``L x L`` scores whole: ALiBi's bias
+    ``-slope_h * |i - j|`` (``slopes``; symmetric, bidirectional as in MosaicBERT), a float mask
+    built here a block at a time, and attention dropout on CPU, whose flash kernel has none (the
+    math kernel it falls back to keeps the scores for the backward pass: 33 GB at 32k tokens).
 
-    The bias is a float mask, built for a block of queries at a time (at most
-    :data:`ALIBI_BIAS_ELEMENTS` values); when gradients are needed each block runs under
-    ``torch.utils.checkpoint``, so the backward pass rebuilds its bias instead of keeping all of
-    them: memory grows with the length, not its square."""
+    ``keep``: (B, 1, 1, L) bool padding mask (True = attend) or None. A block holds at most
+    :data:`ATTENTION_BLOCK_ELEMENTS` scores; when gradients are needed each block runs under
+    ``torch.utils.checkpoint`` (its dropout replayed from the saved RNG state), so the backward pass
+    rebuilds one block's scores at a time: memory grows with the length, not its square."""
     B, H, L, _ = q.shape
-    rows = B if keep is not None else 1
-    block = max(16, ALIBI_BIAS_ELEMENTS // (rows * H * L))
-    slopes = slopes.to(q.device)[:, None, None]
+    rows = B if keep is not None or dropout_p > 0 else 1
+    block = max(16, ATTENTION_BLOCK_ELEMENTS // (rows * H * L))
     keys = torch.arange(L, device=q.device)
 
     def attend(q_block: torch.Tensor, start: int) -> torch.Tensor:
-        queries = torch.arange(start, start + q_block.shape[2], device=q.device)
-        bias = (-slopes * (queries[:, None] - keys[None, :]).abs()).to(q.dtype)  # (H, Lq, L), made in fp32
-        if keep is not None:
-            bias = bias.masked_fill(~keep, float("-inf"))  # (B, H, Lq, L)
-        return F.scaled_dot_product_attention(q_block, k, v, attn_mask=bias, dropout_p=dropout_p)
+        mask = keep
+        if slopes is not None:
+            queries = torch.arange(start, start + q_block.shape[2], device=q.device)
+            dist = (queries[:, None] - keys[None, :]).abs()
+            mask = (-slopes.to(q.device)[:, None, None] * dist).to(q.dtype)  # (H, Lq, L), made in fp32
+            if keep is not None:
+                mask = mask.masked_fill(~keep, float("-inf"))  # (B, H, Lq, L)
+        return F.scaled_dot_product_attention(q_block, k, v, attn_mask=mask, dropout_p=dropout_p)
 
     if block >= L:
         return attend(q, 0)
@@ -386,13 +391,17 @@ class LongContextSelfAttention(BertSelfAttention):
         k = self.key(hidden_states).view(shape).transpose(1, 2)
         v = self.value(hidden_states).view(shape).transpose(1, 2)
         p = self.dropout.p if self.training else 0.0
+        slopes = None
         if self.position_embedding == "rotary":
             cos, sin = rotary_cos_sin(L, self.attention_head_size, self.rope_theta, q.device)
             cos, sin = cos[:, None].to(q.dtype), sin[:, None].to(q.dtype)
             q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        else:
+            slopes = alibi_slopes(self.num_attention_heads)
+        if slopes is None and (p == 0.0 or q.device.type == "cuda"):  # SDPA's own kernels, dropout included
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, dropout_p=p)
         else:
-            out = alibi_attention(q, k, v, attention_mask, alibi_slopes(self.num_attention_heads), p)
+            out = blocked_attention(q, k, v, attention_mask, slopes=slopes, dropout_p=p)
         return out.transpose(1, 2).reshape(B, L, self.all_head_size), None
 
 
