@@ -13,6 +13,9 @@ Rows (``--kinds``):
 The model is a ``VQDNAForMaskedLM`` with ``--hidden/--layers/--heads`` (default: the ``small``
 preset's body, 256 / 4 / 4), learned input tables over ``--vocab`` codes per level, one sequence
 of ``L`` tokens + [CLS]; forward + backward computes the masked-LM loss on 25% of the positions.
+A first check on this CPU (hidden 64, 2 layers, 2 heads, 1 thread, attention dropout 0.1): 32,768
+tokens take 15 s and 640 MB per forward pass, 164 s and 2.1 GB per forward + backward pass (243 s
+and 2.2 GB with checkpointing, which saves little in so small a body).
 Each (kind, length, pass) runs in a **fresh subprocess**, so its peak RSS (``VmHWM``) is its own:
 reported as the process peak and as the peak above the RSS once the model is built. Time is the
 median of ``--repeats`` passes after one warm-up pass. A pass that fails (out of memory, a kill
@@ -20,6 +23,8 @@ by the OS, ``--timeout``) is reported as such and the others go on.
 
     # the full measurement (a quiet machine; hours on a 2-core CPU, most of it at 32k):
     python benchmarks/long_inputs.py --lengths 1024,8192,32768 --repeats 3 --threads 2 --json long_inputs.json
+    # the same without attention dropout (SDPA's flash kernel on CPU in the backward pass too)
+    python benchmarks/long_inputs.py --lengths 1024,8192,32768 --repeats 3 --threads 2 --attention-dropout 0
     # a check in a minute
     python benchmarks/long_inputs.py --lengths 1024 --repeats 1 --hidden 32 --layers 1 --heads 2
 """
@@ -58,7 +63,7 @@ def worker(spec: dict) -> dict:
     cfg = VQDNAConfig(vocab_sizes=vocab, input_mode="learned", hidden_size=spec["hidden"],
                       num_hidden_layers=spec["layers"], num_attention_heads=spec["heads"],
                       intermediate_size=4 * spec["hidden"], max_position_embeddings=L + 1,
-                      position_embedding=positions)
+                      position_embedding=positions, attention_probs_dropout_prob=spec["attention_dropout"])
     model = VQDNAForMaskedLM(cfg)
     if kind.endswith("+ckpt"):
         model.activation_checkpointing_enable()
@@ -116,6 +121,9 @@ def main(argv=None) -> int:
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--attention-dropout", type=float, default=0.1,
+                   help="LMConfig's 0.1; on CPU any dropout leaves SDPA's flash kernel (attention then runs in "
+                        "checkpointed blocks of queries: same memory bound, several times slower); 0 keeps it")
     p.add_argument("--vocab", default="512,1024", help="codes per level (HRQ 512,1024; VQ 512)")
     p.add_argument("--repeats", type=int, default=3, help="timed passes per cell (median), after the warm-up")
     p.add_argument("--warmup", type=int, default=1, help="untimed passes before them")
@@ -133,7 +141,7 @@ def main(argv=None) -> int:
         p.error(f"unknown kinds {unknown}; known: {', '.join(KINDS)}")
     lengths = [int(v) for v in a.lengths.split(",")]
     common = dict(vocab=[int(v) for v in a.vocab.split(",")], hidden=a.hidden, layers=a.layers, heads=a.heads,
-                  repeats=a.repeats, warmup=a.warmup, threads=a.threads)
+                  repeats=a.repeats, warmup=a.warmup, threads=a.threads, attention_dropout=a.attention_dropout)
     rows = []
     for L in lengths:
         for kind in kinds:
@@ -148,7 +156,7 @@ def main(argv=None) -> int:
                         print(f"{kind} {L:,} {'fwd+bwd' if backward else 'fwd'}: {r}", file=sys.stderr)
             rows.append(row)
     print(f"\nOne sequence of L tokens + [CLS]; body hidden {a.hidden}, {a.layers} layers, {a.heads} heads, vocab "
-          f"{common['vocab']}; {a.threads} thread(s); median of {a.repeats} passes after {a.warmup} warm-up; peak RSS of a "
+          f"{common['vocab']}, attention dropout {a.attention_dropout:g}; {a.threads} thread(s); median of {a.repeats} passes after {a.warmup} warm-up; peak RSS of a "
           f"fresh process per cell (above the built model in parentheses)\n")
     print("| positions | tokens | forward (s) | forward peak RSS (MB) | fwd+bwd (s) | fwd+bwd peak RSS (MB) |")
     print("|---|---:|---:|---:|---:|---:|")
