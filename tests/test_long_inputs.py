@@ -88,7 +88,7 @@ def test_alibi_blocks_equal_one_block(monkeypatch):
         return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
     one = loss_and_grads()
-    monkeypatch.setattr(modeling, "ATTENTION_BLOCK_ELEMENTS", 2 * 4 * 300 * 40)  # blocks of 40 queries
+    monkeypatch.setattr(modeling, "ATTENTION_BLOCK_ELEMENTS", 2 * 4 * 300 * 40)  # blocks of 40 queries (B = 2)
     blocks = loss_and_grads()
     assert torch.allclose(one[0], blocks[0], atol=1e-6)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(one[1], blocks[1]))

@@ -296,7 +296,8 @@ def validate_lm_config(m: LMConfig, t: LMTrainConfig | None = None) -> None:
                          f"not {m.hidden_size // m.num_heads}")
     longest = ABSOLUTE_MAX_LENGTH if m.position_embedding == "absolute" else LONG_MAX_LENGTH
     if not 1 <= m.max_length <= longest:
-        hint = "; longer inputs need position_embedding rotary or alibi" if m.max_length > longest == 512 else ""
+        long_absolute = m.position_embedding == "absolute" and m.max_length > longest
+        hint = "; longer inputs need position_embedding rotary or alibi" if long_absolute else ""
         raise ValueError(f"max_length must be in 1..{longest} with {m.position_embedding} positions, "
                          f"not {m.max_length}{hint}")
     if t is None:

@@ -318,15 +318,15 @@ def blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: t
     """SDPA over blocks of queries, for what makes SDPA build the ``L x L`` scores whole: ALiBi's bias
     ``-slope_h * |i - j|`` (``slopes``; symmetric, bidirectional as in MosaicBERT), a float mask
     built here a block at a time, and attention dropout on CPU, whose flash kernel has none (the
-    math kernel it falls back to keeps the scores for the backward pass: 33 GB at 32k tokens).
+    math kernel it falls back to keeps the B x H x L x L scores for the backward pass, several
+    copies of 8.6 GB at 32k tokens and 2 heads).
 
     ``keep``: (B, 1, 1, L) bool padding mask (True = attend) or None. A block holds at most
     :data:`ATTENTION_BLOCK_ELEMENTS` scores; when gradients are needed each block runs under
     ``torch.utils.checkpoint`` (its dropout replayed from the saved RNG state), so the backward pass
     rebuilds one block's scores at a time: memory grows with the length, not its square."""
     B, H, L, _ = q.shape
-    rows = B if keep is not None or dropout_p > 0 else 1
-    block = max(16, ATTENTION_BLOCK_ELEMENTS // (rows * H * L))
+    block = max(16, ATTENTION_BLOCK_ELEMENTS // (B * H * L))
     keys = torch.arange(L, device=q.device)
 
     def attend(q_block: torch.Tensor, start: int) -> torch.Tensor:
