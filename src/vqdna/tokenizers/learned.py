@@ -297,5 +297,4 @@ def _self_check(engine: InferenceModel, model: VQDNAAutoencoder) -> None:
             raise RuntimeError("packed encoder outputs differ from the model's")
 
 
-# file_sha256 moved to vqdna.io; still importable from here
-from ..io import file_sha256, load_safetensors  # noqa: E402,F401
+from ..io import load_safetensors  # noqa: E402 (used by the functions above)
