@@ -285,3 +285,49 @@ def test_a_shard_stops_when_its_parent_is_killed(tmp_path):
     else:
         os.kill(pid, signal.SIGKILL)
         raise AssertionError("the child outlived its killed parent")
+
+
+# ---------------------------------------------------------------- issue 12: strided learned rows
+
+
+def test_strided_hrq_row_end_to_end(tmp_path, yeast_genome):
+    """`hrq-s4` (and its random-init control) through the `test` budget: one code per 4 nt, so the
+    LM window of 60 nt holds 15 tokens; every cell exists and the report shows the stride."""
+    task = _toy_task(tmp_path / "tata_toy", yeast_genome, 40, seed=5)
+    out = tmp_path / "out"
+    res = bm.run_benchmark("hrq-s4,hrq-s4-random", [str(yeast_genome)], [str(task)], budget="test", out=out)
+    names = {p.name for p in (out / "cells").glob("*.json")}
+    for n in ("hrq-s4__corpus__pretrain", "hrq-s4__tata_toy__finetune", "hrq-s4__tata_toy__probe",
+              "hrq-s4-random__tata_toy__finetune", "kmer-bag__tata_toy__reference"):
+        assert f"{n}.json" in names, n
+    c = res["costs"]["hrq-s4"]
+    assert c["nt_per_token"] == pytest.approx(4, rel=0.02) and c["tokenizer_stride"] == 4
+    assert c["tokens_per_512nt"] == 128 and c["seq_length_tokens"] == round(bm.BUDGETS["test"].window_nt / 4)
+    tok = json.loads((out / "work" / "hrq-s4" / "tokenizer" / "config.json").read_text())
+    assert tok["model"]["stride"] == 4 and len(tok["model"]["codebook_sizes"]) == 2  # HRQ: two levels
+    assert res["pretraining_gain"]["hrq-s4"]["random_row"] == "hrq-s4-random"
+    md = (out / "results.md").read_text()
+    for text in ("| hrq-s4 |", "| hrq-s4-random (no pre-training) |", "(stride 4)", "`hrq-s4` = hrq with stride 4"):
+        assert text in md, text
+
+
+def test_strided_row_names():
+    b = bm.BUDGETS["test"]
+    plan = bm.parse_rows("hrq-s4-random,char,hrq-s4,vq-s2,hrq-s8", b)
+    assert (plan.pipelines, plan.random) == (["char", "hrq-s4", "vq-s2", "hrq-s8"], ["hrq-s4-random"])
+    assert bm.learned_row("hrq-s4") == ("hrq", 4) and bm.learned_row("vq") == ("vq", 1)
+    assert bm.learned_row("char") is None and bm.random_base("vq-s8-random") == "vq-s8"
+    assert "all" not in bm.parse_tokenizers("all") and "hrq-s4" not in bm.parse_tokenizers("all")
+    for bad, why in (("hrq-s3", "stride 3 is not one of 2, 4, 8"), ("hrq-s1", "stride 1 is the row hrq"),
+                     ("hrq-s16", "stride 16"), ("kmer3-s4", "only the learned tokenizers"),
+                     ("char-s2", "only the learned tokenizers"), ("hrq-s3-random", "stride 3"),
+                     ("hrq-s4-random", "needs hrq-s4 in the same run"), ("bert-s4", "unknown row name")):
+        with pytest.raises(ValueError, match=why):
+            bm.parse_tokenizers(f"char,{bad}")
+    # a budget that unfreezes the tokenizer cannot take a strided row (it needs one code per nucleotide)
+    from dataclasses import replace
+
+    unfreeze = replace(b, ft_overrides={"unfreeze_tokenizer": True})
+    assert bm.parse_rows("hrq", unfreeze).pipelines == ["hrq"]
+    with pytest.raises(ValueError, match="stride-1 tokenizer"):
+        bm.parse_rows("hrq,hrq-s4", unfreeze)

@@ -417,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("benchmark", help="every tokenizer through the same pipeline at an equal nucleotide budget")
     s.add_argument("--tokenizers", default=None,
                    help="comma-separated rows: pipelines hrq,vq,bpe,kmer3,kmer6,nt6,char ('all' = the seven); "
+                        "strided learned pipelines <hrq|vq>-s<2|4|8> (e.g. hrq-s4: one code per 4 nt); "
                         "random-init controls <pipeline>-random (e.g. hrq-random; the pipeline must be in the run); "
                         "references kmer-bag (always run), kmer-bag-all, cnn. Default: the budget's rows (quick, "
                         "standard: the seven pipelines; full: hrq,vq,kmer3,bpe,char,cnn,hrq-random,char-random,"

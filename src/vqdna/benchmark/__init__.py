@@ -22,6 +22,10 @@ For each tokenizer (``hrq vq bpe kmer3 kmer6 nt6 char``; :mod:`.pipeline`):
    linear probe (:func:`vqdna.evaluate.linear_probe`: logistic regression or ridge, strength
    chosen on dev), on the same training rows as fine-tuning.
 
+Strided learned rows ``hrq-s2``, ``hrq-s4``, ``hrq-s8`` (``vq-s4``, ...; :mod:`.rows`) run the
+same pipeline with a tokenizer that emits one code per ``stride`` nucleotides (issue 12): the
+LM's windows cover the same ``window_nt`` nucleotides in ``stride``-times fewer tokens.
+
 Plus, on the same splits, rows and seeds (:mod:`.rows`): random-init controls
 ``<tokenizer>-random`` (the same LM and frozen vocabulary, fine-tuned without pre-training)
 and reference rows without pre-training (:mod:`.references`): ``kmer-bag``, ``kmer-bag-all``
@@ -61,10 +65,11 @@ from .inputs import prepare_corpus, resolve_tasks, task_name
 from .paper import PAPER_GUE
 from .pipeline import lm_costs, probe_features
 from .report import aggregate, render_markdown
-from .rows import ALL_TOKENIZERS, LEARNED, REFERENCES, RowPlan, parse_rows, parse_tokenizers, random_base
+from .rows import (ALL_TOKENIZERS, LEARNED, REFERENCES, STRIDES, RowPlan, is_pipeline, learned_row, parse_rows,
+                   parse_tokenizers, random_base)
 from .run import _COST, run_benchmark, shard_tokenizers
 
 __all__ = ["run_benchmark", "BUDGETS", "FULL_RECIPE", "PUBLIC_BUDGETS", "Budget", "get_budget", "ALL_TOKENIZERS",
-           "LEARNED", "REFERENCES", "RowPlan", "parse_rows", "parse_tokenizers", "random_base", "task_name",
+           "LEARNED", "REFERENCES", "STRIDES", "RowPlan", "is_pipeline", "learned_row", "parse_rows", "parse_tokenizers", "random_base", "task_name",
            "resolve_tasks", "prepare_corpus", "cell_path", "read_cell", "write_cell", "lm_costs", "probe_features",
            "aggregate", "render_markdown", "shard_tokenizers", "PAPER_GUE", "_COST"]

@@ -30,7 +30,7 @@ from ..tokenizers.training import train_tokenizer
 from .budgets import Budget
 from .cells import log
 from .inputs import sample_windows
-from .rows import LEARNED
+from .rows import learned_row
 
 __all__ = ["pretrain_cell", "finetune_cell", "probe_cell", "probe_features", "lm_costs", "PROBE_KEYS"]
 
@@ -55,18 +55,23 @@ def lm_costs(lm_dir: Path, tokens_per_512: float) -> dict:
 
 
 def prepare_tokenizer(name: str, corpus_files, tdir: Path, budget: Budget, device) -> dict:
-    """Build / train the tokenizer into ``tdir/tokenizer``; returns info (time, params, metrics)."""
+    """Build / train the tokenizer into ``tdir/tokenizer``; returns info (time, params, metrics).
+    A strided learned row (``hrq-s4``) trains its quantizer with the budget's preset, steps and
+    overrides plus ``stride`` (:func:`vqdna.benchmark.rows.learned_row`)."""
     from ..tokenizers.handcrafted import BPETokenizer, build_handcrafted
 
     tok_dir = tdir / "tokenizer"
     t0 = time.time()
-    info: dict = {"trained": name in LEARNED or name == "bpe"}
-    if name in LEARNED:
+    learned = learned_row(name)
+    info: dict = {"trained": learned is not None or name == "bpe"}
+    if learned is not None:
+        quantizer, stride = learned
+        overrides = dict(budget.tok_overrides, **({"stride": stride} if stride > 1 else {}))
         if not (tok_dir / "metrics.json").exists():
-            log(f"{name}: training the tokenizer ({budget.tok_config} preset, {budget.tok_steps} steps)")
-            train_tokenizer(corpus_files, out=tok_dir, quantizer=name, config=budget.tok_config,
-                            max_steps=budget.tok_steps, resume=True, device=device,
-                            overrides=dict(budget.tok_overrides))
+            log(f"{name}: training the tokenizer ({budget.tok_config} preset, {budget.tok_steps} steps"
+                + (f", stride {stride}" if stride > 1 else "") + ")")
+            train_tokenizer(corpus_files, out=tok_dir, quantizer=quantizer, config=budget.tok_config,
+                            max_steps=budget.tok_steps, resume=True, device=device, overrides=overrides)
         m = read_json(tok_dir / "metrics.json")
         info.update({k: m[k] for k in m if k.startswith(("recon_accuracy", "usage_l", "perplexity_l"))},
                     tokenizer_steps=m["steps"], tokenizer_nucleotides_seen=m["nucleotides_seen"],
@@ -118,6 +123,7 @@ def pretrain_cell(name: str, corpus: dict, tdir: Path, budget: Budget, device) -
     cell = {
         "tokenizer": name, "task": "corpus", "kind": "pretrain", "budget": budget.name,
         "vocab_sizes": list(tok.vocab_sizes), "n_levels": tok.n_levels,
+        "tokenizer_stride": getattr(tok, "stride", None),  # nucleotides per code of a VQ/HRQ tokenizer
         "corpus_nucleotides": man["total_nucleotides"], "corpus_tokens": man["total_tokens"],
         "nt_per_token": r, "tokens_per_512nt": tokens_512,
         "window_nt_target": budget.window_nt, "seq_length_tokens": seq_len, "window_nt_actual": seq_len * r,
@@ -177,7 +183,7 @@ def probe_features(name: str, tdir: Path, seqs: list[str]) -> np.ndarray:
     from ..tokenizers import load_tokenizer
 
     tok = load_tokenizer(tdir / "tokenizer")
-    if name in LEARNED:
+    if learned_row(name) is not None:
         out = []
         for i in range(0, len(seqs), 512):
             out.extend(e.mean(0).numpy() for e in tok.embed(seqs[i:i + 512]))
@@ -194,7 +200,7 @@ def probe_cell(name: str, task_name_: str, task, tdir: Path, budget: Budget) -> 
     y = {"train": task.train.labels[idx], "dev": task.dev.labels, "test": task.test.labels}
     X = {k: probe_features(name, tdir, v) for k, v in seqs.items()}
     r = {k: v for k, v in linear_probe(X, y, task.kind).items() if k in PROBE_KEYS}
-    source = "tokenizer quantized embedding (tok.embed)" if name in LEARNED else "pre-trained LM input embedding table"
+    source = "tokenizer quantized embedding (tok.embed)" if learned_row(name) is not None else "pre-trained LM input embedding table"
     return {"tokenizer": name, "task": task_name_, "kind": "probe", "budget": budget.name, **r,
             "features": source, "dim": int(X["train"].shape[1]), "train_rows": int(len(idx)),
             "train_rows_of": len(task.train), "wall_time_s": time.time() - t0}

@@ -260,21 +260,25 @@ def render_markdown(res: dict) -> str:
     L.append("")
     L.append("## Cost per tokenizer")
     L.append("")
-    L.append("| tokenizer | vocab | LM params | tokenizer params | tokens / 512 nt | LM window (tokens = nt) "
-             "| nucleotides seen | GFLOPs / 512 nt (LM + tok.) | LM val masked acc | wall time (min) |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|")
+    L.append("| tokenizer | vocab | LM params | tokenizer params | tokens / 512 nt | nt / token | "
+             "LM window (tokens = nt) | nucleotides seen | GFLOPs / 512 nt (LM + tok.) | LM val masked acc "
+             "| wall time (min) |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for n, c in res["costs"].items():
         w = c["wall_time_s"]
         L.append(f"| {n} | {'+'.join(str(v) for v in c['vocab_sizes'])} | {_si(c['lm_parameters'])} | "
                  f"{_si(c['tokenizer_parameters']) if c.get('tokenizer_parameters') else '–'} | "
-                 f"{c['tokens_per_512nt']:.1f} | {c['seq_length_tokens']} = {c['window_nt_actual']:.1f} | "
+                 f"{c['tokens_per_512nt']:.1f} | {_nt_per_token(c)} | "
+                 f"{c['seq_length_tokens']} = {c['window_nt_actual']:.1f} | "
                  f"{_si(c['nucleotides_seen'])} | {c['lm_flops_512nt'] / 1e9:.3f} + "
                  f"{c['tokenizer_flops_512nt'] / 1e9:.3f} | "
                  f"{'–' if c['lm_val_acc'] is None else format(c['lm_val_acc'], '.3f')} | "
                  f"{w['total'] / 60:.1f} ({w['tokenizer'] / 60:.1f} + {w['tokenize'] / 60:.1f} + "
                  f"{w['pretrain'] / 60:.1f} + {w['finetune'] / 60:.1f} + {w['probe'] / 60:.1f}) |")
     L.append("")
-    L.append("Wall time = train tokenizer + tokenize corpus + pre-train + fine-tune all tasks + probe all tasks. "
+    L.append("nt / token: nucleotides of the corpus per token of its code store (a strided VQ/HRQ row: "
+             "about its stride, printed beside it). "
+             "Wall time = train tokenizer + tokenize corpus + pre-train + fine-tune all tasks + probe all tasks. "
              "FLOPs: LM forward on the tokens of 512 nt, 2 x non-embedding params x T + 4 x layers x T^2 x hidden "
              "(T = tokens + [CLS]); tokenizer = VQ/HRQ encoder + code search on 512 nt. Masked accuracy is over "
              "each tokenizer's own vocabulary (not comparable across tokenizers).")
@@ -288,6 +292,26 @@ def render_markdown(res: dict) -> str:
     L.append("")
     L += _budget_section(res)
     return "\n".join(L)
+
+
+def _nt_per_token(c: dict) -> str:
+    """Nucleotides per token of a cost row, with the stride of a strided VQ/HRQ tokenizer."""
+    r = "–" if c.get("nt_per_token") is None else f"{c['nt_per_token']:.2f}"
+    return r + (f" (stride {c['tokenizer_stride']})" if (c.get("tokenizer_stride") or 1) > 1 else "")
+
+
+def _strided_line(res: dict) -> list[str]:
+    """The budget line of the strided learned rows (``hrq-s4``): what differs from their stride-1 row."""
+    from .rows import learned_row
+
+    rows = [(n, learned_row(n)) for n in res["costs"]]
+    rows = [(n, q, s) for n, lr in rows if lr is not None for q, s in [lr] if s > 1]
+    if not rows:
+        return []
+    return ["- strided learned tokenizers: " + "; ".join(
+        f"`{n}` = {q} with stride {s} (one code per {s} nt; the same preset, steps and overrides plus stride={s}), "
+        f"LM window {res['costs'][n]['seq_length_tokens']} tokens = {res['costs'][n]['window_nt_actual']:.1f} nt"
+        for n, q, s in rows)]
 
 
 def _budget_section(res: dict) -> list[str]:
@@ -304,6 +328,7 @@ def _budget_section(res: dict) -> list[str]:
         L.append(f"- corpus: all {c['nucleotides']:,} nt in {c['records']} records ({src})")
     L.append(f"- VQ/HRQ tokenizers: `{b['tok_config']}` preset, {b['tok_steps']} steps "
              f"(overrides {b['tok_overrides']}); BPE: {b['bpe_vocab']} tokens, trained on the corpus above")
+    L += _strided_line(res)
     L.append(f"- pre-training: `{b['lm_config']}` LM preset for every tokenizer, {b['lm_steps']} steps x "
              f"{b['lm_batch']} windows of {b['window_nt']} nt = {b['lm_steps'] * b['lm_batch'] * b['window_nt']:,} "
              f"nucleotides per tokenizer; window length in tokens = round({b['window_nt']} / nucleotides per token "

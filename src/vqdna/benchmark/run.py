@@ -13,7 +13,7 @@ from .inputs import prepare_corpus, resolve_tasks
 from .pipeline import finetune_cell, pretrain_cell, probe_cell
 from .references import reference_cell
 from .report import aggregate
-from .rows import ALL_TOKENIZERS, RowPlan, parse_rows, random_base
+from .rows import RowPlan, is_pipeline, learned_row, parse_rows, random_base
 
 __all__ = ["run_benchmark", "shard_tokenizers"]
 
@@ -141,21 +141,25 @@ def _run_row(name, ledger: Ledger, corpus_info, task_list, task_obj, task_seeds,
 
 
 # relative cost of one row (training + stride-1 sequences cost most); only for balancing shards.
-# A random-init control costs about its pipeline's fine-tuning share.
+# A random-init control costs about its pipeline's fine-tuning share; a strided learned row is
+# counted as its stride-1 row (tokenizer training dominates; its LM reads fewer tokens).
 _COST = {"hrq": 3.0, "vq": 2.5, "char": 2.0, "kmer3": 2.0, "kmer6": 1.5, "bpe": 0.4, "nt6": 0.4, "cnn": 2.0}
 _RANDOM_SHARE = 0.5
 
 
 def _row_cost(name: str) -> float:
     base = random_base(name)
-    return _RANDOM_SHARE * _COST.get(base, 1.0) if base else _COST.get(name, 1.0)
+    if base:
+        return _RANDOM_SHARE * _row_cost(base)
+    learned = learned_row(name)
+    return _COST.get(learned[0] if learned else name, 1.0)
 
 
 def shard_tokenizers(names: list[str], jobs: int) -> list[list[str]]:
     """Split rows into ``jobs`` groups of about equal cost (greedy, most expensive first). A
     pipeline and its random-init controls stay in one group (the controls read its LM); the
     k-mer references are left out (the parent computes them)."""
-    plan = RowPlan(pipelines=[n for n in names if n in ALL_TOKENIZERS], random=[n for n in names if random_base(n)],
+    plan = RowPlan(pipelines=[n for n in names if is_pipeline(n)], random=[n for n in names if random_base(n)],
                    references=[n for n in names if n == "cnn"])
     units = plan.units()
     groups: list[list[str]] = [[] for _ in range(min(jobs, len(units)))]

@@ -33,7 +33,7 @@ _COST_KEYS = (
     "frozen_codebook_values", "tokens_per_512nt", "nt_per_token", "seq_length_tokens", "window_nt_actual",
     "lm_steps", "lm_batch", "tokens_seen", "nucleotides_seen", "nucleotides_target", "lm_flops_512nt",
     "tokenizer_flops_512nt", "total_flops_512nt", "lm_val_acc", "lm_val_loss", "recon_accuracy",
-    "usage_l0", "usage_l1", "tokenizer_steps", "tokenizer_nucleotides_seen")
+    "usage_l0", "usage_l1", "tokenizer_steps", "tokenizer_nucleotides_seen", "tokenizer_stride")
 
 
 def _ranks(scores: dict[str, float]) -> dict[str, float]:
