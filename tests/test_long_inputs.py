@@ -289,3 +289,55 @@ def test_long_inputs_benchmark_runs_at_a_tiny_size():
     table = [line for line in out.stdout.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + 2  # header, absolute, rotary with checkpointing
     assert all("1,024" in line for line in table[2:])
+
+
+def test_cli_flags_for_long_inputs_win_over_the_yaml(tmp_path, monkeypatch):
+    """`vqdna pretrain --position-embedding --max-length --seq-length --gradient-checkpointing` and
+    `vqdna finetune --max-length --gradient-checkpointing` set their config fields over the YAML's;
+    without the flags the YAML's values stay (no training: the stage functions are replaced)."""
+    import vqdna.lm.finetune as finetune_mod
+    import vqdna.lm.pretrain as pretrain_mod
+    from vqdna.cli import build_parser, finetune_recipe
+
+    def main(argv):  # the sub-command itself (vqdna.cli.main first checks that the input folders exist)
+        a = build_parser().parse_args(argv)
+        return a.func(a)
+
+    lm_yaml = tmp_path / "lm.yaml"
+    lm_yaml.write_text("preset: tiny\nmodel: {position_embedding: alibi, max_length: 4096}\n"
+                       "train: {seq_length: 256, val_block: 8192, gradient_checkpointing: false}\n")
+    seen = {}
+
+    def fake_pretrain(codes, **kw):
+        seen["lm"] = lm_configs(kw["config"], kw.get("overrides"), max_steps=kw.get("max_steps"))
+        return {"steps": 0, "tokens_seen": 0, "wall_time_s": 0.0}
+
+    monkeypatch.setattr(pretrain_mod, "pretrain", fake_pretrain)
+    base = ["pretrain", "--codes", "c", "--out", str(tmp_path / "o"), "--config", str(lm_yaml)]
+    main(base + ["--position-embedding", "rotary", "--max-length", "32768", "--seq-length", "8192",
+                 "--gradient-checkpointing"])
+    mc, tc = seen["lm"]
+    assert (mc.position_embedding, mc.max_length, tc.seq_length, tc.gradient_checkpointing) == ("rotary", 32768, 8192,
+                                                                                                 True)
+    main(base)  # no flag: the YAML's
+    mc, tc = seen["lm"]
+    assert (mc.position_embedding, mc.max_length, tc.seq_length, tc.gradient_checkpointing) == ("alibi", 4096, 256,
+                                                                                                 False)
+    main(["pretrain", "--codes", "c", "--out", str(tmp_path / "o")])  # no YAML, no flag: the preset's (absolute)
+    assert (seen["lm"][0].position_embedding, seen["lm"][1].gradient_checkpointing) == ("absolute", False)
+    with pytest.raises(ValueError, match="rotary or alibi"):  # the override is validated like the YAML
+        main(["pretrain", "--codes", "c", "--out", "o", "--max-length", "1024"])
+    with pytest.raises(SystemExit):  # argparse: not a kind of positions
+        build_parser().parse_args(["pretrain", "--codes", "c", "--out", "o", "--position-embedding", "learned"])
+
+    ft_yaml = tmp_path / "ft.yaml"
+    ft_yaml.write_text("preset: cpu\nmax_length: 2048\n")
+    ft = ["finetune", "--model", "m", "--task", "t", "--out", "o", "--config", str(ft_yaml)]
+    p = build_parser()
+    c = finetune_recipe(p.parse_args(ft + ["--max-length", "32768", "--gradient-checkpointing"]))
+    assert (c.max_length, c.gradient_checkpointing, c.method) == (32768, True, "full")
+    c = finetune_recipe(p.parse_args(ft))
+    assert (c.max_length, c.gradient_checkpointing) == (2048, False)
+    monkeypatch.setattr(finetune_mod, "finetune", lambda *a, **kw: seen.setdefault("ft", kw["config"]))
+    main(ft + ["--gradient-checkpointing"])
+    assert seen["ft"].gradient_checkpointing is True and seen["ft"].max_length == 2048

@@ -191,23 +191,38 @@ def add_data_species_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def pretrain_overrides(a) -> dict:
+    """The stage-2 config fields ``vqdna pretrain``'s flags set (None = not given: the YAML's or
+    the preset's value stays; a given flag wins over the YAML, :class:`vqdna.config.StageSpec`)."""
+    return dict(position_embedding=a.position_embedding, max_length=a.max_length, seq_length=a.seq_length,
+                gradient_checkpointing=True if a.gradient_checkpointing else None)
+
+
 def cmd_pretrain(a):
     from .lm.pretrain import pretrain
 
     m = pretrain(a.codes, out=a.out, config=a.config, max_steps=a.max_steps, resume=a.resume, device=a.device,
-                 tokenizer=a.tokenizer)
+                 tokenizer=a.tokenizer, overrides=pretrain_overrides(a))
     keys = [k for k in m if k.startswith(("val_acc", "val_ppl"))]
     print(f"saved language model to {a.out} after {m['steps']} steps ({m['tokens_seen']:,} tokens, "
           f"{m['wall_time_s']:.0f}s): " + ", ".join(f"{k}={m[k]:.4f}" for k in keys))
 
 
-def cmd_finetune(a):
+def finetune_recipe(a):
+    """The :class:`~vqdna.config.FinetuneConfig` of ``vqdna finetune``: ``--config``, then the
+    flags (a flag not given keeps the YAML's / recipe's value)."""
     from .config import finetune_config
+
+    return finetune_config(a.config, lr=a.lr, epochs=a.epochs, max_train=a.max_train, method=a.method,
+                           lora_dropout=a.lora_dropout, batch_size=a.batch_size, pooling=a.pooling,
+                           unfreeze_tokenizer=True if a.unfreeze_tokenizer else None, max_length=a.max_length,
+                           gradient_checkpointing=True if a.gradient_checkpointing else None)
+
+
+def cmd_finetune(a):
     from .lm.finetune import finetune
 
-    cfg = finetune_config(a.config, lr=a.lr, epochs=a.epochs, max_train=a.max_train, method=a.method,
-                          lora_dropout=a.lora_dropout, batch_size=a.batch_size, pooling=a.pooling,
-                          unfreeze_tokenizer=True if a.unfreeze_tokenizer else None)
+    cfg = finetune_recipe(a)
     if a.threads:
         import torch
 
@@ -335,6 +350,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-steps", type=int,
                    help="override the config's steps (wins over the YAML; warm-up capped at 10%%)")
     s.add_argument("--tokenizer", help="the tokenizer folder, if it moved since `vqdna tokenize` (sha256 checked)")
+    s.add_argument("--position-embedding", choices=["absolute", "rotary", "alibi"],
+                   help="LM positions (model field; default: the config's, absolute): rotary / alibi take inputs "
+                        "beyond 512 tokens")
+    s.add_argument("--max-length", type=int,
+                   help="the LM's longest input in tokens (model field; absolute positions: at most 512)")
+    s.add_argument("--seq-length", type=int, help="tokens per pre-training window (at most --max-length)")
+    s.add_argument("--gradient-checkpointing", action="store_true",
+                   help="recompute each layer in the backward pass: less memory, about a third more compute")
     s.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     s.set_defaults(func=cmd_pretrain)
 
@@ -364,6 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--unfreeze-tokenizer", action="store_true",
                    help="also fine-tune the VQ/HRQ tokenizer's encoder (the model then reads nucleotides; "
                         "not the paper's frozen recipe)")
+    s.add_argument("--max-length", type=int,
+                   help="training truncates sequences to this many tokens (up to the LM's own max_length; "
+                        "default: the recipe's, 512)")
+    s.add_argument("--gradient-checkpointing", action="store_true",
+                   help="recompute each layer in the backward pass: less memory, about a third more compute")
     s.add_argument("--random-init", action="store_true", help="control: random LM weights (codebooks kept)")
     s.add_argument("--device")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
