@@ -70,6 +70,7 @@ from .rows import (ALL_TOKENIZERS, LEARNED, REFERENCES, STRIDES, RowPlan, is_pip
 from .run import _COST, run_benchmark, shard_tokenizers
 
 __all__ = ["run_benchmark", "BUDGETS", "FULL_RECIPE", "PUBLIC_BUDGETS", "Budget", "get_budget", "ALL_TOKENIZERS",
-           "LEARNED", "REFERENCES", "STRIDES", "RowPlan", "is_pipeline", "learned_row", "parse_rows", "parse_tokenizers", "random_base", "task_name",
+           "LEARNED", "REFERENCES", "STRIDES", "RowPlan", "is_pipeline", "learned_row", "parse_rows",
+           "parse_tokenizers", "random_base", "task_name",
            "resolve_tasks", "prepare_corpus", "cell_path", "read_cell", "write_cell", "lm_costs", "probe_features",
            "aggregate", "render_markdown", "shard_tokenizers", "PAPER_GUE", "_COST"]

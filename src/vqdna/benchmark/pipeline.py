@@ -200,7 +200,8 @@ def probe_cell(name: str, task_name_: str, task, tdir: Path, budget: Budget) -> 
     y = {"train": task.train.labels[idx], "dev": task.dev.labels, "test": task.test.labels}
     X = {k: probe_features(name, tdir, v) for k, v in seqs.items()}
     r = {k: v for k, v in linear_probe(X, y, task.kind).items() if k in PROBE_KEYS}
-    source = "tokenizer quantized embedding (tok.embed)" if learned_row(name) is not None else "pre-trained LM input embedding table"
+    source = ("tokenizer quantized embedding (tok.embed)" if learned_row(name) is not None
+              else "pre-trained LM input embedding table")
     return {"tokenizer": name, "task": task_name_, "kind": "probe", "budget": budget.name, **r,
             "features": source, "dim": int(X["train"].shape[1]), "train_rows": int(len(idx)),
             "train_rows_of": len(task.train), "wall_time_s": time.time() - t0}

@@ -17,8 +17,9 @@ Three kinds of row, told apart by name:
   as ``<tokenizer>``, but no pre-training (:func:`vqdna.lm.finetune.finetune` with
   ``random_init=True`` on ``<tokenizer>``'s LM folder, which keeps only the frozen codebooks).
   Fine-tuning cells only (no probe: its features do not depend on pre-training for VQ/HRQ).
-  ``<tokenizer>`` (a strided one too: ``hrq-s4-random``) must be in the same run (an error otherwise): the control reads its LM folder
-  and is only read against it (pre-trained minus random = what pre-training adds).
+  ``<tokenizer>`` (a strided one too: ``hrq-s4-random``) must be in the same run (an error
+  otherwise): the control reads its LM folder and is only read against it (pre-trained minus
+  random = what pre-training adds).
 * **reference rows** (:data:`REFERENCES`), no pre-training at all: ``kmer-bag`` (bag of k-mers
   + logistic / ridge regression on the same training rows), ``kmer-bag-all`` (the same on every
   training row) and ``cnn`` (a 1D CNN trained from scratch on the same rows,
