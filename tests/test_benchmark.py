@@ -269,14 +269,14 @@ def test_a_shard_stops_when_its_parent_is_killed(tmp_path):
     parent = subprocess.Popen([sys.executable, "-c",
                                f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); "
                                "time.sleep(60)"])
-    for _ in range(200):
-        if pid_file.exists() and pid_file.read_text():
-            break
+    deadline = time.time() + 180  # importing torch takes 20 s and more on a loaded machine
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert time.time() < deadline, "the child never started"
         time.sleep(0.05)
     pid = int(pid_file.read_text())
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
-    for _ in range(100):
+    for _ in range(400):  # it checks every 0.1 s; 20 s allows for a loaded machine
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
