@@ -35,6 +35,7 @@ def train_and_score(stride: int, args, train_fa, unseen: dict, out: Path) -> dic
     import numpy as np
     import torch
 
+    from vqdna.io import portable_path
     from vqdna.sequence.fasta import encode_record, read_fasta
     from vqdna.tokenizers.learned import VQDNATokenizer
     from vqdna.tokenizers.training import evaluate_tokenizer, train_tokenizer
@@ -51,6 +52,7 @@ def train_and_score(stride: int, args, train_fa, unseen: dict, out: Path) -> dic
     for spec, fa in unseen.items():
         species[spec] = evaluate_tokenizer(tok, fa, max_nucleotides=args.eval_nt, progress=False,
                                            chunk_length=min(1 << 18, max(args.eval_nt, 4096)))
+        species[spec]["files"] = [portable_path(f) for f in species[spec]["files"]]
     # encode throughput on the first held-out genome
     first = next(iter(unseen.values()))
     idx = np.concatenate([encode_record(r) for r in read_fasta([first])])[:args.throughput_nt]
@@ -127,7 +129,7 @@ def main(argv=None) -> int:
         return 0
 
     from vqdna.demo import UNSEEN_GENOMES
-    from vqdna.io import write_json_atomic
+    from vqdna.io import portable_path, write_json_atomic
     from vqdna.sequence.fasta import resolve_fasta
 
     unseen_specs = args.unseen or UNSEEN_GENOMES
@@ -138,7 +140,9 @@ def main(argv=None) -> int:
         raise SystemExit("no training genome left after holding out " + ", ".join(unseen_specs))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {"train_files": [str(p) for p in train_fa], "unseen_files": {k: str(v) for k, v in unseen.items()},
+    # file names (never a path of this machine): the results may be committed
+    results = {"train_files": [portable_path(p) for p in train_fa],
+               "unseen_files": {k: portable_path(v) for k, v in unseen.items()},
                "eval_nt": args.eval_nt, "repeats": args.repeats, "rows": []}
     for s in (int(x) for x in args.strides.split(",")):
         print(f"stride {s}: training / scoring", file=sys.stderr, flush=True)
