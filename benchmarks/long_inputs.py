@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 KINDS = ("absolute", "rotary", "rotary+ckpt", "alibi", "alibi+ckpt")
 
@@ -173,7 +174,7 @@ def main(argv=None) -> int:
         print(f"| {row['kind']} | {row['length']:,} | " + " | ".join(cells) + " |")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump(dict(args=vars(a), rows=rows), f, indent=1)
+            json.dump(dict(args={**vars(a), "json": Path(a.json).name}, rows=rows), f, indent=1)  # no path of this machine
     return 0
 
 
