@@ -41,7 +41,8 @@ from pathlib import Path
 KINDS = ("absolute", "rotary", "rotary+ckpt", "alibi", "alibi+ckpt")
 
 
-def _status_mb(key: str) -> float:
+def status_mb(key: str) -> float:
+    """VmRSS / VmHWM (the peak) of this process in MB; the other benchmarks' memory workers import it."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(key + ":"):
@@ -72,7 +73,7 @@ def worker(spec: dict) -> dict:
     ids = torch.stack([torch.randint(0, v, (1, L + 1), generator=g) for v in vocab], 1)
     ids[:, :, 0] = torch.tensor([v + 2 for v in vocab]).view(1, -1)  # [CLS]
     x, y = mask_codes(ids, vocab, generator=g)
-    base = _status_mb("VmRSS")
+    base = status_mb("VmRSS")
 
     def one_pass() -> float:
         t0 = time.perf_counter()
@@ -89,8 +90,8 @@ def worker(spec: dict) -> dict:
     for _ in range(spec["warmup"]):
         one_pass()
     times = [one_pass() for _ in range(spec["repeats"])]
-    return {"seconds": statistics.median(times), "times": times, "peak_rss_mb": _status_mb("VmHWM"),
-            "peak_over_model_mb": _status_mb("VmHWM") - base,
+    return {"seconds": statistics.median(times), "times": times, "peak_rss_mb": status_mb("VmHWM"),
+            "peak_over_model_mb": status_mb("VmHWM") - base,
             "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6}
 
 

@@ -29,14 +29,6 @@ import sys
 import time
 
 
-def _status_mb(key: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def build(kind: str, spec: dict):
     """(model, step function returning the loss) for ``kind`` in {"vqdna", "bert"}."""
     import torch
@@ -97,11 +89,12 @@ def memory_worker(spec: dict) -> dict:
     import transformers  # noqa: F401  (imports count in the baseline, not in the model's memory)
 
     import vqdna.lm.modeling  # noqa: F401
+    from long_inputs import status_mb  # run as a script (--memory-worker): benchmarks/ is on sys.path
 
-    base = _status_mb("VmRSS")
+    base = status_mb("VmRSS")
     model, step, _ = build(spec["model"], spec)
     trainer(model, step)(2)
-    return {"peak_rss_mb": _status_mb("VmHWM"), "peak_over_import_mb": _status_mb("VmHWM") - base}
+    return {"peak_rss_mb": status_mb("VmHWM"), "peak_over_import_mb": status_mb("VmHWM") - base}
 
 
 def main(argv=None) -> int:

