@@ -163,7 +163,7 @@ def test_evaluate_tokenizer_counts_codes_per_stride(stride4, tmp_path):
     assert 0 < r["usage_l0"] <= 1 and 0 < r["usage_l1"] <= 1
 
 
-def test_pretrain_a_tiny_lm_on_strided_codes(stride4, tmp_path):
+def test_pretrain_a_tiny_lm_on_strided_codes(stride4, tmp_path, monkeypatch):
     from vqdna.lm.finetune import _encoder_mode
     from vqdna.lm.modeling import VQDNAConfig
     from vqdna.lm.pretrain import WindowSampler, pretrain
@@ -200,6 +200,30 @@ def test_pretrain_a_tiny_lm_on_strided_codes(stride4, tmp_path):
     r = finetune(tmp_path / "lm", task, out=tmp_path / "ft", seeds=1, progress=False,
                  config=FinetuneConfig(epochs=1, batch_size=16, lr=3e-3, eval_batch_size=64))
     assert np.isfinite(r["test"][r["metric"]]["mean"])
+
+    # the 4 phases: training rows read from a random phase, dev/test average over the 4 readings
+    import vqdna.lm.finetune as ft
+    from vqdna.lm.finetune import phase_codes
+
+    tok = stride4["tok"]
+    seqs = [seq[100:141], seq[500:541]]
+    ph = phase_codes(tok, seqs, 4, where="t")
+    assert len(ph) == 3 and all(np.array_equal(ph[k - 1][i], tok.encode([s[k:]])[0]) for k in (1, 2, 3)
+                                for i, s in enumerate(seqs))
+    assert not np.array_equal(ph[0][0], tok.encode([seqs[0]])[0][:, :10])  # other codes, not a shifted copy
+    seen, calls = [], []
+    real_collate, real_predict = ft.collate, ft.predict_codes
+    monkeypatch.setattr(ft, "collate", lambda parts, vocab: seen.extend(parts) or real_collate(parts, vocab))
+    monkeypatch.setattr(ft, "predict_codes", lambda m, c, **k: calls.append(len(c)) or real_predict(m, c, **k))
+    r2 = finetune(tmp_path / "lm", task, out=tmp_path / "ft2", seeds=1, progress=False,
+                  config=FinetuneConfig(epochs=2, batch_size=16, lr=3e-3, eval_batch_size=64,
+                                        shift_augment=True, shift_average=True))
+    assert np.isfinite(r2["test"][r2["metric"]]["mean"]) and r2["config"]["shift_augment"]
+    assert calls == [12] * 12  # dev after each of 2 epochs, then test: 4 phases each
+    train = [l.strip().split(",")[0] for l in (task / "train.csv").read_text().splitlines()[1:]]
+    by_phase = {k: {tok.encode([s[k:]])[0].tobytes() for s in train} for k in range(4)}
+    used = {k for c in seen for k in range(4) if c.tobytes() in by_phase[k]}
+    assert len(seen) == 64 and used == {0, 1, 2, 3}  # 2 epochs x 32 rows drew every phase
 
 
 def test_cli_trains_a_strided_tokenizer_from_yaml(yeast_genome, tmp_path, capsys):

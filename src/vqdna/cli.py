@@ -216,7 +216,9 @@ def finetune_recipe(a):
     return finetune_config(a.config, lr=a.lr, epochs=a.epochs, max_train=a.max_train, method=a.method,
                            lora_dropout=a.lora_dropout, batch_size=a.batch_size, pooling=a.pooling,
                            unfreeze_tokenizer=True if a.unfreeze_tokenizer else None, max_length=a.max_length,
-                           gradient_checkpointing=True if a.gradient_checkpointing else None)
+                           gradient_checkpointing=True if a.gradient_checkpointing else None,
+                           shift_augment=True if a.shift_augment else None,
+                           shift_average=True if a.shift_average else None)
 
 
 def cmd_finetune(a):
@@ -392,6 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: the recipe's, 512)")
     s.add_argument("--gradient-checkpointing", action="store_true",
                    help="recompute each layer in the backward pass: less memory, about a third more compute")
+    s.add_argument("--shift-augment", action="store_true",
+                   help="strided tokenizer (stride s > 1): each training row reads from a random one of its "
+                        "s phases every epoch")
+    s.add_argument("--shift-average", action="store_true",
+                   help="strided tokenizer: dev and test average the outputs over the s phases (s x the cost)")
     s.add_argument("--random-init", action="store_true", help="control: random LM weights (codebooks kept)")
     s.add_argument("--device")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")

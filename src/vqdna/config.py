@@ -343,6 +343,14 @@ class FinetuneConfig:
     pooling: str = ""  # "" = the LM's (mean by default), or "mean" / "cls" for this task
     max_length: int = 512  # training truncates to this many tokens (and the LM's max); inference chunks whole sequences
     gradient_checkpointing: bool = False  # recompute each BERT layer in the backward pass (long inputs: less memory)
+    # A strided VQ/HRQ tokenizer (stride s > 1) cuts a sequence into s-nt codes from its first
+    # nucleotide; read from nucleotide k = 1..s-1 (its s "phases") the same sequence gives other
+    # codes, and a short sequence's few tokens depend on where it happens to start. shift_augment:
+    # every training row reads from a random phase each epoch (s x the data, no extra step);
+    # shift_average: dev and test average the head's outputs over the s phases (s x the inference
+    # cost, as many LM tokens as stride 1). Both do nothing at stride 1 and for hand-crafted tokenizers.
+    shift_augment: bool = False
+    shift_average: bool = False
     eval_batch_size: int = 128
     max_train: int = 0  # subsample training rows (stratified, seeded); 0 = all
     grid_lr: tuple = (1e-4, 3e-4, 1e-3)

@@ -26,6 +26,9 @@ weight with mean+max pooling, lr 1e-3, 4 epochs; ``paper`` is METHOD.md's LoRA.
   Spearman for regression) is kept and the test split is scored **once**, with its weights.
   Dev and test read whole sequences (chunks of the LM's maximum length averaged, see
   :mod:`vqdna.lm.inference`).
+* a strided VQ/HRQ tokenizer (one code per s nt) reads a sequence in s phases (from nucleotide
+  0, 1, ..., s-1): ``shift_augment`` trains each row on a random phase every epoch,
+  ``shift_average`` averages dev and test outputs over the phases (:func:`phase_codes`).
 * ``seeds`` runs (seed 0, 1, ...): mean and sample std of every metric.
 * ``grid``: learning rate {1e-4, 3e-4, 1e-3} x LoRA dropout {0, 0.05} x epochs {4, 6, 8, 10}
   (the paper's learning rates were lost; these bracket the usual LoRA range). Every epoch
@@ -61,6 +64,20 @@ from .inference import collate, predict_codes, tokenize
 from .modeling import POOLINGS, VQDNAConfig, VQDNAForSequenceClassification
 
 METHODS = FINETUNE_METHODS  # FinetuneConfig.method (defined with the config, vqdna.config)
+
+
+# ---------------------------------------------------------------- phases of a strided tokenizer
+
+
+def phase_codes(tok, sequences, stride: int, *, where: str, keys=None) -> list:
+    """The codes of every sequence read from nucleotide k, for k = 1 .. stride-1 (phase 0 is the
+    sequence itself): one list per phase, or one dict per phase keyed by ``keys`` (the training
+    split is indexed by row). A sequence of at most k nucleotides keeps phase 0."""
+    out = []
+    for k in range(1, stride):
+        c = tokenize(tok, [s[k:] if len(s) > k else s for s in sequences], where=where)
+        out.append(dict(zip(keys, c)) if keys is not None else c)
+    return out
 
 
 # ---------------------------------------------------------------- model
@@ -234,6 +251,9 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
     if cfg.gradient_checkpointing:
         model.activation_checkpointing_enable()  # before LoRA wraps it; transformers' per-layer recompute
     train_codes = [codes["train"][i][:, :max_len] for i in train_idx]
+    phases = codes.get("phases") or {}  # {split: [codes read from nucleotide k] for k = 1..stride-1}
+    train_phases = [train_codes] + ([[ph[i][:, :max_len] for i in train_idx] for ph in phases.get("train", [])]
+                                    if cfg.shift_augment else [])
     net = apply_method(model, cfg.method, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                        targets=cfg.lora_targets)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -259,12 +279,22 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
         rows = batch[rank * bs: (rank + 1) * bs]
         if not len(rows):  # a rank past the end of a short last batch
             rows = batch[:1]
-        ids, mask = collate([train_codes[j] for j in rows], vocab)
+        if len(train_phases) > 1:  # a random phase per row, a pure function of (seed, step): resume-safe
+            pick = np.random.default_rng((seed, step, micro, rank)).integers(0, len(train_phases), len(rows))
+            parts = [train_phases[p][j] for p, j in zip(pick, rows)]
+        else:
+            parts = [train_codes[j] for j in rows]
+        ids, mask = collate(parts, vocab)
         lab = torch.from_numpy(y_train[rows])
         return {"input_ids": ids, "attention_mask": mask, "labels": lab}
 
+    def predict(m, split: str) -> np.ndarray:
+        """Head outputs on a split; with ``shift_average`` the mean over the tokenizer's phases."""
+        views = [codes[split]] + (phases.get(split, []) if cfg.shift_average else [])
+        return np.mean([predict_codes(m, v, batch_size=cfg.eval_batch_size) for v in views], axis=0)
+
     def evaluate(step_model, step):
-        pred = predict_codes(model, codes["dev"], batch_size=cfg.eval_batch_size)
+        pred = predict(model, "dev")
         return {f"dev_{k}": v for k, v in score(kind, task.dev.labels, pred).items()}
 
     def epoch_of(step: int) -> int:
@@ -287,7 +317,7 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
             tensors[k].copy_(v)
     train_time = time.time() - t0
     final = merged(net, model).eval()
-    pred = predict_codes(final, codes["test"], batch_size=cfg.eval_batch_size)
+    pred = predict(final, "test")
     test = score(kind, task.test.labels, pred)
     return dict(seed=seed, best_epoch=epoch_of(best["step"]), dev=_unprefixed(best["metrics"], "dev_"), test=test,
                 history=history, trainable_parameters=n_trainable, steps=state["step"], train_rows=len(train_codes),
@@ -327,6 +357,13 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
              for s in ("dev", "test")}
     used = tokenize(tok, [task.train.sequences[i] for i in train_idx], where=f"{task.train.path}: row")
     codes["train"] = dict(zip(train_idx.tolist(), used))
+    stride = getattr(tok, "stride", 1) or 1
+    if stride > 1 and (cfg.shift_augment or cfg.shift_average):
+        rows = {"train": train_idx.tolist(), "dev": range(len(task.dev)), "test": range(len(task.test))}
+        needed = (["train"] if cfg.shift_augment else []) + (["dev", "test"] if cfg.shift_average else [])
+        codes["phases"] = {s: phase_codes(tok, [task.splits[s].sequences[i] for i in rows[s]], stride,
+                                          where=f"{task.splits[s].path}: row",
+                                          keys=rows[s] if s == "train" else None) for s in needed}
     t_tok = time.time() - t_tok
     out.mkdir(parents=True, exist_ok=True)
     log = print if progress else (lambda *a, **k: None)
