@@ -494,6 +494,25 @@ def finetune_cell(row: str, L: int, seed: int, s: Settings, out: Path) -> dict:
                 wall_s=r["wall_time_s"], config=dataclasses.asdict(cfg))
 
 
+def kmer_cell(L: int, s: Settings, out: Path) -> dict:
+    """The reference without an LM: ``kmer-bag`` (logistic regression on 1- to 6-mer frequencies,
+    C chosen on dev, :func:`vqdna.references.kmer.run_kmer_baseline`) on the fine-tuning cells'
+    training rows of length L. It tells what the training rows allow: a task whose k-mer reference
+    is at chance (sister species) says little about a tokenizer."""
+    from vqdna.references.kmer import run_kmer_baseline
+    from vqdna.sequence.subsample import stratified_subsample
+    from vqdna.sequence.tasks import Split, load_task
+
+    task = load_task(task_dir(s, L, out))
+    idx = stratified_subsample(task.train.labels, per_length(s.max_train, s.lengths, L), task.kind, seed=0)
+    sub = dataclasses.replace(task, splits={**task.splits, "train": Split([task.train.sequences[i] for i in idx],
+                                                                          task.train.labels[idx], task.train.path)})
+    r = run_kmer_baseline(sub)
+    log(f"kmer-bag {L:,} nt: test accuracy {r['test']['accuracy']:.3f} ({len(idx)} training rows)")
+    return dict(row="kmer-bag", length=L, accuracy=r["test"]["accuracy"], mcc=r["test"]["mcc"], test=r["test"],
+                dev=r["dev"], param=r["param"], train_rows=len(idx), wall_s=r["wall_time"])
+
+
 # ---------------------------------------------------------------- the run
 
 
@@ -529,6 +548,8 @@ def run(s: Settings, out: Path) -> dict:
 
     for L in s.lengths:
         task_dir(s, L, out)  # build missing tasks first: a typo in --lengths fails early
+    for L in s.lengths:  # seconds each
+        cell(f"kmer-bag_{L}", lambda: kmer_cell(L, s, out))
     for row in s.rows:
         pre = cell(f"{row}_pretrain", lambda: pretrain_row(row, s, out))
         passes = cell(f"{row}_passes", lambda: row_passes(row, pre, s, out))
@@ -558,7 +579,8 @@ def machine() -> dict:
 def collect(s: Settings, out: Path) -> dict:
     cells = out / "cells"
     results = dict(settings=dataclasses.asdict(s), command=" ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
-                   machine=machine(), pretrain={}, costs={}, fit={}, seeds={})
+                   machine=machine(), pretrain={}, costs={}, fit={}, seeds={},
+                   reference={str(L): read(cells / f"kmer-bag_{L}.json") for L in s.lengths})
     for row in s.rows:
         results["pretrain"][row] = read(cells / f"{row}_pretrain.json")
         results["costs"][row] = read(cells / f"{row}_costs.json")
@@ -602,6 +624,11 @@ def render(r: dict) -> str:
                 cols.append("–")
         npt = f"{pre['nt_per_token']:.2f}" if pre else "–"
         L.append(f"| {row} | {npt} | " + " | ".join(cols) + " |")
+    ref = r.get("reference") or {}
+    if any(ref.values()):
+        L.append("| *kmer-bag (no LM: 1-6-mer frequencies, logistic regression)* | – | "
+                 + " | ".join(f"*{100 * ref[str(x)]['accuracy']:.1f}*" if ref.get(str(x)) else "–" for x in lengths)
+                 + " |")
     L += [""] + [f"[{i}] {n}" for i, n in enumerate(notes, 1)] + [""]
 
     W = s["cost_window_nt"]
