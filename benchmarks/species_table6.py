@@ -494,6 +494,34 @@ def finetune_cell(row: str, L: int, seed: int, s: Settings, out: Path) -> dict:
                 wall_s=r["wall_time_s"], config=dataclasses.asdict(cfg))
 
 
+def probe_cell(row: str, L: int, s: Settings, out: Path) -> dict:
+    """The pre-trained LM frozen: mean+max pooled last hidden states of the same training rows, dev
+    and test, and a logistic regression on them (C chosen on dev, :func:`vqdna.evaluate.linear_probe`).
+    One forward pass per sequence and no fine-tuning steps: with tens of training rows per class a
+    probe shows what the pre-trained features hold where a few fine-tuning steps may not."""
+    import torch
+
+    from vqdna.evaluate import linear_probe
+    from vqdna.lm.artifacts import load_backbone
+    from vqdna.lm.inference import pooled_features
+    from vqdna.sequence.subsample import stratified_subsample
+
+    t0 = time.time()
+    task, codes = task_codes(row, L, s, out)
+    idx = stratified_subsample(task.train.labels, per_length(s.max_train, s.lengths, L), task.kind, seed=0)
+    backbone = load_backbone(out / "rows" / row / "lm").eval()
+    backbone.config.pooling = "meanmax"  # as the fine-tuning recipe's head reads it
+    batch = max(1, 16384 // max_tokens_of(row, L, s, out))
+    with torch.no_grad():
+        X = {sp: pooled_features(backbone, [codes[sp][i] for i in rows], batch_size=batch).numpy()
+             for sp, rows in (("train", idx), ("dev", range(len(task.dev))), ("test", range(len(task.test))))}
+    y = {"train": task.train.labels[idx], "dev": task.dev.labels, "test": task.test.labels}
+    r = linear_probe(X, y, task.kind, seed=0)
+    log(f"{row} {L:,} nt probe: test accuracy {r['test']['accuracy']:.3f} ({time.time() - t0:.0f} s)")
+    return dict(row=row, length=L, accuracy=r["test"]["accuracy"], mcc=r["test"]["mcc"], test=r["test"],
+                dev=r["dev"], param=r["value"], train_rows=len(idx), wall_s=time.time() - t0)
+
+
 def kmer_cell(L: int, s: Settings, out: Path) -> dict:
     """The reference without an LM: ``kmer-bag`` (logistic regression on 1- to 6-mer frequencies,
     C chosen on dev, :func:`vqdna.references.kmer.run_kmer_baseline`) on the fine-tuning cells'
@@ -562,6 +590,7 @@ def run(s: Settings, out: Path) -> dict:
             for seed in range(s.seeds):
                 c = cell(f"{row}_{L}_seed{seed}", lambda: finetune_cell(row, L, seed, s, out))
                 log(f"{row} {L:,} nt seed {seed}: test accuracy {c['accuracy']:.3f} ({c['wall_s']:.0f} s)")
+            cell(f"{row}_{L}_probe", lambda: probe_cell(row, L, s, out))
     return collect(s, out)
 
 
@@ -588,6 +617,7 @@ def collect(s: Settings, out: Path) -> dict:
             results["fit"][f"{row}_{L}"] = read(cells / f"{row}_{L}_fit.json")
             found = (read(cells / f"{row}_{L}_seed{k}.json") for k in range(s.seeds))
             results["seeds"][f"{row}_{L}"] = [c for c in found if c]
+            results.setdefault("probe", {})[f"{row}_{L}"] = read(cells / f"{row}_{L}_probe.json")
     write(out / "results.json", results)
     (out / "results.md").write_text(render(results))
     return results
@@ -630,6 +660,18 @@ def render(r: dict) -> str:
                  + " | ".join(f"*{100 * ref[str(x)]['accuracy']:.1f}*" if ref.get(str(x)) else "–" for x in lengths)
                  + " |")
     L += [""] + [f"[{i}] {n}" for i, n in enumerate(notes, 1)] + [""]
+    probes = r.get("probe") or {}
+    if any(probes.values()):
+        L += ["## The same rows with the LM frozen: logistic regression on its mean+max pooled states "
+              "(test accuracy %)", "", "| tokenizer | " + " | ".join(_len(x) for x in lengths) + " |",
+              "|---|" + "---:|" * len(lengths)]
+        for row in rows:
+            cols = []
+            for x in lengths:
+                p, fit = probes.get(f"{row}_{x}"), r["fit"].get(f"{row}_{x}")
+                cols.append(f"{100 * p['accuracy']:.1f}" if p else "does not fit" if fit and not fit["fits"] else "–")
+            L.append(f"| {row} | " + " | ".join(cols) + " |")
+        L.append("")
 
     W = s["cost_window_nt"]
     L += [f"## Costs per {W:,}-nt window ({s['threads']} thread(s); fresh process per row)", "",

@@ -89,6 +89,10 @@ def test_tables_from_cells():
     results["reference"] = {"1000": dict(accuracy=0.25), "32000": None}
     md = t6.render(results)
     assert "| *kmer-bag (no LM: 1-6-mer frequencies, logistic regression)* | – | *25.0* | – |" in md
+    assert "LM frozen" not in md
+    results["probe"] = {"hrq-s4_1000": dict(accuracy=0.4), "hrq-s4_32000": None, "char_1000": None}
+    md = t6.render(results)
+    assert "| hrq-s4 | 40.0 | – |" in md and "| char | – | does not fit |" in md
     assert "| hrq-s4 | 4.00 | 60.0 ± 14.1 | 50.0 (1 of 2 seeds) |" in md
     assert "| char | 1.00 | – | does not fit [1] |" in md
     assert "[1] char at 32k: 32,000 tokens per sequence > max 16,384" in md
