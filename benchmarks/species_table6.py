@@ -43,12 +43,16 @@ LM pre-trains at ~20 GFLOP/s on one thread (10 TFLOP: ~8 min per row); one train
 sequence takes 0.1 s at 1,000 tokens, 1.5 s at 4,000 and 5.4 s at 8,000 (checkpointing), a 32,768-
 token window ~15 s forward and ~90 s forward + backward. The defaults take about 5 h with
 ``--threads 2`` (stride 1 and char at 8k, 8,000 tokens a sequence, are 3 h of it), plus tokenizer
-training unless ``--tokenizer-dir`` reuses them. About 70 min on one core, one seed and smaller
-tasks (the tasks are built into their own folder with 30 training windows per class):
+training unless ``--tokenizer-dir`` reuses them. A reduced run (tasks built into their own folder
+with 30 training windows per class) is ``benchmarks/results/species-table6/``: 2 seeds, 10 TFLOP;
+about 200 CPU-minutes on a loaded machine, most of it stride 1 and char at 8k (15-21 min a seed):
 
-    python benchmarks/species_table6.py --out runs/table6-quick --tasks-dir runs/species-pc30 \\
-        --task-per-class 30 --pretrain-tflop 3 --epochs 3 --max-train 270,34,9 --seeds 1 --threads 1 \\
+    python benchmarks/species_table6.py --out runs/table6 --tasks-dir runs/species-pc30 \\
+        --task-per-class 30 --pretrain-tflop 10 --epochs 4,4,6 --max-train 270,34,9 --seeds 2 --threads 1 \\
         --tokenizer-dir hrq-s1=... hrq-s4=... hrq-s8=...
+
+Rows run in parallel processes with ``--rows`` into the same ``--out`` (cells are per row). Besides
+fine-tuning, every (row, length) gets a frozen-LM probe, and every length the ``kmer-bag`` reference.
 """
 from __future__ import annotations
 
