@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -48,6 +49,8 @@ def run_cell(variant: str, task_dir: Path, args, budget) -> dict:
     out = Path(args.out) / "work" / variant / task_name(task_dir)
     t0 = time.time()
     r = finetune(Path(args.work) / args.row / "lm", task_dir, out=out, seeds=seeds, config=cfg, progress=False)
+    shutil.copy(out / "results.json", out.parent / f"{task_name(task_dir)}.results.json")
+    shutil.rmtree(out, ignore_errors=True)  # the fine-tuned weights are not kept (as vqdna benchmark)
     m = r["metric"]
     return dict(variant=variant, task=task_name(task_dir), metric=m, score=r["test"][m]["mean"], std=r["test"][m]["std"],
                 values=r["test"][m]["values"], dev=r["dev"][m]["mean"], seeds=seeds, wall_s=time.time() - t0)
