@@ -44,7 +44,7 @@ def run_cell(variant: str, task_dir: Path, args, budget) -> dict:
     from vqdna.sequence.tasks import load_task
 
     task = load_task(task_dir)
-    cfg = replace(budget.finetune_config(), **VARIANTS[variant])
+    cfg = replace(budget.finetune_config(), **VARIANTS[variant], **json.loads(args.ft_overrides or "{}"))
     seeds = budget.seeds_for(len(task.train))
     out = Path(args.out) / "work" / variant / task_name(task_dir)
     t0 = time.time()
@@ -108,6 +108,7 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--baseline", help="the benchmark's --out folder with ROW's cells (the 'none' row)")
     ap.add_argument("--stride1", help="a benchmark --out folder with the stride-1 hrq row's cells")
+    ap.add_argument("--ft-overrides", help='JSON of other FinetuneConfig fields, e.g. \'{"epochs": 8}\' (give its own --out)')
     ap.add_argument("--out", default="runs/stride-phases")
     a = ap.parse_args(argv)
 
