@@ -99,6 +99,34 @@ def table(cells: list[dict], tasks: list[str], base: dict, stride1: dict, row: s
     return "\n".join(L)
 
 
+def combined(cell_dirs: list[str], tasks: list[str], base: dict, stride1: dict, row: str) -> str:
+    """One table over several runs' cells (``--table``: e.g. cells/ of 4 epochs, cells-8-epochs/),
+    a row per (folder, variant), and the best on dev per task over all of them but stride 1."""
+    got: dict = {}
+    for t, b in base.items():
+        got.setdefault(f"{row}, none (the benchmark's cell)", {})[t] = (b["score"], b["dev"])
+    for d in cell_dirs:
+        for f in sorted(Path(d).glob("*.json")):
+            c = json.loads(f.read_text())
+            got.setdefault(f"{row}, {c['variant']} ({Path(d).name})", {})[c["task"]] = (c["score"], c["dev"])
+    L = ["| run | mean | " + " | ".join(tasks) + " |", "|---|---:|" + "---:|" * len(tasks)]
+
+    def line(label, vals):
+        mean = f"{100 * statistics.mean(vals):.1f}" if None not in vals else "—"
+        return f"| {label} | {mean} | " + " | ".join("—" if v is None else f"{100 * v:.1f}" for v in vals) + " |"
+
+    for name, d in got.items():
+        L.append(line(name, [d.get(t, (None,))[0] for t in tasks]))
+    best = []
+    for t in tasks:
+        options = [d[t] for d in got.values() if t in d]
+        best.append(max(options, key=lambda o: o[1])[0] if len(options) == len(got) else None)
+    L.append(line(f"**{row}, per task the best on dev of the {len(got)} rows above**", best))
+    if stride1:
+        L.append(line("hrq, stride 1", [stride1.get(t, {}).get("score") for t in tasks]))
+    return "\n".join(L)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", required=True, help="the benchmark's --work folder (holds ROW/lm)")
@@ -110,7 +138,15 @@ def main(argv=None) -> int:
     ap.add_argument("--stride1", help="a benchmark --out folder with the stride-1 hrq row's cells")
     ap.add_argument("--ft-overrides", help='JSON of other FinetuneConfig fields, e.g. \'{"epochs": 8}\' (give its own --out)')
     ap.add_argument("--out", default="runs/stride-phases")
+    ap.add_argument("--table", nargs="+", metavar="CELLS_DIR",
+                    help="print one table over these runs' cells folders (no fine-tuning)")
     a = ap.parse_args(argv)
+    if a.table:
+        from vqdna.benchmark.inputs import task_name
+
+        tasks = [task_name(Path(t)) for t in a.tasks]
+        print(combined(a.table, tasks, cells_of(a.baseline, a.row, tasks), cells_of(a.stride1, "hrq", tasks), a.row))
+        return 0
 
     from vqdna.benchmark.budgets import BUDGETS
     from vqdna.benchmark.inputs import task_name
