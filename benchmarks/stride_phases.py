@@ -67,41 +67,11 @@ def cells_of(bench_dir: str | None, row: str, tasks: list[str]) -> dict:
     return out
 
 
-def table(cells: list[dict], tasks: list[str], base: dict, stride1: dict, row: str) -> str:
-    """Test scores x 100 per task: the benchmark's cell (no phases), each variant, the variant (or
-    none) with the best dev score per task, and stride 1."""
-    names = list(tasks)
-    got = {(c["variant"], c["task"]): c["score"] for c in cells}
-    dev = {(c["variant"], c["task"]): c["dev"] for c in cells}
-    for t, b in base.items():
-        got["none", t], dev["none", t] = b["score"], b["dev"]
-
-    ran = ["none"] + [v for v in VARIANTS if any(c["variant"] == v for c in cells)]
-
-    def chosen(t):  # among "none" and the variants of this run; "—" until every one has the task
-        options = [v for v in ran if (v, t) in dev]
-        return got[max(options, key=lambda v: dev[v, t]), t] if len(options) == len(ran) else None
-
-    def line(label, get):
-        vals = [get(t) for t in names]
-        ok = [v for v in vals if v is not None]
-        mean = f"{100 * statistics.mean(ok):.1f}" if len(ok) == len(vals) else "—"
-        return f"| {label} | {mean} | " + " | ".join("—" if v is None else f"{100 * v:.1f}" for v in vals) + " |"
-
-    L = ["| phases | mean | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
-    if base:
-        L.append(line(f"{row}, none (the benchmark's cell)", lambda t: got.get(("none", t))))
-    for v in VARIANTS:
-        L.append(line(f"{row}, {v}", lambda t, v=v: got.get((v, t))))
-    L.append(line(f"{row}, per task the best on dev of: {', '.join(ran)}", chosen))
-    if stride1:
-        L.append(line("hrq, stride 1", lambda t: stride1.get(t, {}).get("score")))
-    return "\n".join(L)
-
-
 def combined(cell_dirs: list[str], tasks: list[str], base: dict, stride1: dict, row: str) -> str:
-    """One table over several runs' cells (``--table``: e.g. cells/ of 4 epochs, cells-8-epochs/),
-    a row per (folder, variant), and the best on dev per task over all of them but stride 1."""
+    """Test scores x 100 per task over one or more runs' cells folders (this run's, or ``--table``:
+    e.g. cells/ of 4 epochs and cells-8-epochs/): the benchmark's cell (no phases), a row per
+    (folder, variant), the best on dev per task over all of those ("—" until each has the task),
+    and stride 1."""
     got: dict = {}
     for t, b in base.items():
         got.setdefault(f"{row}, none (the benchmark's cell)", {})[t] = (b["score"], b["dev"])
@@ -129,7 +99,7 @@ def combined(cell_dirs: list[str], tasks: list[str], base: dict, stride1: dict, 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--work", required=True, help="the benchmark's --work folder (holds ROW/lm)")
+    ap.add_argument("--work", help="the benchmark's --work folder (holds ROW/lm); needed unless --table")
     ap.add_argument("--row", default="hrq-s4")
     ap.add_argument("--budget", default="full")
     ap.add_argument("--tasks", nargs="+", required=True)
@@ -141,30 +111,28 @@ def main(argv=None) -> int:
     ap.add_argument("--table", nargs="+", metavar="CELLS_DIR",
                     help="print one table over these runs' cells folders (no fine-tuning)")
     a = ap.parse_args(argv)
-    if a.table:
-        from vqdna.benchmark.inputs import task_name
+    from vqdna.benchmark.inputs import task_name
 
-        tasks = [task_name(Path(t)) for t in a.tasks]
+    tasks = [task_name(Path(t)) for t in a.tasks]
+    if a.table:
         print(combined(a.table, tasks, cells_of(a.baseline, a.row, tasks), cells_of(a.stride1, "hrq", tasks), a.row))
         return 0
 
+    if not a.work:
+        ap.error("--work is needed to fine-tune (or give --table)")
     from vqdna.benchmark.budgets import BUDGETS
-    from vqdna.benchmark.inputs import task_name
     from vqdna.io import write_json_atomic
 
     budget = BUDGETS[a.budget]
     cells_dir = Path(a.out) / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
-    cells = []
     for v in a.variants.split(","):
         for t in a.tasks:
             f = cells_dir / f"{v}_{task_name(Path(t))}.json"
             if not f.exists():
                 print(f"[phases {time.strftime('%H:%M:%S')}] {v} on {t}", file=sys.stderr, flush=True)
                 write_json_atomic(f, run_cell(v, Path(t), a, budget))
-            cells.append(json.loads(f.read_text()))
-    tasks = [task_name(Path(t)) for t in a.tasks]
-    md = table(cells, tasks, cells_of(a.baseline, a.row, tasks), cells_of(a.stride1, "hrq", tasks), a.row)
+    md = combined([str(cells_dir)], tasks, cells_of(a.baseline, a.row, tasks), cells_of(a.stride1, "hrq", tasks), a.row)
     (Path(a.out) / "results.md").write_text(md + "\n")
     print(md)
     return 0

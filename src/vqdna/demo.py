@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -247,13 +246,11 @@ def kmer_references(task, max_train: int) -> dict:
     """Bag-of-k-mers logistic regression on the fine-tuning's training rows (``same_rows``) and on all rows."""
     from .kmer_baseline import run_kmer_baseline
     from .lm.finetune import subsample
-    from .sequence.tasks import Split
 
     out = {}
     idx = subsample(task.train.labels, max_train, task.kind, seed=0)
     if len(idx) < len(task.train):
-        same = replace(task, splits={**task.splits, "train": Split([task.train.sequences[i] for i in idx],
-                                                                   task.train.labels[idx], task.train.path)})
+        same = task.with_train_rows(idx)
         out["same_rows"] = _kmer_summary(run_kmer_baseline(same))
     out["all_rows"] = _kmer_summary(run_kmer_baseline(task))
     out.setdefault("same_rows", out["all_rows"])

@@ -45,6 +45,14 @@ def lm_forward_flops(*, nonembedding: int, layers: int, hidden: int, tokens: flo
     return 2.0 * nonembedding * T + 4.0 * layers * T * T * hidden
 
 
+def train_flops_per_step(*, nonembedding: int, head: int, layers: int, hidden: int, seq: int, batch: int,
+                         mask: float) -> float:
+    """Training FLOPs of one pre-training step: 3 x forward (backward = 2 x forward) of ``batch``
+    windows of ``seq`` tokens, the MLM head (``head`` parameters) run on the masked share only."""
+    fwd = lm_forward_flops(nonembedding=nonembedding, layers=layers, hidden=hidden, tokens=seq)
+    return 3.0 * (fwd + mask * (seq + 1) * 2 * head) * batch
+
+
 def lm_costs(lm_dir: Path, tokens_per_512: float) -> dict:
     """Parameters of the pre-trained LM and its forward FLOPs on 512 nt worth of tokens."""
     from ..lm.artifacts import load_backbone

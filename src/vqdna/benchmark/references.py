@@ -13,8 +13,6 @@ All are ``reference`` cells (not ranked against the tokenizers).
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ..sequence.subsample import stratified_subsample
 from ..references.kmer import run_kmer_baseline
 from .budgets import Budget
@@ -24,13 +22,9 @@ __all__ = ["kmer_cell", "cnn_cell", "reference_cell"]
 
 def kmer_cell(ref: str, task_name_: str, task, budget: Budget) -> dict:
     """Bag of k-mers on the same subsampled training rows (``kmer-bag``) or on all (``kmer-bag-all``)."""
-    from ..sequence.tasks import Split
-
     n_all = len(task.train)
     if ref == "kmer-bag":
-        idx = stratified_subsample(task.train.labels, budget.max_train, task.kind, seed=0)
-        task = replace(task, splits={**task.splits, "train": Split([task.train.sequences[i] for i in idx],
-                                                                   task.train.labels[idx], task.train.path)})
+        task = task.with_train_rows(stratified_subsample(task.train.labels, budget.max_train, task.kind, seed=0))
     r = run_kmer_baseline(task)
     m = r["primary_metric"]
     return {"tokenizer": ref, "task": task_name_, "kind": "reference", "budget": budget.name, "metric": m,

@@ -279,12 +279,9 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
         rows = batch[rank * bs: (rank + 1) * bs]
         if not len(rows):  # a rank past the end of a short last batch
             rows = batch[:1]
-        if len(train_phases) > 1:  # a random phase per row, a pure function of (seed, step): resume-safe
-            pick = np.random.default_rng((seed, step, micro, rank)).integers(0, len(train_phases), len(rows))
-            parts = [train_phases[p][j] for p, j in zip(pick, rows)]
-        else:
-            parts = [train_codes[j] for j in rows]
-        ids, mask = collate(parts, vocab)
+        # a random phase per row (only phase 0 without shift_augment), a pure function of (seed, step): resume-safe
+        pick = np.random.default_rng((seed, step, micro, rank)).integers(0, len(train_phases), len(rows))
+        ids, mask = collate([train_phases[p][j] for p, j in zip(pick, rows)], vocab)
         lab = torch.from_numpy(y_train[rows])
         return {"input_ids": ids, "attention_mask": mask, "labels": lab}
 

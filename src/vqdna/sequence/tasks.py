@@ -33,7 +33,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +82,12 @@ class Task:
     @property
     def test(self) -> Split:
         return self.splits["test"]
+
+    def with_train_rows(self, idx) -> "Task":
+        """The same task with its training split cut to rows ``idx`` (dev and test unchanged)."""
+        t = self.train
+        sub = Split([t.sequences[i] for i in idx], t.labels[idx], t.path, None if t.lines is None else t.lines[idx])
+        return replace(self, splits={**self.splits, "train": sub})
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={len(v)}" for k, v in self.splits.items())
