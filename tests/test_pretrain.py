@@ -113,3 +113,30 @@ def test_learning_rate_schedules():
     assert lr_at(35, cos) == pytest.approx(0.5 * (1 + np.cos(np.pi * 0.25)))
     with pytest.raises(ValueError, match="decay"):
         lr_at(50, LoopConfig(max_steps=110, lr=1.0, decay="step"))
+
+
+def _short_record_store(tmp_path, lengths):
+    """A code store of records of the given lengths (char tokenizer: one code per nt)."""
+    from vqdna.codes import write_codes
+    from vqdna.tokenizers.handcrafted import build_handcrafted
+
+    rng = np.random.default_rng(1)
+    fa = tmp_path / "short.fa"
+    fa.write_text("".join(f">r{i}\n{''.join(rng.choice(list('ACGT'), n))}\n" for i, n in enumerate(lengths)))
+    return CodeStore(write_codes(build_handcrafted("char"), fa, tmp_path / "codes", progress=False) and tmp_path / "codes")
+
+
+def test_short_records_are_packed_into_windows_long_ones_stand_alone(tmp_path):
+    lengths = [100] * 30 + [500] + [90] * 20
+    store = _short_record_store(tmp_path, lengths)
+    packed = WindowSampler([store], 128, val_block=100_000, val_every=1_000, skip_n_runs=0)
+    alone = WindowSampler([store], 128, val_block=100_000, val_every=1_000, skip_n_runs=0, pack_short_records=False)
+    long_rec = store.records[30]
+    lo, hi = long_rec["offset"], long_rec["offset"] + long_rec["length"]
+    starts = alone.sample(np.random.default_rng(0), 2000)[:, 1]
+    assert ((starts >= lo) & (starts + 128 <= hi)).all()  # without packing only the long record has windows
+    starts = packed.sample(np.random.default_rng(0), 5000)[:, 1]
+    before, after, inside = starts + 128 <= lo, starts >= hi, (starts >= lo) & (starts + 128 <= hi)
+    assert before.any() and after.any() and inside.any()
+    assert (before | after | inside).all()  # no window mixes the long record with a short neighbour
+    assert packed.n_train_starts > 4 * alone.n_train_starts

@@ -87,3 +87,24 @@ def test_loop_config_takes_the_fields_a_stage_shares():
     assert cfg.checkpoint_every == 0  # what the stage gives wins
     ft = loop_config(FinetuneConfig(decay="cosine"), max_steps=10)
     assert ft.decay == "cosine" and ft.betas == LoopConfig(1, 1.0).betas  # fine-tuning keeps AdamW's betas
+
+
+def test_patience_stops_after_that_many_evaluations_without_a_better_score():
+    scores = {2: 1.0, 4: 3.0, 6: 2.0, 8: 2.5, 10: 2.9, 12: 9.0, 14: 9.0}  # best at 4, then 3 worse ones
+    cfg = LoopConfig(max_steps=14, lr=0.1, eval_every=2, checkpoint_every=0, best_metric="score", patience=3)
+    _, state = run(cfg, evaluate=lambda m, step: {"score": scores[step]})
+    assert state["step"] == 10 and state["stopped_early"] == 10 and state["best"]["step"] == 4
+    assert [h["step"] for h in state["history"]] == [2, 4, 6, 8, 10]
+    _, state = run(LoopConfig(max_steps=14, lr=0.1, eval_every=2, checkpoint_every=0, best_metric="score"),
+                   evaluate=lambda m, step: {"score": scores[step]})
+    assert state["step"] == 14 and "stopped_early" not in state and state["best"]["step"] == 12
+    with pytest.raises(ValueError, match="best_metric"):
+        run(LoopConfig(max_steps=4, lr=0.1, checkpoint_every=0, patience=2))
+
+
+def test_finetune_patience_is_a_validated_shared_field():
+    from vqdna.config import finetune_config
+
+    assert loop_config(FinetuneConfig(patience=3), max_steps=10).patience == 3
+    with pytest.raises(ValueError, match="patience"):
+        finetune_config("cpu", patience=-1)

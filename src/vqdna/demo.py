@@ -225,7 +225,7 @@ def unigram_reference(codes_dir: Path, train_config: dict, sample_windows: int =
     stores, _ = open_code_stores([codes_dir])
     tc = train_config
     sampler = WindowSampler(stores, tc["seq_length"], val_block=tc["val_block"], val_every=tc["val_every"],
-                            skip_n_runs=tc["skip_n_runs"])
+                            skip_n_runs=tc["skip_n_runs"], pack_short_records=tc.get("pack_short_records", True))
     vw = sampler.val_windows
     scored = vw[np.linspace(0, len(vw) - 1, min(tc["eval_windows"], len(vw))).astype(int)]
     val_scored = sampler.gather(scored)

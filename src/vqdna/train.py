@@ -52,6 +52,9 @@ class LoopConfig:
     # evaluation in memory (Hooks.snapshot) and returns it; needs checkpoint_every = 0, since a
     # resumed run would not hold the best state of the steps before it
     best_metric: str = ""
+    # early stopping: end the run after this many evaluations in a row without a new best
+    # ``best_metric`` (the learning-rate schedule stays that of max_steps); 0 = never
+    patience: int = 0
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast); auto = bf16 on CUDA, fp32 on CPU
     log_name: str = "train"
     unit: str = ""  # what units_per_batch counts ("rows", "tokens"); named, the bar shows its rate
@@ -60,7 +63,7 @@ class LoopConfig:
 
 # the fields a stage's config shares with LoopConfig, under the same name and meaning
 SHARED_FIELDS = ("max_steps", "lr", "weight_decay", "betas", "warmup_steps", "min_lr_ratio", "decay",
-                 "grad_accum", "eval_every", "checkpoint_every", "precision")
+                 "grad_accum", "eval_every", "checkpoint_every", "precision", "patience")
 
 
 def loop_config(stage_config, **given) -> LoopConfig:
@@ -290,6 +293,8 @@ def train_loop(model: torch.nn.Module, *, cfg: LoopConfig, get_batch: Callable, 
     Checkpoints go to ``out_dir/checkpoints`` (no ``out_dir`` needed with ``checkpoint_every=0``).
     """
     hooks = hooks or Hooks()
+    if cfg.patience and not cfg.best_metric:
+        raise ValueError("patience (early stopping) needs best_metric")
     if cfg.best_metric and cfg.checkpoint_every:
         raise ValueError("best_metric keeps the best state in memory only: it needs checkpoint_every=0")
     if resume and not cfg.checkpoint_every:
@@ -306,7 +311,7 @@ def train_loop(model: torch.nn.Module, *, cfg: LoopConfig, get_batch: Callable, 
     bar = tqdm(total=cfg.max_steps, initial=state["step"], desc=cfg.log_name,
                disable=not (runtime.is_main and cfg.progress), dynamic_ncols=True, mininterval=1.0)
     snapshot = hooks.snapshot or (lambda m: {k: v.detach().clone() for k, v in m.state_dict().items()})
-    best = None
+    best, since_best = None, 0
     t0 = time.time() - state["wall_time"]
     step = state["step"]
     end = cfg.max_steps if cfg.stop_at is None else min(cfg.max_steps, cfg.stop_at)
@@ -339,8 +344,17 @@ def train_loop(model: torch.nn.Module, *, cfg: LoopConfig, get_batch: Callable, 
             # first evaluation is kept whatever it scored, so a run always has a best state
             if cfg.best_metric and (best is None or _score(metrics[cfg.best_metric]) > _score(best["metrics"][cfg.best_metric])):
                 best = {"step": step, "metrics": metrics, "state": snapshot(model)}
+                since_best = 0
+            else:
+                since_best += 1
             if hooks.on_eval is not None:
                 hooks.on_eval(step, metrics)
+            if cfg.patience and since_best >= cfg.patience and step < end:
+                if runtime.is_main:
+                    bar.write(f"[{cfg.log_name}] early stop at step {step}: no better {cfg.best_metric} "
+                              f"in {cfg.patience} evaluations (best at step {best['step']})")
+                state["stopped_early"] = step
+                break
         if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step in (cfg.max_steps, end)):
             state["wall_time"] = time.time() - t0
             if runtime.is_main:

@@ -13,15 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from ..io import read_json, write_json_atomic
+from ..sequence.tasks import task_name
 from .budgets import Budget
 
 __all__ = ["task_name", "resolve_tasks", "prepare_corpus", "sample_windows"]
-
-
-def task_name(path: Path) -> str:
-    """GUE/tf/0 -> tf0, GUE/prom/prom_core_tata -> prom_core_tata, grna/doench2016 -> doench2016."""
-    path = Path(path)
-    return f"{path.parent.name}{path.name}" if path.name.isdigit() else path.name
 
 
 def resolve_tasks(specs, work: Path) -> list[tuple[str, Path]]:
@@ -75,6 +70,9 @@ def prepare_corpus(fasta, work: Path, budget: Budget) -> dict:
     total = sum(len(r.sequence) for r in recs)
     info = {"sources": files, "corpus_nt": budget.corpus_nt, "source_nucleotides": total,
             "source_records": len(recs)}
+    built = [_built_corpus(Path(f)) for f in files]
+    if any(built):  # made by `vqdna data corpus`: its record of what went in goes into the results
+        info["built"] = [b for b in built if b]
     if budget.corpus_nt is None or budget.corpus_nt >= total:
         info.update(files=files, nucleotides=total, records=len(recs), sliced=False)
     else:
@@ -100,6 +98,23 @@ def prepare_corpus(fasta, work: Path, budget: Budget) -> dict:
         info.update(files=[str(fa)], nucleotides=kept, records=n_rec, sliced=True, block=budget.corpus_block)
     write_json_atomic(info_path, info)
     return info
+
+
+def _built_corpus(fasta: Path) -> dict | None:
+    """The ``corpus.json`` of a ``vqdna data corpus`` FASTA (checked by its sha256), or None."""
+    from ..data.corpus import CORPUS_FORMAT
+    from ..io import file_sha256
+
+    meta = fasta.parent / "corpus.json"
+    if not meta.is_file():
+        return None
+    m = read_json(meta)
+    if m.get("format") != CORPUS_FORMAT or m.get("fasta") != fasta.name:
+        return None
+    if m.get("sha256") != file_sha256(fasta):
+        raise ValueError(f"{fasta}: its sha256 differs from the one {meta} records: the corpus was changed after "
+                         f"`vqdna data corpus` wrote it; build it again")
+    return m
 
 
 def sample_windows(files, n: int, length: int, seed: int = 0) -> list[str]:

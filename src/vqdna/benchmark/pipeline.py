@@ -53,6 +53,25 @@ def train_flops_per_step(*, nonembedding: int, head: int, layers: int, hidden: i
     return 3.0 * (fwd + mask * (seq + 1) * 2 * head) * batch
 
 
+def finetune_flops_per_sequence(lm_dir: Path, tokens: float) -> float:
+    """Training FLOPs (forward + backward = 3 x forward) of fine-tuning the LM of ``lm_dir`` on one
+    sequence of ``tokens`` tokens: every LM weight trains (the ``full`` method), the classification
+    head (~0.1 MFLOP) left out, as for the CNN (:func:`vqdna.references.cnn.forward_flops`). The
+    frozen tokenizer's encoder is not counted: it runs once per sequence, before the first epoch."""
+    from ..lm.artifacts import load_backbone
+
+    bb = load_backbone(lm_dir)
+    cfg = bb.config
+    return 3.0 * lm_forward_flops(nonembedding=bb.parameter_counts()["nonembedding"], layers=cfg.num_hidden_layers,
+                                  hidden=cfg.hidden_size, tokens=tokens)
+
+
+def mean_tokens(tok, sequences, n: int = 256) -> float:
+    """Mean tokens per sequence of the first ``n`` sequences (the fine-tuning cost's length)."""
+    seqs = list(sequences[:n])
+    return float(np.mean([c.shape[-1] for c in tok.encode(seqs)])) if seqs else 0.0
+
+
 def lm_costs(lm_dir: Path, tokens_per_512: float) -> dict:
     """Parameters of the pre-trained LM and its forward FLOPs on 512 nt worth of tokens."""
     from ..lm.artifacts import load_backbone
@@ -163,9 +182,13 @@ def finetune_cell(name: str, task: str, task_dir: Path, tdir: Path, budget: Budg
     """Fine-tune ``tdir/lm`` on ``task_dir`` (``random_init``: from random weights that keep only
     the frozen codebooks); the fine-tuned weights are not kept, the full result is
     ``tdir/ft[-random]/TASK.results.json``."""
+    from ..sequence.tasks import load_task
+    from ..tokenizers import load_tokenizer
+
     sub = "ft-random" if random_init else "ft"
     ft_dir = tdir / sub / task
     cfg = budget.finetune_config()
+    tokens = mean_tokens(load_tokenizer(tdir / "tokenizer"), load_task(task_dir).train.sequences)
     t0 = time.time()
     r = finetune(tdir / "lm", task_dir, out=ft_dir, seeds=seeds, config=cfg, device=device, progress=False,
                  random_init=random_init)
@@ -174,7 +197,9 @@ def finetune_cell(name: str, task: str, task_dir: Path, tdir: Path, budget: Budg
             "score": r["test"][metric]["mean"], "std": r["test"][metric]["std"],
             "values": r["test"][metric]["values"], "test": {k: v["mean"] for k, v in r["test"].items()},
             "dev": {k: v["mean"] for k, v in r["dev"].items()},
-            "best_epochs": [s["best_epoch"] for s in r["per_seed"]], "seeds": r["seeds"],
+            "best_epochs": [s["best_epoch"] for s in r["per_seed"]],
+            "epochs_run": [s.get("epochs_run") for s in r["per_seed"]], "seeds": r["seeds"],
+            "train_flops_per_sequence": finetune_flops_per_sequence(tdir / "lm", tokens), "tokens_per_sequence": tokens,
             "train_rows": (r["subsample"] or {}).get("train_rows", r["task"]["sizes"]["train"]),
             "train_rows_of": r["task"]["sizes"]["train"], "config": r["config"],
             "wall_time_s": time.time() - t0}

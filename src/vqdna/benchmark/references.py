@@ -35,7 +35,7 @@ def kmer_cell(ref: str, task_name_: str, task, budget: Budget) -> dict:
 
 def cnn_cell(task_name_: str, task, budget: Budget, *, seeds: int, device) -> dict:
     """The CNN reference on the budget's training rows with ``seeds`` seeds."""
-    from ..references.cnn import run_cnn_baseline  # imported here: torch model code, only when the row runs
+    from ..references.cnn import CNNConfig, forward_flops, run_cnn_baseline  # torch model code: only when the row runs
 
     r = run_cnn_baseline(task, seeds=seeds, max_train=budget.max_train, device=device, progress=False,
                          **budget.cnn)
@@ -47,7 +47,13 @@ def cnn_cell(task_name_: str, task, budget: Budget, *, seeds: int, device) -> di
             "score": r["test"][m], "std": float(std[m] if isinstance(std, dict) else std),
             "values": list(r["values"]), "test": r["test"], "dev": r["dev"], "seeds": list(range(seeds)),
             "per_seed": per_seed, "n_parameters": r.get("n_parameters"), "config": r.get("config"),
-            "train_rows": r["n_train"], "train_rows_of": len(task.train), "wall_time_s": r["wall_time"]}
+            "train_rows": r["n_train"], "train_rows_of": len(task.train), "wall_time_s": r["wall_time"],
+            "train_flops_per_sequence": 3.0 * forward_flops(CNNConfig(**budget.cnn), _mean_length(task))}
+
+
+def _mean_length(task) -> float:
+    """Mean training-sequence length (nt) of a task."""
+    return float(sum(map(len, task.train.sequences)) / max(len(task.train), 1))
 
 
 def reference_cell(ref: str, task_name_: str, task, budget: Budget, *, seeds: int = 1, device=None) -> dict:

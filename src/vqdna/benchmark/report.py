@@ -314,6 +314,21 @@ def _strided_line(res: dict) -> list[str]:
         for n, q, s in rows)]
 
 
+def corpus_line(built: dict) -> str:
+    """One line on a `vqdna data corpus` corpus: sources, leakage guard, counts, sha256."""
+    t, g = built["task_sequences"], built["guard"]
+    genomes = [Path(s["path"]).name.split("_GCF_")[0] for s in built["sources"] if s["kind"] == "fasta"]
+    tasks = [s["task"] for s in built["sources"] if s["kind"] == "task"]
+    guard = (f"leakage guard on: every training sequence sharing a canonical {g['k']}-mer with a dev/test sequence "
+             f"of the {len(g['tasks'])} guarded tasks dropped ({t['dropped_leak']:,} sequences, "
+             f"{t['dropped_leak_nucleotides']:,} nt), {built['genome_masked_nucleotides']:,} genome nt masked"
+             if g["on"] else "leakage guard OFF")
+    cap = f" (at most {built['max_nt_per_file']:,} nt per file)" if built.get("max_nt_per_file") else ""
+    return (f"built by `vqdna data corpus` (sha256 {built['sha256'][:12]}): genomes {', '.join(genomes) or 'none'}"
+            f"{cap}; the unlabelled training sequences of {len(tasks)} tasks ({t['kept']:,} sequences, "
+            f"{t['kept_nucleotides']:,} nt; {t['dropped_duplicate']:,} exact duplicates dropped); {guard}")
+
+
 def _budget_section(res: dict) -> list[str]:
     b = res["budget"]
     cfg = res.get("finetune_config") or {}
@@ -326,6 +341,8 @@ def _budget_section(res: dict) -> list[str]:
                  f"{c['source_records']} records ({src})")
     else:
         L.append(f"- corpus: all {c['nucleotides']:,} nt in {c['records']} records ({src})")
+    for built in c.get("built", []):  # a corpus of `vqdna data corpus`: what went into it
+        L.append("- " + corpus_line(built))
     L.append(f"- VQ/HRQ tokenizers: `{b['tok_config']}` preset, {b['tok_steps']} steps "
              f"(overrides {b['tok_overrides']}); BPE: {b['bpe_vocab']} tokens, trained on the corpus above")
     L += _strided_line(res)

@@ -24,6 +24,8 @@ weight with mean+max pooling, lr 1e-3, 4 epochs; ``paper`` is METHOD.md's LoRA.
   saved state like the trainable weights.
 * dev is scored after every epoch; the best epoch (primary metric: MCC for classification,
   Spearman for regression) is kept and the test split is scored **once**, with its weights.
+  ``patience`` > 0 stops after that many epochs without a better dev score (the CNN
+  reference's rule; the schedule still spans ``epochs``).
   Dev and test read whole sequences (chunks of the LM's maximum length averaged, see
   :mod:`vqdna.lm.inference`).
 * a strided VQ/HRQ tokenizer (one code per s nt) reads a sequence in s phases (from nucleotide
@@ -316,7 +318,7 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
     final = merged(net, model).eval()
     pred = predict(final, "test")
     test = score(kind, task.test.labels, pred)
-    return dict(seed=seed, best_epoch=epoch_of(best["step"]), dev=_unprefixed(best["metrics"], "dev_"), test=test,
+    return dict(seed=seed, best_epoch=epoch_of(best["step"]), epochs_run=epoch_of(state["step"]), dev=_unprefixed(best["metrics"], "dev_"), test=test,
                 history=history, trainable_parameters=n_trainable, steps=state["step"], train_rows=len(train_codes),
                 train_time_s=train_time, wall_time_s=time.time() - t0, model=final)
 

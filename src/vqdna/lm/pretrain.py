@@ -12,6 +12,14 @@ consecutively over all records; every ``val_every``-th block (the one at ``val_e
 in each period, ~2%) is held out for validation and no training window overlaps it; training
 windows also avoid runs of >= ``skip_n_runs`` N/IUPAC letters (assembly gaps, all one code; with
 a strided tokenizer, one code per ``stride`` nt, the codes that lie wholly inside such a run).
+**Short records** (a corpus of task sequences: 70-300 nt; ``vqdna data corpus``): a record of
+at least ``seq_length`` tokens gives windows of its own, as above; a run of consecutive records
+each shorter than that is read as one stretch (``pack_short_records``, the default), so windows
+cross their boundaries, as RoBERTa packs sentences across documents. Without it such records
+give no training window at all. Each record's codes are its own (encoded alone, no halo from
+its neighbour), so what crosses a boundary is only the context attention sees: a masked code
+next to a junction is predicted partly from unrelated DNA, a few positions of ~100 per record.
+Validation blocks are cut from the stretches like from any record.
 Validation scores a fixed set of non-overlapping windows from the held-out blocks with fixed
 masks: masked accuracy and perplexity (exp of the masked cross-entropy) per level.
 
@@ -111,7 +119,7 @@ class WindowSampler:
     """Training and validation windows over one or more code stores (see the module docstring)."""
 
     def __init__(self, stores: list[CodeStore], seq_length: int, *, val_block: int = 2048, val_every: int = 50,
-                 skip_n_runs: int = 64):
+                 skip_n_runs: int = 64, pack_short_records: bool = True):
         self.stores = stores
         self.W = W = int(seq_length)
         self.n_levels = len(stores[0].levels)
@@ -120,20 +128,13 @@ class WindowSampler:
         counter = 0  # global block number over all records of all stores
         for si, store in enumerate(stores):
             stride = store.manifest["tokenizer"].get("stride", 1)  # nucleotides per code (strided VQ/HRQ)
-            for rec in store.records:
-                off, n = rec["offset"], rec["length"]
+            for off, n, gaps in _stretches(store.records, W, stride, skip_n_runs, pack_short_records):
                 blocks = math.ceil(n / val_block) if n else 0
-                bad = []  # excluded [start, end) intervals, record coordinates
+                bad = []  # excluded [start, end) intervals, stretch coordinates
                 for b in range(blocks):
                     if (counter + b) % val_every == val_every // 2:
                         bad.append((b * val_block, min((b + 1) * val_block, n)))
                 counter += blocks
-                gaps = []
-                if skip_n_runs and rec.get("nucleotides", n) == n:  # nucleotide = token coordinates
-                    gaps = [(s, s + ln) for s, ln, _ in rec.get("non_acgt", []) if ln >= skip_n_runs]
-                elif skip_n_runs and stride > 1:  # the codes that lie wholly inside a gap
-                    gaps = [(-(-s // stride), (s + ln) // stride) for s, ln, _ in rec.get("non_acgt", [])
-                            if ln >= skip_n_runs and (s + ln) // stride > -(-s // stride)]
                 for s, e in bad:  # validation windows: non-overlapping, inside the block, off the gaps
                     for w in range(s, e - W + 1, W):
                         if not any(gs < w + W and w < ge for gs, ge in gaps):
@@ -178,6 +179,48 @@ class WindowSampler:
             for level, arr in enumerate(self.stores[si].levels):
                 out[rows, level] = arr[idx]
         return out
+
+
+def _record_gaps(rec: dict, n: int, stride: int, skip_n_runs: int) -> list[tuple[int, int]]:
+    """[start, end) token intervals of a record that lie in runs of >= ``skip_n_runs`` N/IUPAC letters."""
+    if not skip_n_runs:
+        return []
+    if rec.get("nucleotides", n) == n:  # nucleotide = token coordinates
+        return [(s, s + ln) for s, ln, _ in rec.get("non_acgt", []) if ln >= skip_n_runs]
+    if stride > 1:  # the codes that lie wholly inside a gap
+        return [(-(-s // stride), (s + ln) // stride) for s, ln, _ in rec.get("non_acgt", [])
+                if ln >= skip_n_runs and (s + ln) // stride > -(-s // stride)]
+    return []
+
+
+def _stretches(records: list[dict], W: int, stride: int, skip_n_runs: int, pack: bool):
+    """(offset, length, gaps) of the stretches of a store that windows are drawn from: every record
+    of at least ``W`` tokens alone; with ``pack``, each run of consecutive shorter records as one
+    stretch (they lie back to back in the store), which is the only way they give a training
+    window at all (module docstring, "Short records")."""
+    run: list[dict] = []
+
+    def flush():
+        if run:
+            off, gaps, pos = run[0]["offset"], [], 0
+            for r in run:
+                gaps.extend((pos + a, pos + b) for a, b in _record_gaps(r, r["length"], stride, skip_n_runs))
+                pos += r["length"]
+            run.clear()
+            return [(off, pos, gaps)]
+        return []
+
+    for rec in records:
+        n = rec["length"]
+        if pack and n < W and (not run or run[-1]["offset"] + run[-1]["length"] == rec["offset"]):
+            run.append(rec)
+            continue
+        yield from flush()
+        if pack and n < W:
+            run.append(rec)
+            continue
+        yield rec["offset"], n, _record_gaps(rec, n, stride, skip_n_runs)
+    yield from flush()
 
 
 def _complement(intervals, n):
@@ -286,7 +329,7 @@ def pretrain(codes, *, out, config: str = "tiny", max_steps: int | None = None, 
         model.activation_checkpointing_enable()  # transformers': each BERT layer recomputed in the backward pass
     vocab = model.config.vocab_sizes
     sampler = WindowSampler(stores, tc.seq_length, val_block=tc.val_block, val_every=tc.val_every,
-                            skip_n_runs=tc.skip_n_runs)
+                            skip_n_runs=tc.skip_n_runs, pack_short_records=tc.pack_short_records)
     micro = tc.batch_size // tc.grad_accum
     # fixed validation set: evenly spaced held-out windows, masks from a fixed generator
     vw = sampler.val_windows

@@ -77,7 +77,7 @@ from ..metrics import classification_metrics, primary_metric, regression_metrics
 from ..sequence.alphabet import encode
 from ..sequence.tasks import Task, TaskError
 
-__all__ = ["CNNConfig", "SequenceCNN", "run_cnn_baseline", "count_parameters"]
+__all__ = ["CNNConfig", "SequenceCNN", "run_cnn_baseline", "count_parameters", "forward_flops"]
 
 PAD = 5  # code of a padding position (alphabet codes are A=0, C=1, G=2, T=3, N/IUPAC=4)
 _COMPLEMENT = np.array([3, 2, 1, 0, 4, PAD], dtype=np.uint8)
@@ -181,6 +181,17 @@ class SequenceCNN(nn.Module):
         x_max = x.amax(dim=2)  # padding is 0 and valid values are >= 0: the max over valid positions
         x_mean = x.sum(dim=2) / mask.sum(dim=2).clamp_min(1.0)
         return self.head(torch.cat([x_max, x_mean], dim=1))
+
+
+def forward_flops(cfg: CNNConfig, length: float) -> float:
+    """Forward FLOPs of the CNN on one sequence of ``length`` nt: 2 per multiply-add of every
+    convolution (each block at its pooled length); the dense head (~0.1 MFLOP) left out, as the
+    LM rows leave out theirs (:func:`vqdna.benchmark.pipeline.finetune_flops_per_sequence`)."""
+    flops, c_in, n = 0.0, 4, float(length)
+    for c in cfg.channels:
+        flops += 2.0 * c_in * c * cfg.kernel_size * n
+        c_in, n = c, math.ceil(n / cfg.pool)
+    return flops
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -42,7 +42,14 @@ from .alphabet import BYTE_TO_INDEX, INVALID, IUPAC_OTHER, SequenceError
 
 SPLITS = ("train", "dev", "test")
 
-__all__ = ["TaskError", "SequenceError", "Split", "Task", "load_task", "read_sequence_csv", "SPLITS"]
+__all__ = ["TaskError", "SequenceError", "Split", "Task", "load_task", "read_sequence_csv", "task_name", "SPLITS"]
+
+
+def task_name(path) -> str:
+    """A task folder's short name: GUE/tf/0 -> tf0, GUE/prom/prom_core_tata -> prom_core_tata,
+    grna/doench2016 -> doench2016 (the benchmark's and the corpus's name of a task)."""
+    path = Path(path)
+    return f"{path.parent.name}{path.name}" if path.name.isdigit() else path.name
 
 
 class TaskError(ValueError):
