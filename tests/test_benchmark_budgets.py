@@ -110,3 +110,18 @@ def test_cli_benchmark_options():
     a = build_parser().parse_args(["benchmark", "--corpus", "c.fa", "--tasks", "t", "--out", "o", "--budget", "full",
                                    "--small-task-rows", "4392"])
     assert a.tokenizers is None and a.budget == "full" and a.small_task_rows == 4392 and a.large_task_seeds is None
+
+
+def test_indomain_budgets_give_every_row_one_protocol():
+    """Issue 18: the LM rows stop early like the CNN, over the same most epochs; a grid is the CNN's too."""
+    from vqdna.benchmark.budgets import get_budget
+    from vqdna.references.cnn import CNNConfig
+
+    for name in ("indomain", "indomain-wide", "indomain-grid"):
+        b = get_budget(name)
+        ft, cnn = b.finetune_config(), CNNConfig(**b.cnn)
+        assert (ft.epochs, ft.patience) == (cnn.epochs, cnn.patience) == (15, 3)
+    assert get_budget("indomain").grid_points() == []
+    points = get_budget("indomain-grid").grid_points()
+    assert len(points) == 9 and {p["epochs"] for p in points} <= {5, 10, 15}
+    assert get_budget("full").finetune_config().patience == 0  # the committed out-of-domain table is unchanged

@@ -188,3 +188,16 @@ def test_bad_task_folder_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "nodev" / "train.csv").write_text("sequence,label\nACGT,0\nACGA,1\n")
     with pytest.raises(TaskError, match="dev.csv: missing file"):
         load_task(tmp_path / "nodev")
+
+
+def test_grid_picks_the_best_dev_point_and_runs_the_other_seeds_there(tmp_path):
+    task = _motif_task(tmp_path, n_train=120)
+    grid = [{"lr": 1e-5, "epochs": 1}, {"lr": 3e-3, "epochs": 2}]
+    r = run_cnn_baseline(task, seeds=2, config=SMALL, threads=T, grid=grid)
+    assert [(g["lr"], g["epochs"]) for g in r["grid"]] == [(1e-5, 1), (3e-3, 2)]
+    best = max(r["grid"], key=lambda g: g["dev"]["mcc"])
+    assert (r["config"]["lr"], r["config"]["epochs"]) == (best["lr"], best["epochs"])
+    assert r["per_seed"][0]["dev"] == best["dev"]  # seed 0 is the grid's run, not trained again
+    alone = run_cnn_baseline(task, seeds=2, config=SMALL, threads=T, lr=best["lr"], epochs=best["epochs"])
+    assert alone["values"] == r["values"]  # the grid's choice, run with every seed, as without a grid
+    assert run_cnn_baseline(task, config=SMALL, threads=T, epochs=1)["grid"] is None

@@ -74,6 +74,10 @@ class Budget:
     cnn: dict = field(default_factory=dict)
     # the rows run when --tokenizers is not given (see vqdna.benchmark.rows)
     rows: tuple = PIPELINE_ROWS
+    # the dev-set grid (paper Sec. 4.1): every fine-tuning cell tries each (lr, epochs) of the
+    # FinetuneConfig's grid_lr x grid_epochs with seed 0 and runs its other seeds at the best on
+    # dev; the CNN reference tries the same points (its lr, its most epochs): a fair grid for both
+    grid: bool = False
 
     @property
     def pretrain_nucleotides(self) -> int:
@@ -84,6 +88,13 @@ class Budget:
         if self.small_task_rows > 0 and train_rows > self.small_task_rows:
             return self.large_task_seeds
         return self.seeds
+
+    def grid_points(self) -> list[dict]:
+        """The (lr, epochs) points of the dev-set grid, [] without one (:attr:`grid`)."""
+        if not self.grid:
+            return []
+        cfg = self.finetune_config()
+        return [{"lr": lr, "epochs": e} for lr in cfg.grid_lr for e in cfg.grid_epochs]
 
     def finetune_config(self) -> FinetuneConfig:
         """The :class:`~vqdna.config.FinetuneConfig` of every fine-tuning cell of this budget: the
@@ -170,14 +181,22 @@ BUDGETS: dict[str, Budget] = {
                             bpe_vocab=4096, lm_eval_windows=64, max_train=10_000, seeds=3, kmer_all=True,
                             small_task_rows=4904, large_task_seeds=1, rows=("hrq", "hrq-random", "cnn", "kmer-bag"),
                             **dict(INDOMAIN_RECIPE, lm_config="wide", lm_steps=4000)),
+    # indomain + the dev-set grid for the HRQ rows and the CNN alike: lr {3e-4, 1e-3, 3e-3} x at most
+    # {5, 10, 15} epochs (early stopping as above), 9 points with seed 0, then the best on dev
+    "indomain-grid": Budget("indomain-grid", corpus_nt=None, corpus_block=20_000, tok_config="small", tok_steps=400,
+                            tok_overrides=dict(warmup_steps=100, eval_every=200, checkpoint_every=100),
+                            bpe_vocab=4096, lm_eval_windows=64, max_train=10_000, seeds=3, kmer_all=True,
+                            small_task_rows=4904, large_task_seeds=1, rows=("hrq", "hrq-random", "cnn", "kmer-bag"),
+                            grid=True, **dict(INDOMAIN_RECIPE, ft_overrides=dict(
+                                INDOMAIN_RECIPE["ft_overrides"], grid_lr=(3e-4, 1e-3, 3e-3), grid_epochs=(5, 10, 15)))),
 }
-PUBLIC_BUDGETS = ("quick", "standard", "full", "indomain", "indomain-wide")
+PUBLIC_BUDGETS = ("quick", "standard", "full", "indomain", "indomain-wide", "indomain-grid")
 
 # fields that do not change a number of a cell (the default row list, a comment)
 _NOT_NUMBERS = ("rows", "note")
 # what a budget written before a field existed meant by it (benchmark.json of older runs)
 _BEFORE = {"ft_method": "lora", "ft_batch": 32, "ft_overrides": {}, "small_task_rows": 0, "large_task_seeds": 1,
-           "cnn": {}}
+           "cnn": {}, "grid": False}
 
 
 def get_budget(name: str, **overrides) -> Budget:

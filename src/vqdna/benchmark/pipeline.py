@@ -191,7 +191,7 @@ def finetune_cell(name: str, task: str, task_dir: Path, tdir: Path, budget: Budg
     tokens = mean_tokens(load_tokenizer(tdir / "tokenizer"), load_task(task_dir).train.sequences)
     t0 = time.time()
     r = finetune(tdir / "lm", task_dir, out=ft_dir, seeds=seeds, config=cfg, device=device, progress=False,
-                 random_init=random_init)
+                 random_init=random_init, grid=budget.grid)
     metric = r["metric"]
     cell = {"tokenizer": name, "task": task, "kind": "finetune", "budget": budget.name, "metric": metric,
             "score": r["test"][metric]["mean"], "std": r["test"][metric]["std"],
@@ -203,6 +203,8 @@ def finetune_cell(name: str, task: str, task_dir: Path, tdir: Path, budget: Budg
             "train_rows": (r["subsample"] or {}).get("train_rows", r["task"]["sizes"]["train"]),
             "train_rows_of": r["task"]["sizes"]["train"], "config": r["config"],
             "wall_time_s": time.time() - t0}
+    if r.get("grid"):
+        cell["grid"] = r["grid"]
     if random_init:
         cell["random_init"] = True
         cell["lm_folder_of"] = tdir.name

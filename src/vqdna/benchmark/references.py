@@ -38,7 +38,7 @@ def cnn_cell(task_name_: str, task, budget: Budget, *, seeds: int, device) -> di
     from ..references.cnn import CNNConfig, forward_flops, run_cnn_baseline  # torch model code: only when the row runs
 
     r = run_cnn_baseline(task, seeds=seeds, max_train=budget.max_train, device=device, progress=False,
-                         **budget.cnn)
+                         grid=budget.grid_points() or None, **budget.cnn)
     m = r["primary_metric"]
     std = r["test_std"]
     per_seed = [{k: s.get(k) for k in ("seed", "test", "dev", "best_epoch", "epochs_run", "wall_time")}
@@ -48,7 +48,8 @@ def cnn_cell(task_name_: str, task, budget: Budget, *, seeds: int, device) -> di
             "values": list(r["values"]), "test": r["test"], "dev": r["dev"], "seeds": list(range(seeds)),
             "per_seed": per_seed, "n_parameters": r.get("n_parameters"), "config": r.get("config"),
             "train_rows": r["n_train"], "train_rows_of": len(task.train), "wall_time_s": r["wall_time"],
-            "train_flops_per_sequence": 3.0 * forward_flops(CNNConfig(**budget.cnn), _mean_length(task))}
+            "train_flops_per_sequence": 3.0 * forward_flops(CNNConfig(**budget.cnn), _mean_length(task)),
+            **({"grid": r["grid"]} if r.get("grid") else {})}
 
 
 def _mean_length(task) -> float:

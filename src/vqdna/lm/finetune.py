@@ -32,7 +32,7 @@ weight with mean+max pooling, lr 1e-3, 4 epochs; ``paper`` is METHOD.md's LoRA.
   0, 1, ..., s-1): ``shift_augment`` trains each row on a random phase every epoch,
   ``shift_average`` averages dev and test outputs over the phases (:func:`phase_codes`).
 * ``seeds`` runs (seed 0, 1, ...): mean and sample std of every metric.
-* ``grid``: learning rate {1e-4, 3e-4, 1e-3} x LoRA dropout {0, 0.05} x epochs {4, 6, 8, 10}
+* ``grid``: learning rate {1e-4, 3e-4, 1e-3} x LoRA dropout {0, 0.05} (LoRA methods only) x epochs {4, 6, 8, 10}
   (the paper's learning rates were lost; these bracket the usual LoRA range). Every epoch
   budget is its **own run** with its own schedule (no reuse of a longer run's intermediate
   epochs, whose learning rate would not have decayed): 6 x (4+6+8+10) = 168 epochs with seed 0;
@@ -372,8 +372,10 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
     grid_results = []
     first = None
     if grid:
+        # LoRA dropout is a grid axis only where there is LoRA
+        dropouts = cfg.grid_dropout if cfg.method.startswith("lora") else (cfg.lora_dropout,)
         for lr in cfg.grid_lr:
-            for dropout in cfg.grid_dropout:
+            for dropout in dropouts:
                 for epochs in cfg.grid_epochs:
                     c = replace(cfg, lr=lr, lora_dropout=dropout, epochs=epochs)
                     r = train_one(model_dir, task, codes, train_idx, c, seed=0, device=device,

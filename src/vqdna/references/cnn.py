@@ -355,7 +355,7 @@ def _train_one(data: dict, task: Task, cfg: CNNConfig, *, seed: int, device, pro
 def run_cnn_baseline(task: Task, *, seeds: int = 1, max_train: int = 0, epochs: int | None = None,
                      batch_size: int | None = None, lr: float | None = None, patience: int | None = None,
                      device=None, progress: bool = False, config: CNNConfig | None = None,
-                     threads: int | None = None) -> dict:
+                     threads: int | None = None, grid: list[dict] | None = None) -> dict:
     """Train the CNN reference on ``task`` with seeds ``0..seeds-1``; score dev and test.
 
     ``config`` defaults to :class:`CNNConfig`; ``epochs``, ``batch_size``, ``lr`` and
@@ -363,6 +363,9 @@ def run_cnn_baseline(task: Task, *, seeds: int = 1, max_train: int = 0, epochs: 
     subsample of that many training rows (:func:`vqdna.sequence.subsample.stratified_subsample`, seed 0, the rows
     every other benchmark row uses); dev and test are always complete. ``device`` defaults to
     CUDA when available. ``threads`` sets ``torch.set_num_threads`` for the call (restored after).
+    ``grid``: a list of CNNConfig overrides (e.g. ``[{"lr": 3e-4, "epochs": 5}, ...]``), each
+    trained with seed 0; the one with the best dev score is then run with the other seeds (the
+    LM rows' grid, :func:`vqdna.lm.finetune.finetune`, on the same points: a fair grid for both).
 
     Returns ``{"task", "kind", "primary_metric", "test": {metric: mean over seeds}, "dev": {...},
     "test_std": {metric: sample std over seeds, 0.0 for one seed}, "values": [primary test metric
@@ -411,8 +414,16 @@ def run_cnn_baseline(task: Task, *, seeds: int = 1, max_train: int = 0, epochs: 
         # every seed starts with torch.manual_seed; fork_rng leaves the caller's RNG state as it was
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             n_params = count_parameters(SequenceCNN(cfg, n_out))
+            grid_results, first = [], None
+            for point in grid or []:
+                c = replace(cfg, **point)
+                r = _train_one(data, task, c, seed=0, device=device, progress=progress)
+                grid_results.append(dict(point, dev=r["dev"], best_epoch=r["best_epoch"], wall_time=r["wall_time"]))
+                if first is None or r["dev"][metric] > first["dev"][metric]:
+                    first, cfg = r, c
             for seed in range(seeds):
-                per_seed.append(_train_one(data, task, cfg, seed=seed, device=device, progress=progress))
+                per_seed.append(first if seed == 0 and first is not None else
+                                _train_one(data, task, cfg, seed=seed, device=device, progress=progress))
     finally:
         if threads:
             torch.set_num_threads(old_threads)
@@ -433,4 +444,5 @@ def run_cnn_baseline(task: Task, *, seeds: int = 1, max_train: int = 0, epochs: 
         "wall_time": time.perf_counter() - t0,
         "config": {**asdict(cfg), "channels": list(cfg.channels), "max_train": int(max_train or 0),
                    "seeds": int(seeds), "device": str(device)},
+        "grid": grid_results or None,
     }
