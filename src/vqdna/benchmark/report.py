@@ -197,6 +197,25 @@ def _gain_table(res: dict) -> list[str]:
     return L
 
 
+def _vs_cnn_table(res: dict) -> list[str]:
+    """Per row: test score minus the CNN's per task, tasks ahead, fine-tuning FLOPs per sequence / the CNN's."""
+    tasks = res["tasks"]
+    L = ["## Against the from-scratch CNN, per task", "",
+         "| row | " + " | ".join(tasks) + " | mean | ahead | FLOPs / training sequence, x the CNN's |",
+         "|---|" + "---|" * (len(tasks) + 3)]
+    for n, v in res["vs_cnn"].items():
+        cells = [f"{100 * v['diff'][t]:+.1f}" if t in v["diff"] else "–" for t in tasks]
+        r = v.get("flops_ratio_to_cnn")
+        fl = "–" if not r else f"{r['mean']:.2f} ({r['min']:.2f}-{r['max']:.2f})"
+        L.append(f"| {n} | " + " | ".join(cells) + f" | **{100 * v['mean_diff']:+.1f}** | {v['ahead']} of "
+                 f"{v['tasks']} | {fl} |")
+    L += ["", "Test score minus the CNN's (x 100) on the same rows and seeds. FLOPs: training (forward + backward "
+          "= 3 x forward) on one training sequence of the task's mean length: the LM's non-embedding weights and "
+          "attention (the frozen tokenizer runs once per sequence, not per epoch; heads left out), the CNN's "
+          "convolutions; mean (min-max) over tasks of the ratio.", ""]
+    return L
+
+
 def _seed_line(res: dict) -> str:
     b, seeds = res["budget"], res["seeds_per_task"]
     if not seeds:
@@ -250,6 +269,8 @@ def render_markdown(res: dict) -> str:
                  "sample std over seeds. Mean row: the mean over tasks ± sqrt(sum of squared per-task stds) / "
                  "number of tasks (the seed spread of a mean of independent per-task means).")
         L.append("")
+    if res.get("vs_cnn"):
+        L += _vs_cnn_table(res)
     L.append("## Linear probing (Lin.): frozen mean-pooled token embeddings + logistic / ridge regression")
     L.append("")
     L += _score_table(res, "probe")
@@ -358,12 +379,17 @@ def _budget_section(res: dict) -> list[str]:
         what = what.format(targets="/".join(cfg.get("lora_targets", ["query", "key", "value"])),
                            lora_r=cfg.get("lora_r"), lora_alpha=cfg.get("lora_alpha"),
                            lora_dropout=cfg.get("lora_dropout"))
-    L.append(f"- fine-tuning (`{method}`): {what}; {b['ft_epochs']} epochs, lr {b['ft_lr']:g}, batch {b['ft_batch']}, "
+    epochs = (f"at most {b['ft_epochs']} epochs, stopped after {cfg['patience']} without a better dev score "
+              f"(the CNN's rule)" if cfg.get("patience") else f"{b['ft_epochs']} epochs")
+    if b.get("grid"):
+        epochs += (f"; dev-set grid lr {cfg.get('grid_lr')} x most epochs {cfg.get('grid_epochs')} with seed 0, the "
+                   f"other seeds at the best on dev (the CNN on the same points)")
+    L.append(f"- fine-tuning (`{method}`): {what}; {epochs}, lr {b['ft_lr']:g}, batch {b['ft_batch']}, "
              f"best dev epoch, test once; training rows subsampled (stratified, seed 0) to at most "
              f"{b['max_train']:,}: {rows}; dev and test complete")
     L.append(f"- seeds: {_seed_line(res)}")
     if cfg:
-        keep = ("method", "lr", "epochs", "batch_size", "weight_decay", "warmup_ratio", "decay", "lora_r",
+        keep = ("method", "lr", "epochs", "patience", "batch_size", "weight_decay", "warmup_ratio", "decay", "lora_r",
                 "lora_alpha", "lora_dropout", "head_dropout", "head_norm", "pooling", "max_length", "precision")
         L.append("- FinetuneConfig of the cells: " + ", ".join(f"{k}={cfg[k]}" for k in keep if k in cfg))
     refs = ["bag of k-mers (k = 1..6) logistic / ridge regression on the same subsampled rows (`kmer-bag`)"]

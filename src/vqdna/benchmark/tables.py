@@ -162,4 +162,28 @@ def collect(out: Path, plan: RowPlan, tasks: list[str], budget: Budget) -> dict:
                                 if t in PAPER_GUE},
                       "source": "Li et al., ICML 2024 (VQDNA), Tables 3 and 4, rows DNABERT-2 (BPE) and VQDNA (HRQ); "
                                 "test MCC, natural scale like every score here (the paper prints x 100)"},
-            "finetune_config": ft_config, "costs": costs, "other_costs": other_costs}
+            "finetune_config": ft_config, "costs": costs, "other_costs": other_costs,
+            "vs_cnn": _vs_cnn(out, plan, tasks, budget)}
+
+
+def _vs_cnn(out: Path, plan: RowPlan, tasks: list[str], budget: Budget) -> dict:
+    """Per fine-tuned row: its test score minus the CNN's per task, and its fine-tuning FLOPs per
+    training sequence against the CNN's (cells that record them); {} without a cnn row."""
+    if "cnn" not in plan.references:
+        return {}
+    cnn = {t: c for t in tasks if (c := read_cell(out, "cnn", t, "reference", budget)) is not None}
+    res = {}
+    for n in plan.pipelines + plan.random:
+        cells = {t: c for t in cnn if (c := read_cell(out, n, t, "finetune", budget)) is not None}
+        if not cells:
+            continue
+        diff = {t: c["score"] - cnn[t]["score"] for t, c in cells.items()}
+        ratio = [c["train_flops_per_sequence"] / cnn[t]["train_flops_per_sequence"] for t, c in cells.items()
+                 if c.get("train_flops_per_sequence") and cnn[t].get("train_flops_per_sequence")]
+        res[n] = {"diff": diff, "mean_diff": float(np.mean(list(diff.values()))), "tasks": len(diff),
+                  "ahead": sum(v > 0 for v in diff.values()),
+                  "flops_ratio_to_cnn": {"min": float(min(ratio)), "max": float(max(ratio)),
+                                         "mean": float(np.mean(ratio))} if ratio else None,
+                  "epochs_run": {t: c.get("epochs_run") for t, c in cells.items()},
+                  "best_epochs": {t: c.get("best_epochs") for t, c in cells.items()}}
+    return res
