@@ -57,7 +57,7 @@ def test_dead_codes_are_reseeded_from_inputs():
     with torch.no_grad():
         vq.embed[8:] = 1e6  # codes no input will ever choose
         vq.embed_sum.copy_(vq.embed)
-    x = torch.randn(512, 4)
+    x = torch.randn(512, 4, generator=torch.Generator().manual_seed(1))
     for _ in range(200):
         vq(x)
     dead_before = (vq.cluster_size < 0.1 * vq.cluster_size.mean()).sum().item()
@@ -67,7 +67,8 @@ def test_dead_codes_are_reseeded_from_inputs():
     assert (vq.embed.abs() < 1e3).all()  # every code now sits on the data
     # each re-seeded code is one of the inputs
     reseeded = vq.embed[8:]
-    assert (torch.cdist(reseeded, x).min(1).values < 1e-5).all()
+    # (an exact difference: cdist's matrix-product form is off by ~1e-4 at this scale)
+    assert ((reseeded[:, None, :] - x[None]).abs().amax(-1).min(1).values < 1e-6).all()
 
 
 def test_kmeans_finds_separated_clusters():

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from vqdna import codes
 from vqdna.cli import main
 from vqdna.codes import CodeStore, decode_codes, write_codes
 from vqdna.sequence import alphabet
@@ -122,7 +123,9 @@ def test_tokenize_resume_keys_records_by_position(tmp_path, monkeypatch, capsys)
     args = ["tokenize", "--tokenizer", str(tok_dir), "--fasta", fa, "--out"]
     assert main(args + [str(tmp_path / "full")]) == 0
 
-    # killed after record 1: the second record's encoding is interrupted
+    # killed after record 1: the second record's encoding is interrupted (records encoded one at a
+    # time, not in a batch of short records, so that the interruption falls inside record 2)
+    monkeypatch.setattr(codes, "BATCH_RECORDS", 1)
     real = CharTokenizer.encode_chunks
     calls = {"n": 0}
 

@@ -22,6 +22,8 @@ Stages 2 and 3 know a tokenizer only through this interface:
   stores), with bounded memory.
 * ``encode_indices(idx)`` -> ``encode`` of uint8 index arrays (A=0 C=1 G=2 T=3 N=4, what
   :func:`vqdna.sequence.alphabet.encode` and the code store read) as a plain list of code arrays.
+* ``batch_invariant`` -> whether a sequence's codes are the same in a batch as alone (then short
+  records are encoded in batches by the code store).
 * ``halo`` -> how many nucleotides beyond a stretch of sequence its tokens depend on, or ``None``
   where no bound holds (then only ``encode_chunks`` cuts a sequence exactly).
 * ``vocab_sizes`` / ``n_levels`` -> the number of token ids per level, and of levels. Ids are
@@ -218,6 +220,14 @@ class GenomeTokenizer(ABC):
 
         This default goes through strings; tokenizers override it to read the indices directly."""
         return list(self.encode([alphabet.decode(a) for a in idx]))
+
+    @property
+    def batch_invariant(self) -> bool:
+        """Whether ``encode_indices`` of several sequences gives every one of them exactly (bit for
+        bit) the codes it gets alone, so that unrelated sequences may share a batch
+        (:func:`vqdna.codes.write_codes` batches short records only then). ``False`` here, the safe
+        default; hand-crafted tokenizers encode each sequence on its own (``True``)."""
+        return False
 
     @property
     def halo(self) -> int | None:

@@ -93,6 +93,21 @@ def _codes_1d(code, vocab_size: int, where: str) -> np.ndarray:
     return a
 
 
+def _concatenated(idx) -> tuple[np.ndarray, list[int], list[int]] | None:
+    """A batch of uint8 index arrays (what the code store passes to ``encode_indices``) as one
+    array with each one's start and length; ``None`` for anything else (strings, other dtypes,
+    values beyond N), which then goes through ``encode`` and its checks."""
+    idx = list(idx)
+    if len(idx) < 2 or not all(isinstance(a, np.ndarray) and a.dtype == np.uint8 and a.ndim == 1 for a in idx):
+        return None
+    cat = np.concatenate(idx)
+    if cat.size and cat.max() > OTHER:
+        return None
+    lengths = [len(a) for a in idx]
+    starts = np.cumsum([0] + lengths[:-1]).tolist()
+    return cat, starts, lengths
+
+
 def kmer_letters(k: int) -> np.ndarray:
     """(4**k, k) uint8 table of the letters of every k-mer, in id order."""
     ids = np.arange(4 ** k, dtype=np.int64)
@@ -125,6 +140,11 @@ class _HandcraftedBase(GenomeTokenizer):
     def encode_indices(self, idx) -> list[np.ndarray]:
         """``encode`` reads index arrays directly; the code arrays only (no non-ACGT runs)."""
         return list(self.encode(list(idx)))
+
+    @property
+    def batch_invariant(self) -> bool:
+        """Every sequence of a batch is encoded on its own: its codes are those it gets alone."""
+        return True
 
     def token_strings(self) -> list[str]:
         """The string of every token id (for inspecting the vocabulary)."""
@@ -196,6 +216,19 @@ class KmerTokenizer(_HandcraftedBase):
             out.append(vals.reshape(1, -1))
             idxs.append(idx)
         return encoded(out, seqs, idxs)
+
+    def encode_indices(self, idx) -> list[np.ndarray]:
+        """``encode`` of index arrays. A batch of them is encoded in one pass over their
+        concatenation, each keeping the k-mers that lie inside it: those read only its own
+        letters, so its codes are exactly those it gets alone (in far less time per short sequence)."""
+        batch = _concatenated(idx)
+        if batch is None or min(batch[2]) < self.k:  # encode checks and names a sequence shorter than k
+            return list(self.encode(list(idx)))
+        cat, starts, lengths = batch
+        vals, has_n = rolling_kmer_codes(cat, self.k)
+        vals[has_n] = self.unk_id
+        vals = vals.reshape(1, -1)
+        return [vals[:, s:s + n - self.k + 1] for s, n in zip(starts, lengths)]
 
     def encode_chunks(self, idx: np.ndarray, chunk_length: int = 1 << 20):
         """k-mers starting in ``[s, s + chunk_length)`` from ``idx[s : s + chunk_length + k - 1]``:
@@ -397,6 +430,15 @@ class CharTokenizer(_HandcraftedBase):
         _check_batch(seqs)
         idxs = [to_indices(s, where=f"sequence {i}") for i, s in enumerate(seqs)]
         return encoded([i.astype(np.int64).reshape(1, -1) for i in idxs], seqs, idxs)
+
+    def encode_indices(self, idx) -> list[np.ndarray]:
+        """``encode`` of index arrays; a batch of them converted in one pass."""
+        batch = _concatenated(idx)
+        if batch is None:
+            return list(self.encode(list(idx)))
+        cat, starts, lengths = batch
+        ids = cat.astype(np.int64).reshape(1, -1)
+        return [ids[:, s:s + n] for s, n in zip(starts, lengths)]
 
     def encode_chunks(self, idx: np.ndarray, chunk_length: int = 1 << 20):
         idx = to_indices(idx)

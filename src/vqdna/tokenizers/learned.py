@@ -141,6 +141,16 @@ class VQDNATokenizer(GenomeTokenizer):
                       out_index=lambda i: -(-i // st), cost=1)
         return outs
 
+    @property
+    def batch_invariant(self) -> bool:
+        """True on the packed oneDNN CPU path (the default on a CPU), which computes every sequence
+        of a batch as it would alone: encoder outputs equal bit for bit, batch against alone
+        (``tests/test_codes_records.py``). The plain modules (``fast=False``, a GPU) and the packed
+        path without oneDNN give floats that can differ in their last bits with the batch (measured
+        on the CPU), so codes at near-ties could: there each sequence is encoded alone."""
+        engine = self._engine()
+        return engine is not None and engine.onednn
+
     def embed(self, seqs: Sequence[str]) -> list[torch.Tensor]:
         """The quantized embedding (mean of level codes) per nucleotide: (len, dim) per sequence."""
         return [self.embed_codes(torch.from_numpy(c)) for c in self.encode(seqs)]
