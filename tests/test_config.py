@@ -158,8 +158,10 @@ def test_budgets_and_demo_profiles_name_stage_presets():
         b.finetune_config()
     cpu = FINETUNE_PRESETS["cpu"]
     full = bm.BUDGETS["full"].finetune_config()
-    assert (full.method, full.lr, full.epochs, full.pooling) == (cpu["method"], cpu["lr"], cpu["epochs"],
-                                                                  cpu["pooling"])
+    assert (full.method, full.lr, full.pooling) == (cpu["method"], cpu["lr"], cpu["pooling"])
+    assert (full.epochs, full.patience) == (4, 0)  # what the committed `full` table ran
+    indomain = bm.BUDGETS["indomain"].finetune_config()
+    assert (indomain.epochs, indomain.patience) == (cpu["epochs"], cpu["patience"])
     for p in PROFILES.values():
         tok, lm = p["tokenizer"], p["lm"]
         tokenizer_configs(tok["config"], "hrq", tok["overrides"], max_steps=tok["steps"])

@@ -409,8 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, default=3, help="runs with seeds 0..N-1; mean and std are reported")
     s.add_argument("--grid", action="store_true", help="grid lr x LoRA dropout x epochs, chosen on dev")
     s.add_argument("--config", default="cpu",
-                   help="recipe: cpu (default: every LM weight trains, lr 1e-3, mean+max pooling, 4 epochs; "
-                        "measured best on a CPU), paper (LoRA on q/k/v only, mean pooling, 10 epochs) or a YAML file "
+                   help="recipe: cpu (default: every LM weight trains, lr 1e-3, mean+max pooling, up to 15 "
+                        "epochs, early stopping after 3; measured best on a CPU), paper (LoRA on q/k/v only, mean pooling, 10 epochs) or a YAML file "
                         "(preset: cpu, then fields; without preset: cpu); the flags below win over it")
     s.add_argument("--epochs", type=int, help="the most epochs (the schedule spans them)")
     s.add_argument("--patience", type=int,

@@ -2,7 +2,8 @@
 
 Two recipes (:data:`vqdna.config.FINETUNE_PRESETS`, ``vqdna finetune --config cpu|paper|my.yaml``):
 ``cpu`` (the default, chosen on dev sets: benchmarks/results/finetune-recipe/) trains every LM
-weight with mean+max pooling, lr 1e-3, 4 epochs; ``paper`` is METHOD.md's LoRA.
+weight with mean+max pooling, lr 1e-3, up to 15 epochs with early stopping on dev (patience 3);
+``paper`` is METHOD.md's LoRA.
 
 * task = :func:`vqdna.sequence.tasks.load_task` (classification if every label is an integer,
   else regression); sequences tokenized with the LM's own tokenizer copy (``lm/tokenizer``).
