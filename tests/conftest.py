@@ -49,9 +49,10 @@ def tiny_hrq_tokenizer(tmp_path_factory, yeast_genome):
 
 
 # ---------------------------------------------------------------- stage 2/3 (language model) fixtures
-def _write_fasta(path: Path, records: dict) -> Path:
+def _write_fasta(path: Path, records) -> Path:
+    """``records``: a dict name -> sequence, or (name, sequence) pairs (names may repeat)."""
     with open(path, "w") as f:
-        for name, seq in records.items():
+        for name, seq in (records.items() if isinstance(records, dict) else records):
             f.write(f">{name}\n")
             for i in range(0, len(seq), 80):
                 f.write(seq[i:i + 80] + "\n")

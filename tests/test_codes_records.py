@@ -24,16 +24,14 @@ from vqdna.sequence.fasta import read_fasta
 from vqdna.tokenizers import load_tokenizer
 from vqdna.tokenizers.handcrafted import build_handcrafted
 
+from conftest import _write_fasta
+
+
 KEYS = ["hrq", "vq", "char", "kmer3", "kmer6", "nt6", "bpe"]
 
 
-def _fasta(path: Path, records) -> str:
-    with open(path, "w") as f:
-        for name, seq in records:
-            f.write(f">{name}\n")
-            for i in range(0, len(seq), 60):
-                f.write(seq[i:i + 60] + "\n")
-    return str(path)
+def _fasta(path, records) -> str:
+    return str(_write_fasta(path, records))
 
 
 def _records(genome: Path, *, min_length: int = 1, seed: int = 0) -> list[tuple[str, str]]:

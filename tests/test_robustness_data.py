@@ -15,6 +15,8 @@ from vqdna.sequence import alphabet
 from vqdna.tokenizers import load_tokenizer
 from vqdna.tokenizers.handcrafted import HANDCRAFTED, BPETokenizer, CharTokenizer, build_handcrafted
 
+from conftest import _write_fasta
+
 HANDCRAFTED_KEYS = sorted(HANDCRAFTED)  # bpe, char, kmer3, kmer6, nt6
 
 
@@ -27,12 +29,7 @@ def _dna(rng, n: int, n_frac: float = 0.0) -> str:
 
 
 def _fasta(path, records) -> str:
-    with open(path, "w") as f:
-        for name, seq in records:
-            f.write(f">{name}\n")
-            for i in range(0, len(seq), 60):
-                f.write(seq[i:i + 60] + "\n")
-    return str(path)
+    return str(_write_fasta(path, records))
 
 
 def _handcrafted(key: str, tmp_path):

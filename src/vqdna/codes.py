@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .io import JsonObject, read_json, weights_sha256
+from .io import JsonObject, atomic_file, read_json, weights_sha256
 from .sequence import alphabet
 from .sequence.fasta import encode_record, fasta_paths, read_fasta
 from .tokenizers.base import GenomeTokenizer
@@ -103,23 +103,15 @@ def _line_of(rec: dict) -> str:
 def _write_manifest(path: Path, head: dict, record_lines) -> None:
     """``manifest.json``: the fields of ``head`` then ``"records"``, one record per line, streamed
     from ``record_lines`` (JSON texts) through a temporary file, fsync and ``os.replace``."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", buffering=1 << 20) as f:
-            f.write(json.dumps(head, indent=2)[:-2])  # without its closing "\n}"
-            f.write(',\n  "records": [')
-            sep = "\n    "
-            for line in record_lines:
-                f.write(sep)
-                f.write(line)
-                sep = ",\n    "
-            f.write("]\n}\n" if sep == "\n    " else "\n  ]\n}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path, buffering=1 << 20) as f:
+        f.write(json.dumps(head, indent=2)[:-2])  # without its closing "\n}"
+        f.write(',\n  "records": [')
+        sep = "\n    "
+        for line in record_lines:
+            f.write(sep)
+            f.write(line)
+            sep = ",\n    "
+        f.write("]\n}\n" if sep == "\n    " else "\n  ]\n}\n")
 
 
 def _journal_header(n_records: int, n_tokens: int) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+from contextlib import contextmanager
 import json
 import os
 import socket
@@ -97,20 +98,28 @@ def read_json(path: str | os.PathLike, *, top: type = dict):
     return value
 
 
-def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    """Write JSON to ``path`` through a temporary file and ``os.replace``."""
+@contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "w", **kwargs):
+    """Open a temporary file beside ``path`` for writing; on success it is fsynced and renamed
+    onto ``path`` (``os.replace``), on any error removed: readers see the old file or the new, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
+        with open(tmp, mode, **kwargs) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> None:
+    """Write JSON to ``path`` through a temporary file and ``os.replace``."""
+    with atomic_file(path) as f:
+        json.dump(obj, f, indent=2)
 
 
 def file_sha256(path, block: int = 1 << 20) -> str:

@@ -174,24 +174,20 @@ BUDGETS: dict[str, Budget] = {
                        tok_overrides=dict(warmup_steps=100, eval_every=200, checkpoint_every=100),
                        bpe_vocab=4096, lm_eval_windows=64, max_train=10_000, seeds=3, kmer_all=True,
                        small_task_rows=4904, large_task_seeds=1, rows=INDOMAIN_ROWS, **INDOMAIN_RECIPE),
-    # the same with the `wide` LM (128 x 2): its fine-tuning FLOPs per sequence are 1.7-1.9x the
-    # CNN's on the 30-101 nt tasks (2.6x at 300 nt), where tiny's are 0.5-0.6x; tiny's 2,000 steps
-    # (the same 8.2 Mnt seen, ~3.4x its pre-training FLOPs: the sweep found no fine-tuning gain from
-    # pre-training the wide LM 4x longer, benchmarks/results/pretrain-sweep/)
-    "indomain-wide": Budget("indomain-wide", corpus_nt=None, corpus_block=20_000, tok_config="small", tok_steps=400,
-                            tok_overrides=dict(warmup_steps=100, eval_every=200, checkpoint_every=100),
-                            bpe_vocab=4096, lm_eval_windows=64, max_train=10_000, seeds=3, kmer_all=True,
-                            small_task_rows=4904, large_task_seeds=1, rows=("hrq", "hrq-random", "cnn", "kmer-bag"),
-                            **dict(INDOMAIN_RECIPE, lm_config="wide")),
-    # indomain + the dev-set grid for the HRQ rows and the CNN alike: lr {3e-4, 1e-3, 3e-3} x at most
-    # {5, 10, 15} epochs (early stopping as above), 9 points with seed 0, then the best on dev
-    "indomain-grid": Budget("indomain-grid", corpus_nt=None, corpus_block=20_000, tok_config="small", tok_steps=400,
-                            tok_overrides=dict(warmup_steps=100, eval_every=200, checkpoint_every=100),
-                            bpe_vocab=4096, lm_eval_windows=64, max_train=10_000, seeds=3, kmer_all=True,
-                            small_task_rows=4904, large_task_seeds=1, rows=("hrq", "hrq-random", "cnn", "kmer-bag"),
-                            grid=True, **dict(INDOMAIN_RECIPE, ft_overrides=dict(
-                                INDOMAIN_RECIPE["ft_overrides"], grid_lr=(3e-4, 1e-3, 3e-3), grid_epochs=(5, 10, 15)))),
 }
+_INDOMAIN = BUDGETS["indomain"]
+# the same with the `wide` LM (128 x 2): its fine-tuning FLOPs per sequence are 1.7-1.9x the
+# CNN's on the 30-101 nt tasks (2.6x at 300 nt), where tiny's are 0.5-0.6x; tiny's 2,000 steps
+# (the same 8.2 Mnt seen, ~3.4x its pre-training FLOPs: the sweep found no fine-tuning gain from
+# pre-training the wide LM 4x longer, benchmarks/results/pretrain-sweep/)
+BUDGETS["indomain-wide"] = replace(_INDOMAIN, name="indomain-wide", lm_config="wide",
+                                   rows=("hrq", "hrq-random", "cnn", "kmer-bag"))
+# indomain + the dev-set grid for the HRQ rows and the CNN alike: lr {3e-4, 1e-3, 3e-3} x at most
+# {5, 10, 15} epochs (early stopping as above), 9 points with seed 0, then the best on dev
+BUDGETS["indomain-grid"] = replace(_INDOMAIN, name="indomain-grid", grid=True,
+                                   rows=("hrq", "hrq-random", "cnn", "kmer-bag"),
+                                   ft_overrides=dict(_INDOMAIN.ft_overrides, grid_lr=(3e-4, 1e-3, 3e-3),
+                                                     grid_epochs=(5, 10, 15)))
 PUBLIC_BUDGETS = ("quick", "standard", "full", "indomain", "indomain-wide", "indomain-grid")
 
 # fields that do not change a number of a cell (the default row list, a comment)

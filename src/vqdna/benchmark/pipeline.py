@@ -66,12 +66,6 @@ def finetune_flops_per_sequence(lm_dir: Path, tokens: float) -> float:
                                   hidden=cfg.hidden_size, tokens=tokens)
 
 
-def mean_tokens(tok, sequences, n: int = 256) -> float:
-    """Mean tokens per sequence of the first ``n`` sequences (the fine-tuning cost's length)."""
-    seqs = list(sequences[:n])
-    return float(np.mean([c.shape[-1] for c in tok.encode(seqs)])) if seqs else 0.0
-
-
 def lm_costs(lm_dir: Path, tokens_per_512: float) -> dict:
     """Parameters of the pre-trained LM and its forward FLOPs on 512 nt worth of tokens."""
     from ..lm.artifacts import load_backbone
@@ -182,17 +176,14 @@ def finetune_cell(name: str, task: str, task_dir: Path, tdir: Path, budget: Budg
     """Fine-tune ``tdir/lm`` on ``task_dir`` (``random_init``: from random weights that keep only
     the frozen codebooks); the fine-tuned weights are not kept, the full result is
     ``tdir/ft[-random]/TASK.results.json``."""
-    from ..sequence.tasks import load_task
-    from ..tokenizers import load_tokenizer
-
     sub = "ft-random" if random_init else "ft"
     ft_dir = tdir / sub / task
     cfg = budget.finetune_config()
-    tokens = mean_tokens(load_tokenizer(tdir / "tokenizer"), load_task(task_dir).train.sequences)
     t0 = time.time()
     r = finetune(tdir / "lm", task_dir, out=ft_dir, seeds=seeds, config=cfg, device=device, progress=False,
                  random_init=random_init, grid=budget.grid)
     metric = r["metric"]
+    tokens = r["train_tokens_mean"]
     cell = {"tokenizer": name, "task": task, "kind": "finetune", "budget": budget.name, "metric": metric,
             "score": r["test"][metric]["mean"], "std": r["test"][metric]["std"],
             "values": r["test"][metric]["values"], "test": {k: v["mean"] for k, v in r["test"].items()},

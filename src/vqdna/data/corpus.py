@@ -33,14 +33,13 @@ Output folder: ``corpus.fa`` (genome records as ``FILE|RECORD[:START-END]``, tas
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..io import file_sha256, portable_path, write_json_atomic
+from ..io import atomic_file, file_sha256, portable_path, write_json_atomic
 from ..sequence.alphabet import OTHER, encode
 from ..sequence.fasta import fasta_paths, read_fasta
 from ..sequence.kmers import rolling_kmer_codes
@@ -194,63 +193,55 @@ def build_corpus(out, *, fasta=(), tasks=(), guard_tasks=(), k: int = 32, guard:
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "corpus.json").unlink(missing_ok=True)  # the folder is unfinished until corpus.json is back
-    tmp = out / f"corpus.fa.tmp{os.getpid()}"
     sources = []
     totals = {"records": 0, "nucleotides": 0}
-    try:
-        with open(tmp, "w") as f:
-            for path in files:
-                recs = list(read_fasta([path]))
-                total = sum(len(r.sequence) for r in recs)
-                cap = total if max_nt_per_file is None else min(max_nt_per_file, total)
-                s = {"kind": "fasta", "path": portable_path(path), "sha256": file_sha256(path),
-                     "records_in": len(recs), "nucleotides_in": total, "records": 0, "nucleotides": 0,
-                     "masked_nucleotides": 0, "masked_records": 0}
-                stem = _stem(path)
-                for r in tqdm(recs, desc=f"corpus {path.name}", disable=not progress, leave=False):
-                    L = len(r.sequence)
-                    spans = [(0, L)] if cap >= total else _blocks(L, round(L * cap / total / min(block, L)), block)
-                    for a, e in spans:
-                        seq = r.sequence[a:e]
-                        if guard:
-                            seq, n_masked = _mask_hits(seq, encode(seq, where=f"{path}: record {r.name!r}"), index)
-                            s["masked_nucleotides"] += n_masked
-                            s["masked_records"] += bool(n_masked)
-                        name = f"{stem}|{r.name}" + ("" if (a, e) == (0, L) else f":{a}-{e}")
-                        _write_record(f, name, seq)
-                        s["records"] += 1
-                        s["nucleotides"] += len(seq)
-                sources.append(s)
-            seen: set[str] = set()
-            for name, d, t in source_tasks:
-                seqs = t.train.sequences
-                shared = index.shared_rows(seqs) if guard else np.zeros(len(seqs), bool)
-                s = {"kind": "task", "task": name, "path": portable_path(d), "sha256": file_sha256(d / "train.csv"),
-                     "sequences_in": len(seqs), "nucleotides_in": int(sum(map(len, seqs))),
-                     "dropped_leak": int(shared.sum()), "dropped_leak_nucleotides":
-                         int(sum(len(x) for x, bad in zip(seqs, shared) if bad)),
-                     "dropped_duplicate": 0, "records": 0, "nucleotides": 0}
-                for i, (seq, bad) in enumerate(zip(seqs, shared)):
-                    if bad:
-                        continue
-                    if dedupe:
-                        if seq in seen:
-                            s["dropped_duplicate"] += 1
-                            continue
-                        seen.add(seq)
-                    _write_record(f, f"{name}|train|{int(t.train.lines[i])}", seq)
+    with atomic_file(out / "corpus.fa") as f:
+        for path in files:
+            recs = list(read_fasta([path]))
+            total = sum(len(r.sequence) for r in recs)
+            cap = total if max_nt_per_file is None else min(max_nt_per_file, total)
+            s = {"kind": "fasta", "path": portable_path(path), "sha256": file_sha256(path),
+                 "records_in": len(recs), "nucleotides_in": total, "records": 0, "nucleotides": 0,
+                 "masked_nucleotides": 0, "masked_records": 0}
+            stem = _stem(path)
+            for r in tqdm(recs, desc=f"corpus {path.name}", disable=not progress, leave=False):
+                L = len(r.sequence)
+                spans = [(0, L)] if cap >= total else _blocks(L, round(L * cap / total / min(block, L)), block)
+                for a, e in spans:
+                    seq = r.sequence[a:e]
+                    if guard:
+                        seq, n_masked = _mask_hits(seq, encode(seq, where=f"{path}: record {r.name!r}"), index)
+                        s["masked_nucleotides"] += n_masked
+                        s["masked_records"] += bool(n_masked)
+                    name = f"{stem}|{r.name}" + ("" if (a, e) == (0, L) else f":{a}-{e}")
+                    _write_record(f, name, seq)
                     s["records"] += 1
                     s["nucleotides"] += len(seq)
-                log(f"corpus: {name}: kept {s['records']:,} of {len(seqs):,} training sequences "
-                    f"({s['dropped_leak']:,} share a {k}-mer with a dev/test sequence, "
-                    f"{s['dropped_duplicate']:,} duplicates)")
-                sources.append(s)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out / "corpus.fa")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+            sources.append(s)
+        seen: set[str] = set()
+        for name, d, t in source_tasks:
+            seqs = t.train.sequences
+            shared = index.shared_rows(seqs) if guard else np.zeros(len(seqs), bool)
+            s = {"kind": "task", "task": name, "path": portable_path(d), "sha256": file_sha256(d / "train.csv"),
+                 "sequences_in": len(seqs), "nucleotides_in": int(sum(map(len, seqs))),
+                 "dropped_leak": int(shared.sum()), "dropped_leak_nucleotides":
+                     int(sum(len(x) for x, bad in zip(seqs, shared) if bad)),
+                 "dropped_duplicate": 0, "records": 0, "nucleotides": 0}
+            for i, (seq, bad) in enumerate(zip(seqs, shared)):
+                if bad:
+                    continue
+                if dedupe:
+                    if seq in seen:
+                        s["dropped_duplicate"] += 1
+                        continue
+                    seen.add(seq)
+                _write_record(f, f"{name}|train|{int(t.train.lines[i])}", seq)
+                s["records"] += 1
+                s["nucleotides"] += len(seq)
+            log(f"corpus: {name}: kept {s['records']:,} of {len(seqs):,} training sequences "
+                f"({s['dropped_leak']:,} share a {k}-mer with a dev/test sequence, "
+                f"{s['dropped_duplicate']:,} duplicates)")
+            sources.append(s)
     for s in sources:
         totals["records"] += s["records"]
         totals["nucleotides"] += s["nucleotides"]

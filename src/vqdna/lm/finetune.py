@@ -422,6 +422,7 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
         config=to_dict(cfg), grid=grid_results or None,
         subsample=dict(max_train=cfg.max_train, train_rows=len(train_idx), of=len(task.train),
                        stratified=True, seed=0) if len(train_idx) < len(task.train) else None,
+        train_tokens_mean=float(np.mean([codes["train"][i].shape[-1] for i in train_idx.tolist()])),
         tokenize_time_s=t_tok, wall_time_s=time.time() - t0,
         lm_metrics=_lm_summary(model_dir))
     write_json_atomic(out / "results.json", results)
