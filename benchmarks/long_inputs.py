@@ -56,7 +56,7 @@ def worker(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     from vqdna.lm.masking import mask_codes
-    from vqdna.lm.modeling import VQDNAConfig, VQDNAForMaskedLM
+    from vqdna.hub.modeling_vqdna import VQDNAConfig, VQDNAForMaskedLM
 
     kind, L, backward = spec["kind"], spec["length"], spec["backward"]
     positions = kind.split("+")[0]

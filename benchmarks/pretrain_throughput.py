@@ -45,7 +45,7 @@ def build(kind: str, spec: dict):
     x, y = mask_codes(codes, vocab, generator=g)
     torch.manual_seed(0)
     if kind == "vqdna":
-        from vqdna.lm.modeling import VQDNAConfig, VQDNAForMaskedLM
+        from vqdna.hub.modeling_vqdna import VQDNAConfig, VQDNAForMaskedLM
 
         cfg = VQDNAConfig(vocab_sizes=vocab, codebook_dim=spec["codebook_dim"], hidden_size=mc.hidden_size,
                           num_hidden_layers=mc.num_layers, num_attention_heads=mc.num_heads,
@@ -88,7 +88,7 @@ def memory_worker(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     import transformers  # noqa: F401  (imports count in the baseline, not in the model's memory)
 
-    import vqdna.lm.modeling  # noqa: F401
+    import vqdna.hub.modeling_vqdna  # noqa: F401
     from long_inputs import status_mb  # run as a script (--memory-worker): benchmarks/ is on sys.path
 
     base = status_mb("VmRSS")

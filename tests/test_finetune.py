@@ -50,7 +50,7 @@ def test_subsample_is_stratified_and_seeded():
 
 def test_finetune_classification_save_predict(tiny_lm, lm_tasks, tmp_path):
     from vqdna.cli import main
-    from vqdna.lm.modeling import VQDNAForSequenceClassification
+    from vqdna.hub.modeling_vqdna import VQDNAForSequenceClassification
 
     out = tmp_path / "ft"
     r = finetune(tiny_lm, lm_tasks["classification"], out=out, seeds=2, config=QUICK, progress=False)
@@ -191,7 +191,7 @@ def test_meanmax_pooling_finetunes_and_reloads(tiny_lm, lm_tasks, tmp_path):
 
 def test_meanmax_chunks_combine_by_max():
     from vqdna.lm.inference import collate, pooled_features
-    from vqdna.lm.modeling import VQDNAConfig, VQDNAModel
+    from vqdna.hub.modeling_vqdna import VQDNAConfig, VQDNAModel
 
     cfg = VQDNAConfig(vocab_sizes=[16], input_mode="learned", hidden_size=16, num_hidden_layers=1,
                       num_attention_heads=2, intermediate_size=32, max_position_embeddings=9, pooling="meanmax")

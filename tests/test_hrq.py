@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from vqdna.config import tokenizer_configs
-from vqdna.tokenizers.hrq import HierarchicalResidualQuantizer
+from vqdna.hub.hrq import HierarchicalResidualQuantizer
 from vqdna.tokenizers.vqvae import VQDNAAutoencoder
 
 

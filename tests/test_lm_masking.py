@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from vqdna.lm.masking import mask_codes
-from vqdna.lm.modeling import CLS, MASK, PAD
+from vqdna.hub.modeling_vqdna import CLS, MASK, PAD
 
 torch.set_num_threads(1)
 VOCAB = [64, 128]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vqdna.lm.modeling import CLS, MASK, PAD, VQDNAConfig, VQDNAForMaskedLM, VQDNAForSequenceClassification
+from vqdna.hub.modeling_vqdna import CLS, MASK, PAD, VQDNAConfig, VQDNAForMaskedLM, VQDNAForSequenceClassification
 
 torch.set_num_threads(1)
 VOCAB = [16, 32]

@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import vqdna.lm.modeling as modeling
+import vqdna.hub.modeling_vqdna as modeling
 from vqdna.config import LMConfig, lm_configs, validate_lm_config
-from vqdna.lm.modeling import CLS, PAD, VQDNAConfig, VQDNAForMaskedLM, VQDNAForSequenceClassification
+from vqdna.hub.modeling_vqdna import CLS, PAD, VQDNAConfig, VQDNAForMaskedLM, VQDNAForSequenceClassification
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]

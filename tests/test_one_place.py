@@ -97,7 +97,7 @@ def test_torch_stem_codes_are_window_codes_on_tensors():
     import torch
 
     from vqdna.sequence.kmers import window_codes
-    from vqdna.tokenizers.convnext import kmer_codes
+    from vqdna.hub.convnext import kmer_codes
 
     rng = np.random.default_rng(3)
     idx = rng.integers(0, 5, size=(3, 40))

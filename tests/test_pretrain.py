@@ -35,7 +35,7 @@ def test_windows_never_touch_validation_blocks(lm_data):
 
 
 def test_pretrain_outputs(tiny_lm, lm_data):
-    from vqdna.lm.modeling import VQDNAForMaskedLM
+    from vqdna.hub.modeling_vqdna import VQDNAForMaskedLM
 
     for f in ("config.json", "model.safetensors", "metrics.json", "tokenizer/config.json",
               "tokenizer/model.safetensors"):

@@ -2,7 +2,7 @@
 import torch
 
 from vqdna.config import tokenizer_configs
-from vqdna.tokenizers.quantizer import EMAVectorQuantizer, kmeans, squared_distances
+from vqdna.hub.quantizer import EMAVectorQuantizer, kmeans, squared_distances
 from vqdna.tokenizers.vqvae import VQDNAAutoencoder
 
 

@@ -165,7 +165,7 @@ def test_evaluate_tokenizer_counts_codes_per_stride(stride4, tmp_path):
 
 def test_pretrain_a_tiny_lm_on_strided_codes(stride4, tmp_path, monkeypatch):
     from vqdna.lm.finetune import _encoder_mode
-    from vqdna.lm.modeling import VQDNAConfig
+    from vqdna.hub.modeling_vqdna import VQDNAConfig
     from vqdna.lm.pretrain import WindowSampler, pretrain
     from vqdna.codes import CodeStore
 

@@ -292,6 +292,30 @@ def cmd_embed(a):
     print(f"wrote embeddings of {s['n']} sequences to {s['out']} ({s['shape']})")
 
 
+def cmd_models(a):
+    from .hub.shipped import MODELS_DIR, shipped_models
+
+    models = shipped_models()
+    if a.json:
+        print(json.dumps(models, indent=1))
+        return
+    if not models:
+        print("no shipped models in this installation")
+    for name, m in sorted(models.items()):
+        print(f"{name}  {m['bytes'] / 1e6:.1f} MB  {m['summary']}")
+        print(f"    corpus: {m['corpus']}")
+        print(f"    scores: {m['scores']}")
+        print(f"    card:   {MODELS_DIR / name / 'README.md'}")
+
+
+def cmd_export_hf(a):
+    from .lm.export import export_hf
+
+    s = export_hf(a.model, a.out, overwrite=a.overwrite)
+    print(f"wrote {s['out']}: {', '.join(s['files'])}; load it with AutoModel / AutoTokenizer.from_pretrained"
+          f"(..., trust_remote_code=True); at most {s['max_nucleotides']} nt per sequence")
+
+
 def cmd_analyze(a):
     from .analysis.lineage import analyze
 
@@ -403,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_pretrain)
 
     s = sub.add_parser("finetune", help="stage 3: LoRA fine-tuning on a GUE-style task folder")
-    s.add_argument("--model", required=True, help="language model folder from `vqdna pretrain`")
+    s.add_argument("--model", required=True, help="language model folder from `vqdna pretrain`, or a shipped model's name (`vqdna models`)")
     s.add_argument("--task", required=True, help="folder with train.csv, dev.csv, test.csv (sequence,label)")
     s.add_argument("--out", required=True)
     s.add_argument("--seeds", type=int, default=3, help="runs with seeds 0..N-1; mean and std are reported")
@@ -446,14 +470,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_finetune)
 
     s = sub.add_parser("predict", help="predict a CSV of sequences with a fine-tuned model")
-    s.add_argument("--model", required=True, help="folder from `vqdna finetune`")
+    s.add_argument("--model", required=True, help="folder from `vqdna finetune`, or a shipped model's name (`vqdna models`)")
     s.add_argument("--csv", required=True, help="CSV with a 'sequence' column (a 'label' column adds metrics)")
     s.add_argument("--out", required=True, help="output CSV: sequence, prediction, probabilities / value")
     s.add_argument("--device")
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("embed", help="sequence (or per-nucleotide) embeddings from a language model")
-    s.add_argument("--model", required=True, help="folder from `vqdna pretrain` or `vqdna finetune`")
+    s.add_argument("--model", required=True, help="folder from `vqdna pretrain` or `vqdna finetune`, or a shipped model's name (`vqdna models`)")
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--fasta", nargs="+", help="FASTA files or pypi:PACKAGE[/PREFIX]")
     src.add_argument("--csv", help="CSV with a 'sequence' column")
@@ -461,6 +485,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--per-nucleotide", action="store_true", help="one (length, hidden) array per sequence")
     s.add_argument("--device")
     s.set_defaults(func=cmd_embed)
+
+    s = sub.add_parser("models", help="the pre-trained models shipped with vqdna (use one with --model NAME)")
+    s.add_argument("--json", action="store_true", help="print the index as JSON")
+    s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("export-hf", help="a folder that transformers loads without vqdna (trust_remote_code)")
+    s.add_argument("--model", required=True, help="a model folder or a shipped model's name (`vqdna models`)")
+    s.add_argument("--out", required=True, help="the folder to write (refused if it exists, unless --overwrite)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    s.set_defaults(func=cmd_export_hf)
 
     s = sub.add_parser("analyze", help="Sec. 4.4: linear probe, Grad-CAM of codes, UMAP and code-space numbers")
     s.add_argument("--tokenizer", required=True, help="learned (VQ/HRQ) tokenizer folder")
@@ -570,14 +604,14 @@ OUTPUTS = {
     "demo": [("out", "folder")], "data nextstrain": [("out", "folder")], "data species": [("out", "folder")],
     "data corpus": [("out", "folder")], "analyze": [("out", "folder"), ("cache_dir", "folder")],
     "decode": [("out", "file")], "predict": [("out", "file")], "embed": [("out", "file")],
-    "baseline cnn": [("out", "file")],
+    "baseline cnn": [("out", "file")], "export-hf": [("out", "folder")],
 }
 LOCKED = {"train-tokenizer", "tokenize", "pretrain", "finetune", "benchmark", "demo", "data nextstrain", "analyze",
           "data species", "data corpus"}
 # folders a command loads a model or tokenizer from (checked: intact JSON and safetensors, no pickle)
 MODEL_INPUTS = {"evaluate-tokenizer": "tokenizer", "tokenize": "tokenizer", "decode": "tokenizer",
                 "analyze": "tokenizer", "pretrain": "tokenizer", "finetune": "model", "predict": "model",
-                "embed": "model"}
+                "embed": "model", "export-hf": "model"}
 
 
 def command_name(a) -> str:
@@ -600,6 +634,10 @@ def check_inputs(a) -> None:
                     raise FileNotFoundError(f"{f}: no such FASTA file")
                 if not f.is_file():
                     raise ValueError(f"{f}: not a file (give FASTA files)")
+    if MODEL_INPUTS.get(cmd) == "model" and getattr(a, "model", None):
+        from .hub.shipped import resolve_model
+
+        a.model = str(resolve_model(a.model))  # a shipped model's name: its folder, every hash checked
     folder = getattr(a, MODEL_INPUTS.get(cmd, ""), None)
     if folder:
         check_model_folder(folder)

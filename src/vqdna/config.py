@@ -352,7 +352,7 @@ class FinetuneConfig:
     unfreeze_tokenizer: bool = False
     head_dropout: float = 0.1
     # batch-normalise the pooled vector entering the head: mean-pooled states barely differ between
-    # sequences, and an unnormalised head learns slowly (see lm.modeling.ClassificationHead)
+    # sequences, and an unnormalised head learns slowly (see hub.modeling_vqdna.ClassificationHead)
     head_norm: bool = True
     pooling: str = ""  # "" = the LM's (mean by default), or "mean" / "cls" for this task
     max_length: int = 512  # training truncates to this many tokens (and the LM's max); inference chunks whole sequences

@@ -208,7 +208,7 @@ def probe_features(name: str, tdir: Path, seqs: list[str]) -> np.ndarray:
     """(N, dim) mean-pooled frozen token embeddings. Learned tokenizers: the quantized
     embedding ``tok.embed`` (their codebook vectors, mean over levels). Hand-crafted tokenizers
     have no codebook, so their vectors are the rows of the pre-trained LM's input embedding
-    table (:meth:`~vqdna.lm.modeling.VQDNAModel.token_embedding_table`) for their tokens. After a
+    table (:meth:`~vqdna.hub.modeling_vqdna.VQDNAModel.token_embedding_table`) for their tokens. After a
     short pre-training these rows are still close to their random initialisation, so for a large
     vocabulary the probe is close to a *random projection of the bag of tokens* (itself a strong feature)."""
     from ..lm.artifacts import load_backbone

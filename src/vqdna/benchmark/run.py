@@ -90,15 +90,21 @@ def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seed
     return results
 
 
-def _rebuild_if_lost(name, pre: dict, ledger: Ledger, corpus_info, task_list, tdir: Path, b, device) -> None:
+def _rebuild_if_lost(name, pre: dict | None, ledger: Ledger, corpus_info, task_list, tdir: Path, b, device, *,
+                     row: str | None = None, kinds=("finetune", "probe")) -> None:
     """A resumed run in a new work folder (a fresh machine keeps only the committed cells) still
-    has fine-tuning or probe cells to compute but no tokenizer / LM: rebuild them. Every stage is
-    seeded, so the rebuilt LM is the one the cells were made with; its validation loss is
-    compared with the pretrain cell's and a difference is reported, not hidden."""
-    need = any(read_cell(ledger.out, name, tn, kind, b) is None for tn, _ in task_list for kind in ("finetune", "probe"))
+    has cells of ``row`` (default: ``name`` itself; or its random-init control, which reads this
+    LM's architecture and vocabulary) to compute but no tokenizer / LM of ``name``: rebuild them.
+    Every stage is seeded, so the rebuilt LM is the one the cells were made with; its validation
+    loss is compared with the pretrain cell's and a difference is reported, not hidden."""
+    row = row or name
+    need = any(read_cell(ledger.out, row, tn, kind, b) is None for tn, _ in task_list for kind in kinds)
     if not need or (tdir / "lm" / "model.safetensors").exists():
         return
-    log(f"{name}: no tokenizer / LM in {tdir} but cells to compute: rebuilding them (seeded, deterministic)")
+    if pre is None:
+        raise FileNotFoundError(f"{row}: no pre-trained {name} LM in {tdir / 'lm'} (its architecture and frozen "
+                                f"vocabulary) and no {name} pretrain cell to rebuild it from; run {name} first")
+    log(f"{name}: no tokenizer / LM in {tdir} but {row} cells to compute: rebuilding them (seeded, deterministic)")
     again = pretrain_cell(name, corpus_info, tdir, b, device)
     old, new = pre.get("lm_val_loss"), again.get("lm_val_loss")
     if old is not None and new is not None and abs(old - new) > 1e-4:
@@ -118,9 +124,8 @@ def _run_row(name, ledger: Ledger, corpus_info, task_list, task_obj, task_seeds,
     base = random_base(name)
     if base is not None:
         tdir = work / base
-        if not (tdir / "lm" / "model.safetensors").exists():
-            raise FileNotFoundError(f"{name}: no pre-trained {base} LM in {tdir / 'lm'} (its architecture and frozen "
-                                    f"vocabulary); run {base} first")
+        _rebuild_if_lost(base, read_cell(ledger.out, base, "corpus", "pretrain", b), ledger, corpus_info, task_list,
+                         tdir, b, device, row=name, kinds=("finetune",))
         for tn, td in task_list:
             c = ledger.ensure(name, tn, "finetune",
                               lambda: finetune_cell(name, tn, td, tdir, b, seeds=task_seeds(tn, td), device=device,
@@ -200,17 +205,20 @@ def _shard_main(threads: int, kwargs: dict, parent: int | None = None) -> None:
 def _run_shards(groups: list[list[str]], **kwargs) -> None:
     """Run each group of rows in its own (spawned) process; raise if one fails."""
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     import torch
 
     threads = max(1, torch.get_num_threads() // len(groups))
     log(f"{len(groups)} processes x {threads} thread(s): " + " | ".join(",".join(g) for g in groups))
+    errors = {}
     with ProcessPoolExecutor(len(groups), mp_context=mp.get_context("spawn")) as pool:
-        futures = {",".join(g): pool.submit(_shard_main, threads, dict(kwargs, tokenizers=g, jobs=1, report=False),
-                                             os.getpid())
-                   for g in groups}
-        errors = {g: f.exception() for g, f in futures.items() if f.exception() is not None}
+        futures = {pool.submit(_shard_main, threads, dict(kwargs, tokenizers=g, jobs=1, report=False),
+                               os.getpid()): ",".join(g) for g in groups}
+        for f in as_completed(futures):  # a failed shard is said when it fails, not when the last one ends
+            if f.exception() is not None:
+                errors[futures[f]] = f.exception()
+                log(f"shard {futures[f]} FAILED: {f.exception()!r} (the other shards go on)")
     if errors:
         raise RuntimeError("benchmark shard(s) failed: " + "; ".join(f"{g}: {e!r}" for g, e in errors.items())
                            + " (the finished cells are kept; run again with the same --out to resume)")

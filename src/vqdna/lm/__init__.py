@@ -1,14 +1,15 @@
 """Stage 2 and 3: the VQDNA BERT language model, masked-LM pre-training, LoRA fine-tuning, use.
 
-* :mod:`.modeling`: ``VQDNAConfig``, ``VQDNAModel``, ``VQDNAForMaskedLM``,
-  ``VQDNAForSequenceClassification`` (Hugging Face classes, ``model_type="vqdna"``)
+* the model classes live in the model package :mod:`vqdna.hub` (``VQDNAConfig``, ``VQDNAModel``,
+  ``VQDNAForMaskedLM``, ``VQDNAForSequenceClassification``; Hugging Face classes,
+  ``model_type="vqdna"``), kept apart from this training harness; re-exported here
 * :mod:`.masking`: ``mask_codes`` (25%, 80/10/10, joint across HRQ levels, token or span mode)
 * :mod:`.pretrain`: ``pretrain`` (``vqdna pretrain``)
 * :mod:`.finetune`: ``finetune`` (``vqdna finetune``)
 * :mod:`.inference`: ``predict`` and ``embed`` (``vqdna predict`` / ``vqdna embed``)
 * :mod:`.artifacts`: model folders (atomic save, loading, the tokenizer copy and its hash)
 """
-from .modeling import (VQDNAConfig, VQDNAForMaskedLM, VQDNAForSequenceClassification, VQDNAModel,
+from ..hub.modeling_vqdna import (VQDNAConfig, VQDNAForMaskedLM, VQDNAForSequenceClassification, VQDNAModel,
                        register_auto_classes)
 
 register_auto_classes()

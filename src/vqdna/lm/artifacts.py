@@ -1,6 +1,6 @@
 """Model folders: what ``vqdna pretrain`` and ``vqdna finetune`` write and every later command reads.
 
-A model folder holds ``config.json`` + ``model.safetensors`` (a model of :mod:`.modeling`),
+A model folder holds ``config.json`` + ``model.safetensors`` (a model of :mod:`vqdna.hub.modeling_vqdna`),
 ``tokenizer/`` (a copy of the tokenizer the model reads; the model config records its hash as
 ``tokenizer_sha256``) and the stage's own JSON files. This module is the one place that writes,
 copies, verifies and loads them, so the stages (pretrain, finetune, inference) need not import
@@ -10,6 +10,7 @@ each other:
 * :func:`check_tokenizer`, :func:`open_tokenizer`, :func:`load_model_tokenizer`: a tokenizer
   folder, verified against the hash recorded for it
 * :func:`copy_tokenizer`, :func:`save_tokenizer`: the ``tokenizer/`` subfolder, written atomically
+* :func:`resolve_model`: a shipped model's name (``hrq-cpu-v1``) as its hash-checked folder
 * :func:`save_model`: ``config.json`` + ``model.safetensors``, written atomically
 * :func:`load_backbone`, :func:`load_classifier`, :func:`backbone_weights`: reading a model back
 """
@@ -20,9 +21,10 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..hub.shipped import resolve_model  # noqa: F401 (a model folder or a shipped model's name)
 from ..io import check_model_folder, load_safetensors, read_json, weights_sha256
 from ..tokenizers.base import GenomeTokenizer
-from .modeling import VQDNAConfig, VQDNAForMaskedLM, VQDNAForSequenceClassification, VQDNAModel
+from ..hub.modeling_vqdna import VQDNAConfig, VQDNAForMaskedLM, VQDNAForSequenceClassification, VQDNAModel
 
 # A tokenizer is identified by the sha256 of its weights (of config.json for a hand-crafted one
 # without weights); the one function that computes it, shared with the code store (vqdna.codes).

@@ -7,7 +7,7 @@ weight with mean+max pooling, lr 1e-3, up to 15 epochs with early stopping on de
 
 * task = :func:`vqdna.sequence.tasks.load_task` (classification if every label is an integer,
   else regression); sequences tokenized with the LM's own tokenizer copy (``lm/tokenizer``).
-* the head (:class:`~vqdna.lm.modeling.VQDNAForSequenceClassification`) is new. What else trains
+* the head (:class:`~vqdna.hub.modeling_vqdna.VQDNAForSequenceClassification`) is new. What else trains
   is the ``method``: ``"lora"`` (the paper: LoRA adapters, peft, r=8, alpha=16, on the attention
   **query, key and value** projections; everything else frozen, the codebook projection too),
   ``"lora+embed"`` (also the input embedding and positions), ``"full"`` (every LM weight, no
@@ -20,7 +20,7 @@ weight with mean+max pooling, lr 1e-3, up to 15 epochs with early stopping on de
   sequences to ``max_length`` tokens (512; up to the LM's own maximum, which rotary / ALiBi LMs
   raise to 32,768 and beyond) and ``gradient_checkpointing`` recomputes each layer in the
   backward pass (long inputs).
-* the head batch-normalises the pooled vector (see :class:`~vqdna.lm.modeling.ClassificationHead`
+* the head batch-normalises the pooled vector (see :class:`~vqdna.hub.modeling_vqdna.ClassificationHead`
   for why; ``head_norm=False`` turns it off); its running statistics belong to the best epoch's
   saved state like the trainable weights.
 * dev is scored after every epoch; the best epoch (primary metric: MCC for classification,
@@ -62,9 +62,9 @@ from ..metrics import primary_metric, score, summarize_seeds
 from ..sequence.subsample import stratified_subsample as subsample  # the benchmark's rows
 from ..sequence.tasks import Task, load_task
 from ..train import Hooks, loop_config, setup_runtime, train_loop
-from .artifacts import backbone_weights, copy_tokenizer, load_model_tokenizer, save_model, save_tokenizer
+from .artifacts import backbone_weights, copy_tokenizer, load_model_tokenizer, resolve_model, save_model, save_tokenizer
 from .inference import collate, predict_codes, tokenize
-from .modeling import POOLINGS, VQDNAConfig, VQDNAForSequenceClassification
+from ..hub.modeling_vqdna import POOLINGS, VQDNAConfig, VQDNAForSequenceClassification
 
 METHODS = FINETUNE_METHODS  # FinetuneConfig.method (defined with the config, vqdna.config)
 
@@ -97,7 +97,7 @@ def build_classifier(model_dir, *, num_labels: int, head_dropout: float = 0.1, h
     rest at random (the "did pre-training help?" control). ``tokenizer_encoder``: a VQ/HRQ
     tokenizer folder (the LM's own): the model then reads nucleotides and carries that
     tokenizer's ConvNeXt encoder in front of the LM (``input_mode="encoder"``, see
-    :meth:`~vqdna.lm.modeling.VQDNAEmbeddings.encoder_features`), so fine-tuning can train it.
+    :meth:`~vqdna.hub.modeling_vqdna.VQDNAEmbeddings.encoder_features`), so fine-tuning can train it.
     """
     model_dir = Path(model_dir)
     cfg = VQDNAConfig.from_pretrained(model_dir)
@@ -338,7 +338,7 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
     t0 = time.time()
     cfg = config or finetune_config()  # the default recipe, cpu
     validate_finetune_config(cfg)
-    model_dir, out = Path(model_dir), Path(out)
+    model_dir, out = resolve_model(model_dir), Path(out)
     if not (model_dir / "model.safetensors").exists():
         raise FileNotFoundError(f"{model_dir}: not a model folder (no model.safetensors); run `vqdna pretrain`")
     task = load_task(task_dir)

@@ -26,8 +26,8 @@ import torch
 from ..io import read_json
 from ..sequence.tasks import read_sequence_csv  # the one sequence-CSV reader (also imported from here)
 from ..tokenizers.base import GenomeTokenizer
-from .artifacts import load_backbone, load_classifier, load_model_tokenizer
-from .modeling import CLS, PAD, VQDNAForSequenceClassification, VQDNAModel
+from .artifacts import load_backbone, load_classifier, load_model_tokenizer, resolve_model
+from ..hub.modeling_vqdna import CLS, PAD, VQDNAForSequenceClassification, VQDNAModel
 
 # ---------------------------------------------------------------- tokens and batches
 
@@ -176,7 +176,7 @@ def predict(model_dir, csv_path, out_csv, *, batch_size: int = 128, device: str 
     If the CSV has a ``label`` column the metrics are computed too. Returns a summary."""
     from ..metrics import classification_metrics, regression_metrics
 
-    model_dir = Path(model_dir)
+    model_dir = resolve_model(model_dir)
     model = load_classifier(model_dir)
     if device:
         model.to(device)
@@ -220,6 +220,7 @@ def embed(model_dir, out, *, fasta=None, csv_path=None, per_nucleotide: bool = F
     """Mean-pooled embeddings ``(N, hidden)`` as ``.npy`` (rows in input order), or with
     ``per_nucleotide`` one ``(length, hidden)`` array per sequence in an ``.npz`` (keys ``seq0``,
     ``seq1``, ... and ``names``)."""
+    model_dir = resolve_model(model_dir)
     backbone = load_backbone(model_dir)
     if device:
         backbone.to(device)

@@ -25,7 +25,7 @@ import math
 import numpy as np
 import torch
 
-from .modeling import MASK
+from ..hub.modeling_vqdna import MASK
 
 IGNORE = -100
 

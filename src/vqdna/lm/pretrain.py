@@ -45,7 +45,7 @@ from ..train import Hooks, loop_config, setup_runtime, train_loop
 from .artifacts import copy_tokenizer, open_tokenizer, save_model
 from .artifacts import tokenizer_sha256  # noqa: F401 (its old import path)
 from .masking import mask_codes
-from .modeling import CLS, VQDNAConfig, VQDNAForMaskedLM
+from ..hub.modeling_vqdna import CLS, VQDNAConfig, VQDNAForMaskedLM
 
 # ---------------------------------------------------------------- code folders and their tokenizer
 

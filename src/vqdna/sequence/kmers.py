@@ -8,7 +8,7 @@ G=2, T=3), the first letter most significant, so codes sort like the k-mers; a w
 a non-ACGT letter is flagged, and its code is meaningless.
 
 :func:`window_codes` is the arithmetic underneath (any alphabet size). Its torch twin,
-:func:`vqdna.tokenizers.convnext.kmer_codes` (the stem lookup of the learned tokenizer, on
+:func:`vqdna.hub.convnext.kmer_codes` (the stem lookup of the learned tokenizer, on
 tensors, centred windows with padding), is tested equal to it in ``tests/test_one_place.py``.
 """
 from __future__ import annotations

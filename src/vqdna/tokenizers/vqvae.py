@@ -16,9 +16,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import TokenizerConfig
-from .convnext import Decoder, Encoder, InferenceDecoder, InferenceEncoder, onednn_available
-from .hrq import HierarchicalResidualQuantizer
-from .quantizer import PackedNearest
+from ..hub.convnext import Decoder, Encoder, InferenceDecoder, InferenceEncoder, onednn_available
+from ..hub.hrq import HierarchicalResidualQuantizer
+from ..hub.quantizer import PackedNearest
 
 
 class VQDNAAutoencoder(nn.Module):

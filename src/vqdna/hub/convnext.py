@@ -72,6 +72,15 @@ def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
     return F.pad(x, (0, 0, 0, pad)) if pad else x
 
 
+def one_hot_table(n_inputs: int) -> torch.Tensor:
+    """(5, n_inputs): the one-hot row of each nucleotide index. Row 4 (N / IUPAC) is all zero
+    unless the fifth channel is on. Not saved with the weights (a constant): a model that
+    transformers builds on the meta device refills it (``VQDNAPreTrainedModel._init_weights``)."""
+    table = torch.zeros(5, n_inputs)
+    table[torch.arange(n_inputs), torch.arange(n_inputs)] = 1.0
+    return table
+
+
 class Encoder(nn.Module):
     """One-hot DNA (B, L) indices -> a list of (B, ceil(L / stride), d) outputs after the chosen blocks.
 
@@ -84,10 +93,7 @@ class Encoder(nn.Module):
                  mlp_ratio: int, layer_scale: float = 0.0, stride: int = 1):
         super().__init__()
         self.stride = stride
-        # Row 4 (N / IUPAC) of the one-hot table is all zero unless the fifth channel is on.
-        table = torch.zeros(5, n_inputs)
-        table[torch.arange(n_inputs), torch.arange(n_inputs)] = 1.0
-        self.register_buffer("one_hot", table, persistent=False)
+        self.register_buffer("one_hot", one_hot_table(n_inputs), persistent=False)
         self.stem = nn.Conv1d(n_inputs, stem_dim, 5, padding=2)
         self.stem_norm = nn.LayerNorm(stem_dim)
         self.proj = nn.Linear(stem_dim, dim)

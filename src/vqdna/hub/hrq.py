@@ -70,7 +70,7 @@ class HierarchicalResidualQuantizer(nn.Module):
     def codes(self, zs: list[torch.Tensor], nearest: list | None = None) -> torch.Tensor:
         """Codes only, (n_levels, ...): what ``forward(zs)["codes"]`` gives, without the embedding,
         the commitment term or EMA updates. ``nearest`` optionally replaces each level's
-        ``vq.nearest`` (e.g. by :class:`~vqdna.tokenizers.quantizer.PackedNearest`)."""
+        ``vq.nearest`` (e.g. by :class:`~vqdna.hub.quantizer.PackedNearest`)."""
         if len(zs) != len(self.quantizers):
             raise ValueError(f"{len(zs)} encoder outputs for {len(self.quantizers)} codebooks")
         nearest = nearest or [vq.nearest for vq in self.quantizers]
