@@ -128,6 +128,11 @@ class VQDNAConfig(PretrainedConfig):
         self._validate()
 
     def _validate(self) -> None:
+        from ..config import check_value  # the one rule for sizes (a config.json read back may hold anything)
+
+        for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                     "max_position_embeddings"):
+            check_value(name, getattr(self, name), "the model config", int)
         if self.input_mode not in ("codebook", "learned", "encoder"):
             raise ValueError(f"input_mode must be 'codebook', 'learned' or 'encoder', not {self.input_mode!r}")
         if self.input_mode in ("codebook", "encoder") and not self.codebook_dim:
