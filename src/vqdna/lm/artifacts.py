@@ -149,6 +149,21 @@ def model_class(cfg: VQDNAConfig) -> type:
     return VQDNAForSequenceClassification if arch == "VQDNAForSequenceClassification" else VQDNAForMaskedLM
 
 
+@contextmanager
+def _reading(cfg_file: Path):
+    """transformers reading a model folder back: after the file checks, what can still fail is a
+    value of ``config.json`` of a type it does not expect; its errors (which name no file, and are
+    of many classes) become a ``FileFormatError`` naming the file."""
+    try:
+        with _quiet_transformers():
+            yield
+    except (FileFormatError, FileNotFoundError):
+        raise
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        raise FileFormatError(f"{cfg_file}: not a model config vqdna can read ({type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:300]}); the file is damaged or hand-edited") from None
+
+
 def check_model_files(model_dir) -> VQDNAConfig:
     """Every file a model folder's readers open, checked before any work; returns its config.
     ``config.json`` must build a model, ``model.safetensors`` hold every tensor of that model with
@@ -160,33 +175,31 @@ def check_model_files(model_dir) -> VQDNAConfig:
         raise FileNotFoundError(f"{model_dir}: not a model folder (no config.json)")
     check_model_folder(model_dir)
     cfg_file = model_dir / "config.json"
-    try:
+    with _reading(cfg_file):
         cfg = VQDNAConfig.from_pretrained(model_dir)
-    except (TypeError, ValueError, KeyError, AttributeError, ArithmeticError, OSError) as e:
-        raise FileFormatError(f"{cfg_file}: not a model config ({type(e).__name__}: {e}); the file is damaged "
-                              f"or hand-edited") from None
-    shapes = model_shapes(lambda: model_class(cfg)(cfg), cfg_file)
+        shapes = model_shapes(lambda: model_class(cfg)(cfg), cfg_file)
     check_tensors(model_dir / "model.safetensors", shapes, described_by=cfg_file)
     if (model_dir / "metrics.json").exists():
         read_json(model_dir / "metrics.json")
     return cfg
 
 
+def _load(cls, model_dir: Path):
+    """``cls.from_pretrained`` of a checked folder (safetensors only)."""
+    with _reading(model_dir / "config.json"):
+        return cls.from_pretrained(model_dir, use_safetensors=True).eval()
+
+
 def load_backbone(model_dir) -> VQDNAModel:
     """The encoder (embeddings + BERT) of a pre-trained or fine-tuned model folder."""
     model_dir = Path(model_dir)
-    cls = model_class(check_model_files(model_dir))
-    with _quiet_transformers():
-        model = cls.from_pretrained(model_dir, use_safetensors=True)
-    return model.vqdna.eval()
+    return _load(model_class(check_model_files(model_dir)), model_dir).vqdna
 
 
 def load_classifier(model_dir) -> VQDNAForSequenceClassification:
     """The fine-tuned classifier (or regressor) of a ``vqdna finetune`` output folder."""
     model_dir = Path(model_dir)
-    cfg = read_json(model_dir / "config.json") if (model_dir / "config.json").exists() else None
-    if not isinstance(cfg, dict) or "VQDNAForSequenceClassification" not in (cfg.get("architectures") or []):
+    if not (model_dir / "config.json").exists() or \
+            model_class(check_model_files(model_dir)) is not VQDNAForSequenceClassification:
         raise ValueError(f"{model_dir}: not a fine-tuned model folder (run `vqdna finetune` first)")
-    check_model_files(model_dir)
-    with _quiet_transformers():
-        return VQDNAForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
+    return _load(VQDNAForSequenceClassification, model_dir)
