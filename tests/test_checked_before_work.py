@@ -19,6 +19,7 @@ from vqdna.cli import main
 from vqdna.io import read_json
 
 from conftest import _write_fasta
+from test_robustness import error_line
 
 
 def run(capsys, *argv) -> tuple[int, str]:
@@ -28,12 +29,6 @@ def run(capsys, *argv) -> tuple[int, str]:
         rc = e.code
     cap = capsys.readouterr()
     return rc, cap.out + cap.err
-
-
-def error_line(text: str) -> str:
-    lines = [ln for ln in text.splitlines() if ": error: " in ln]
-    assert len(lines) == 1 and "Traceback" not in text, text
-    return lines[0]
 
 
 def fails_naming(capsys, *argv, names=()) -> str:
