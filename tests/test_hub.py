@@ -80,8 +80,9 @@ def test_exported_folder_loads_without_vqdna_and_equals_vqdna_embed(tiny_lm, lm_
         np.testing.assert_allclose(got[f"seq{i}"], ref[f"seq{i}"], atol=1e-5)
 
 
-def test_export_refuses_an_existing_folder_and_a_handcrafted_tokenizer(tiny_lm, tmp_path):
+def test_export_refuses_a_folder_with_files_unless_overwrite(tiny_lm, tmp_path):
     (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "old.txt").write_text("a result")
     assert main(["export-hf", "--model", str(tiny_lm), "--out", str(tmp_path / "hf")]) == 2
     assert main(["export-hf", "--model", str(tiny_lm), "--out", str(tmp_path / "hf"), "--overwrite"]) == 0
     assert (tmp_path / "hf" / "model.safetensors").exists() and not (tmp_path / "hf.tmp").exists()

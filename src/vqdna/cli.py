@@ -26,11 +26,11 @@ BUDGET_NAMES = ["quick", "standard", "full", "indomain", "indomain-wide", "indom
 
 
 def cmd_train_tokenizer(a):
-    from .config import tokenizer_quantizer
+    from .config import Flags, tokenizer_quantizer
     from .tokenizers.training import train_tokenizer
 
     quantizer = a.quantizer or tokenizer_quantizer(a.config) or "hrq"  # the flag, else the config's, else hrq
-    m = train_tokenizer(_fasta(a.fasta), out=a.out, quantizer=quantizer, config=a.config,
+    m = train_tokenizer(_fasta(a.fasta), out=a.out, quantizer=quantizer, config=a.config, overrides=Flags(),
                         max_steps=a.max_steps, resume=a.resume, device=a.device)
     keys = [k for k in m if k.startswith(("recon_accuracy", "usage", "perplexity"))]
     print(f"saved tokenizer to {a.out}: " + ", ".join(f"{k}={m[k]:.4f}" for k in keys))
@@ -232,8 +232,10 @@ def add_data_corpus_arguments(p: argparse.ArgumentParser) -> None:
 def pretrain_overrides(a) -> dict:
     """The stage-2 config fields ``vqdna pretrain``'s flags set (None = not given: the YAML's or
     the preset's value stays; a given flag wins over the YAML, :class:`vqdna.config.StageSpec`)."""
-    return dict(position_embedding=a.position_embedding, max_length=a.max_length, seq_length=a.seq_length,
-                gradient_checkpointing=True if a.gradient_checkpointing else None)
+    from .config import Flags
+
+    return Flags(position_embedding=a.position_embedding, max_length=a.max_length, seq_length=a.seq_length,
+                 gradient_checkpointing=True if a.gradient_checkpointing else None)
 
 
 def cmd_pretrain(a):
@@ -249,15 +251,14 @@ def cmd_pretrain(a):
 def finetune_recipe(a):
     """The :class:`~vqdna.config.FinetuneConfig` of ``vqdna finetune``: ``--config``, then the
     flags (a flag not given keeps the YAML's / recipe's value)."""
-    from .config import finetune_config
+    from .config import Flags, finetune_config
 
-    return finetune_config(a.config, lr=a.lr, epochs=a.epochs, patience=a.patience, max_train=a.max_train,
-                           method=a.method,
-                           lora_dropout=a.lora_dropout, batch_size=a.batch_size, pooling=a.pooling,
-                           unfreeze_tokenizer=True if a.unfreeze_tokenizer else None, max_length=a.max_length,
-                           gradient_checkpointing=True if a.gradient_checkpointing else None,
-                           shift_augment=True if a.shift_augment else None,
-                           shift_average=True if a.shift_average else None)
+    return finetune_config(a.config, Flags(
+        lr=a.lr, epochs=a.epochs, patience=a.patience, max_train=a.max_train, method=a.method,
+        lora_dropout=a.lora_dropout, batch_size=a.batch_size, pooling=a.pooling,
+        unfreeze_tokenizer=True if a.unfreeze_tokenizer else None, max_length=a.max_length,
+        gradient_checkpointing=True if a.gradient_checkpointing else None,
+        shift_augment=True if a.shift_augment else None, shift_average=True if a.shift_average else None))
 
 
 def cmd_finetune(a):
@@ -430,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, help="language model folder from `vqdna pretrain`, or a shipped model's name (`vqdna models`)")
     s.add_argument("--task", required=True, help="folder with train.csv, dev.csv, test.csv (sequence,label)")
     s.add_argument("--out", required=True)
-    s.add_argument("--seeds", type=int, default=3, help="runs with seeds 0..N-1; mean and std are reported")
+    s.add_argument("--seeds", type=flag_rule("seeds"), default=3, help="runs with seeds 0..N-1; mean and std are reported")
     s.add_argument("--grid", action="store_true", help="grid lr x LoRA dropout x epochs, chosen on dev")
     s.add_argument("--config", default="cpu",
                    help="recipe: cpu (default: every LM weight trains, lr 1e-3, mean+max pooling, up to 15 "
@@ -492,8 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("export-hf", help="a folder that transformers loads without vqdna (trust_remote_code)")
     s.add_argument("--model", required=True, help="a model folder or a shipped model's name (`vqdna models`)")
-    s.add_argument("--out", required=True, help="the folder to write (refused if it exists, unless --overwrite)")
-    s.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    s.add_argument("--out", required=True, help="the folder to write (refused if it holds files, unless --overwrite)")
     s.set_defaults(func=cmd_export_hf)
 
     s = sub.add_parser("analyze", help="Sec. 4.4: linear probe, Grad-CAM of codes, UMAP and code-space numbers")
@@ -545,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(vqdna.benchmark.budgets; results.md lists every number)")
     s.add_argument("--out", required=True, help="results folder; rerun with the same --out to resume")
     s.add_argument("--work", help="folder for tokenizers, code stores and models (default: OUT/work)")
-    s.add_argument("--seeds", type=int, help="override the budget's fine-tuning seeds")
+    s.add_argument("--seeds", type=flag_rule("seeds"), help="override the budget's fine-tuning seeds")
     s.add_argument("--max-train", type=int, help="override the budget's training rows per task")
     s.add_argument("--small-task-rows", type=int,
                    help="give --seeds (the budget's seeds) only to tasks with at most this many training rows and "
@@ -584,7 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="baseline_command", required=True)
     s = base.add_parser("cnn", help="a ~0.5M-parameter 1D CNN trained from scratch on one-hot DNA")
     s.add_argument("--task", required=True, help="folder with train.csv, dev.csv, test.csv (sequence,label)")
-    s.add_argument("--seeds", type=int, default=1, help="runs with seeds 0..N-1; mean and std are reported")
+    s.add_argument("--seeds", type=flag_rule("seeds"), default=1, help="runs with seeds 0..N-1; mean and std are reported")
     s.add_argument("--max-train", type=int, help="train on a stratified subsample of N rows (the benchmark's rows)")
     s.add_argument("--epochs", type=int, help="maximum epochs (default 15; early stopping on dev)")
     s.add_argument("--out", help="write the full result (every seed, config) to this JSON file")
@@ -592,7 +592,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_baseline_cnn)
+    for parser in (*sub.choices.values(), *data.choices.values()):
+        if parser.prog.split(" ", 1)[1] in OVERWRITE:
+            parser.add_argument("--overwrite", action="store_true",
+                                help="write into --out although it already holds files (they are replaced)")
     return p
+
+
+def flag_rule(name: str, kind: type = int):
+    """An argparse ``type`` for a flag that is no config field (``--seeds``): the rule that
+    :data:`vqdna.config.RANGES` holds for ``name``, so it fails at parsing, naming the flag."""
+    def convert(text: str):
+        from .config import check_value
+
+        try:
+            value = kind(text)
+        except ValueError:
+            value = text
+        try:
+            return check_value(name, value, f"flag --{name.replace('_', '-')}", kind)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = kind.__name__  # argparse names the type in its messages
+    return convert
 
 
 # ---------------------------------------------------------------- before any work: inputs and outputs
@@ -606,6 +629,10 @@ OUTPUTS = {
     "decode": [("out", "file")], "predict": [("out", "file")], "embed": [("out", "file")],
     "baseline cnn": [("out", "file")], "export-hf": [("out", "folder")],
 }
+# commands that continue into their own --out by design (each step skips what is there): no --overwrite
+CONTINUES = {"benchmark", "demo"}
+# commands whose output folder must be empty (or new) unless --overwrite (or --resume, where there is one)
+OVERWRITE = {c for c, outs in OUTPUTS.items() if ("out", "folder") in outs} - CONTINUES
 LOCKED = {"train-tokenizer", "tokenize", "pretrain", "finetune", "benchmark", "demo", "data nextstrain", "analyze",
           "data species", "data corpus"}
 # folders a command loads a model or tokenizer from (checked: intact JSON and safetensors, no pickle)
@@ -665,9 +692,27 @@ def check_outputs(a) -> list[Path]:
         if path is None:
             continue
         check_writable(path, file=kind == "file")
+        if kind == "folder" and attr == "out" and cmd in OVERWRITE:
+            check_not_overwriting(a, Path(path))
         if kind == "folder" and attr == "out" and cmd in LOCKED:
             folders.append(Path(path))
     return folders
+
+
+def check_not_overwriting(a, folder: Path) -> None:
+    """An output folder that already holds files is written into only with ``--overwrite``, or with
+    ``--resume`` (continuing one's own run is no overwrite): a second run never replaces a result
+    without a word."""
+    from .io import LOCK_NAME
+
+    if getattr(a, "overwrite", False) or getattr(a, "resume", False) or not folder.is_dir():
+        return
+    held = sorted(f.name for f in folder.iterdir() if f.name != LOCK_NAME)
+    if held:
+        resume = " (or --resume to continue its run)" if hasattr(a, "resume") else ""
+        raise FileExistsError(f"{folder}: output folder already holds {', '.join(held[:3])}"
+                              f"{' and more' if len(held) > 3 else ''}; give --overwrite to replace what "
+                              f"`vqdna {command_name(a)}` writes there{resume}, or another --out")
 
 
 def _rank() -> int:

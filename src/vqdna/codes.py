@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .io import JsonObject, atomic_file, read_json, weights_sha256
+from .io import FileFormatError, JsonObject, atomic_file, read_json, weights_sha256
 from .sequence import alphabet
 from .sequence.fasta import encode_record, fasta_paths, read_fasta
 from .tokenizers.base import GenomeTokenizer
@@ -392,6 +392,55 @@ def write_codes(tokenizer: GenomeTokenizer, fasta, out: str | Path, *, tokenizer
     return manifest
 
 
+_RECORD_FIELDS = {"file": (int, str), "name": str, "offset": int, "length": int, "nucleotides": int,
+                  "non_acgt": list}
+
+
+def _check_manifest(path: Path, man: dict) -> None:
+    """The typed fields of a finished manifest, checked before any record is read: the tokenizer's
+    vocabulary, the level files, the totals, and every record (fields of their types, lengths >= 0,
+    offsets back to back adding up to ``total_tokens``). A damaged or hand-edited manifest is a
+    ``FileFormatError`` naming the file and the field, not a TypeError half-way through a run."""
+    def bad(what: str):
+        return FileFormatError(f"{path}: {what}; the file is damaged or hand-edited")
+
+    def count(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    tok = man["tokenizer"]
+    if not isinstance(tok, dict) or not isinstance(tok.get("vocab_sizes"), list) \
+            or not all(count(v) and v > 0 for v in tok["vocab_sizes"]):
+        raise bad(f"tokenizer.vocab_sizes {tok.get('vocab_sizes') if isinstance(tok, dict) else tok!r} "
+                  f"is not a list of positive integers")
+    levels = man["levels"]
+    if not isinstance(levels, list) or len(levels) != len(tok["vocab_sizes"]) \
+            or not all(isinstance(f, str) and f and Path(f).name == f for f in levels):
+        raise bad(f"levels {levels!r} are not one file name per tokenizer level")
+    if not count(man["total_tokens"]):
+        raise bad(f"total_tokens {man['total_tokens']!r} is not an integer >= 0")
+    records, files = man["records"], man.get("files", [])
+    if not isinstance(records, list) or not isinstance(files, list):
+        raise bad("records and files must be lists")
+    offset = 0
+    for i, r in enumerate(records):
+        if not isinstance(r, dict):
+            raise bad(f"record {i} is not an object")
+        for key, kind in _RECORD_FIELDS.items():
+            v = r[key]
+            if not isinstance(v, kind) or isinstance(v, bool) or (kind is int and v < 0):
+                raise bad(f"record {i}: field {key!r} = {v!r} is not {'an integer >= 0' if kind is int else 'valid'}")
+        if not all(isinstance(run, list) and len(run) == 3 and count(run[0]) and count(run[1])
+                   and isinstance(run[2], str) for run in r["non_acgt"]):
+            raise bad(f"record {i}: non_acgt is not a list of [start, length, letters] runs")
+        if r["offset"] != offset:
+            raise bad(f"record {i}: offset {r['offset']} does not follow the record before it (expected {offset})")
+        if isinstance(r["file"], int) and r["file"] >= len(files):
+            raise bad(f"record {i}: file {r['file']} is not in files (of {len(files)})")
+        offset += r["length"]
+    if offset != man["total_tokens"]:
+        raise bad(f"records hold {offset:,} tokens, total_tokens says {man['total_tokens']:,}")
+
+
 class CodeStore:
     """Read side: memory-mapped code arrays of one code folder."""
 
@@ -406,6 +455,7 @@ class CodeStore:
         if not self.manifest.get("complete"):
             raise ValueError(f"{man}: tokenization did not finish; rerun `vqdna tokenize ... --resume`")
         n = self.manifest["total_tokens"]
+        _check_manifest(man, self.manifest)
         self.levels = []
         for f in self.manifest["levels"]:
             fp = self.path / f
@@ -442,9 +492,7 @@ def decode_codes(tokenizer: GenomeTokenizer, codes_dir, out_fasta, *, line_width
     The stored non-ACGT runs are put back, so N and IUPAC letters come out as they went in.
     """
     store = CodeStore(codes_dir)
-    out_fasta = Path(out_fasta)
-    tmp = out_fasta.with_name(out_fasta.name + ".tmp")
-    with open(tmp, "w") as f:
+    with atomic_file(out_fasta) as f:  # a failed run leaves no FASTA, not even half of one
         for i in tqdm(range(len(store.records)), desc="decode", disable=not progress):
             rec = store.records[i]
             codes = store.record_codes(i)
@@ -456,5 +504,4 @@ def decode_codes(tokenizer: GenomeTokenizer, codes_dir, out_fasta, *, line_width
             f.write(f">{rec['name']}\n")
             for s in range(0, len(seq), line_width):
                 f.write(seq[s:s + line_width] + "\n")
-    os.replace(tmp, out_fasta)
     return len(store.records)

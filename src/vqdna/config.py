@@ -111,7 +111,10 @@ def _hrq_overrides(model: dict) -> dict:
     return dict(levels=(depth // 2, depth), codebook_sizes=(k, 2 * k), beta=0.9)
 
 
-def _coerce(cls, values: dict):
+def _coerce(cls, values: dict, origins: dict | None = None, start: str | None = None):
+    """``cls(**values)`` (lists become tuples), remembering where each value came from
+    (``origins``: field -> "file, key ...", "--flag", ...; ``start``: the preset the rest came
+    from) for the messages of :func:`check_fields`. Unknown fields are an error."""
     known = {f.name: f for f in fields(cls)}
     unknown = set(values) - set(known)
     if unknown:
@@ -120,7 +123,132 @@ def _coerce(cls, values: dict):
     for k, v in values.items():
         default = known[k].default
         out[k] = tuple(v) if isinstance(default, tuple) and isinstance(v, list) else v
-    return cls(**out)
+    config = cls(**out)
+    config.__dict__["_origins"] = dict(origins or {})  # not a field: to_dict, == and replace ignore it
+    config.__dict__["_start"] = start
+    return config
+
+
+# ---------------------------------------------------------------- every field: type and range, in one place
+
+
+class ConfigError(ValueError):
+    """A config value of the wrong type or out of range; the one-line message names the field,
+    the value, what is allowed and where the value came from (file and key, flag or argument)."""
+
+
+class Flags(dict):
+    """Overrides that came from command-line flags: messages name them as flags (``--max-steps``).
+    Keyword values given alongside a ``Flags`` layer (``pretrain(max_steps=...)``) count as flags too."""
+
+
+def _at_least(n):
+    return (lambda v: v >= n), f">= {n}"
+
+
+_POSITIVE = (lambda v: v > 0), "> 0"
+_SHARE = (lambda v: 0 <= v < 1), "in [0, 1)"
+_FRACTION = (lambda v: 0 <= v <= 1), "in [0, 1]"
+
+# The range of every numeric field (by name: a name means the same in every stage), and of the
+# flags that are no config field (``--seeds``). A tuple field's rule holds for each element.
+# Why these bounds: a count of steps, epochs, rows or tokens below 1 trains nothing (or divides
+# by zero); a learning rate of 0 trains nothing and still looks finished; dropouts and shares
+# are probabilities.
+RANGES: dict[str, tuple] = {
+    **dict.fromkeys(["max_steps", "batch_size", "epochs", "seeds", "seq_length", "short_length", "long_length",
+                     "max_length", "num_hidden_layers", "num_attention_heads", "max_position_embeddings", "stem_dim", "dim", "depth", "kernel_size", "mlp_ratio", "codebook_sizes",
+                     "levels", "kmeans_iters", "kmeans_repeats", "kmeans_samples", "reseed_every", "val_block",
+                     "eval_every", "eval_windows", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                     "grad_accum", "lora_r", "lora_alpha", "eval_batch_size", "grid_epochs", "stride"],
+                    _at_least(1)),
+    **dict.fromkeys(["seed", "warmup_steps", "window_stride", "checkpoint_every", "skip_n_runs", "patience",
+                     "max_train", "weight_decay", "beta", "layer_scale", "dead_code_threshold"], _at_least(0)),
+    **dict.fromkeys(["lr", "grid_lr", "ema_eps", "span_mean"], _POSITIVE),
+    **dict.fromkeys(["hidden_dropout", "attention_dropout", "lora_dropout", "head_dropout", "grid_dropout",
+                     "val_fraction", "ema_decay", "betas"], _SHARE),
+    **dict.fromkeys(["min_lr_ratio", "warmup_ratio"], _FRACTION),
+    "val_every": _at_least(2),  # every val_every-th block is held out: 1 would hold out everything
+}
+
+_KINDS = {"int": (int, "an integer"), "float": (float, "a number"), "str": (str, "a string"),
+          "bool": (bool, "true or false")}
+
+
+def _kind_of(field) -> tuple[type, str, bool]:
+    """(element type, its name, is a tuple) of a dataclass field, from its annotation (tuple
+    fields: the type of their default's elements)."""
+    if field.type == "tuple":
+        kind, text = _KINDS[type(field.default[0]).__name__]
+        return kind, text, True
+    kind, text = _KINDS[field.type]
+    return kind, text, False
+
+
+def _checked_scalar(name: str, value, kind: type):
+    """``value`` as a ``kind`` (an int is a float too; so is a number YAML 1.1 reads as a string,
+    ``1e-3``), or a str saying what is wrong."""
+    if kind is float and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None, "not a number"
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)) \
+            or (kind is float and value != value):
+        return None, "wrong type"
+    test, _ = RANGES.get(name, (None, ""))
+    if test is not None and not test(value):
+        return None, "out of range"
+    return value, ""
+
+
+def allowed(name: str, kind: type = int, many: bool = False) -> str:
+    """What ``name`` may hold, in words: "an integer >= 1", "a list of numbers > 0"."""
+    text = _KINDS[kind.__name__][1]
+    rule = RANGES.get(name, (None, ""))[1]
+    return (f"a list of {text.split(' ', 1)[1]}s" if many else text) + (f" {rule}" if rule else "")
+
+
+def check_value(name: str, value, where: str, kind: type = int, *, many: bool = False, stage: str = ""):
+    """``value`` checked against the type and range of ``name`` (normalised: an int given for a
+    float is a float, a list a tuple); a :class:`ConfigError` naming ``where`` it came from otherwise."""
+    items = value if many else (value,)
+    if many and not (isinstance(value, (list, tuple)) and value):
+        items = None
+    out = []
+    for item in items or ():
+        v, problem = _checked_scalar(name, item, kind)
+        if problem:
+            items = None
+            break
+        out.append(v)
+    if items is None:
+        what = f"{stage} config: " if stage else ""
+        raise ConfigError(f"{what}{name} = {value!r} (from {where}): must be {allowed(name, kind, many)}")
+    return tuple(out) if many else out[0]
+
+
+def origin(config, name: str) -> str:
+    """Where a config field's value came from: "file.yaml, key train.max_steps", "--epochs",
+    "keyword argument lr", "preset tiny", or "the default" (a config built without StageSpec)."""
+    given = config.__dict__.get("_origins", {}).get(name)
+    return given or config.__dict__.get("_start") or "the default"
+
+
+def given(config, name: str) -> bool:
+    """Whether a config field was set by a YAML file, a flag or an argument (not by its preset)."""
+    return name in config.__dict__.get("_origins", {})
+
+
+def check_fields(config, stage: str = "") -> None:
+    """Check (and normalise) the type and range of every field of a stage config, before any
+    work: the one rule for YAML, presets, flags, library overrides and files that hold a config."""
+    for f in fields(config):
+        kind, _, many = _kind_of(f)
+        value = check_value(f.name, getattr(config, f.name), origin(config, f.name), kind, many=many, stage=stage)
+        setattr(config, f.name, value)
 
 
 def tokenizer_configs(name_or_path: str | None = None, quantizer: str | None = None, overrides: dict | None = None,
@@ -132,7 +260,12 @@ def tokenizer_configs(name_or_path: str | None = None, quantizer: str | None = N
     ``quantizer`` (vq | hrq) is a flag like any other: given, it wins over the YAML's
     ``model: {quantizer: ...}``; None = the YAML's, else vq. HRQ starts from the preset's HRQ sizes.
     """
-    return TOKENIZER_STAGE.build(name_or_path, overrides, dict(flags, quantizer=quantizer))
+    return TOKENIZER_STAGE.build(name_or_path, overrides, _like(overrides, dict(flags, quantizer=quantizer)))
+
+
+def _like(overrides: dict | None, values: dict) -> dict:
+    """Keyword values that come with ``overrides``: flags too when ``overrides`` are (:class:`Flags`)."""
+    return Flags(values) if isinstance(overrides, Flags) else values
 
 
 def _tokenizer_start(start: dict, given: dict, overrides: dict) -> dict:
@@ -154,7 +287,10 @@ def tokenizer_quantizer(name_or_path: str) -> str | None:
 
 def validate_tokenizer_config(c: TokenizerConfig, train: TokenizerTrainConfig | None = None) -> None:
     """Raises ValueError for a stage-1 model config that cannot be built (``train``: its windows
-    must hold whole tokens)."""
+    must hold whole tokens; :class:`ConfigError` for a field's type or range)."""
+    check_fields(c, "tokenizer")
+    if train is not None:
+        check_fields(train, "tokenizer")
     if c.quantizer not in ("vq", "hrq"):
         raise ValueError(f"quantizer must be 'vq' or 'hrq', not {c.quantizer!r}")
     if len(c.levels) != len(c.codebook_sizes):
@@ -181,8 +317,13 @@ def to_dict(obj) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-def from_dict(cls, d: dict):
-    return _coerce(cls, {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}})
+def from_dict(cls, d: dict, where: str | None = None):
+    """``cls`` from a dict a file holds (unknown keys dropped: fields removed since); ``where``
+    ("tok/config.json, key model") names the file in the messages of :func:`check_fields`."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping of fields, not {d!r}")
+    values = {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}
+    return _coerce(cls, values, {k: f"{where}.{k}" for k in values} if where else None)
 
 
 def save_yaml(path, **sections) -> None:
@@ -281,7 +422,7 @@ def lm_configs(name_or_path: str | None = None, overrides: dict | None = None,
     """The stage-2 configs from a preset (tiny | small | base; None = tiny) or a YAML file
     (``preset: small``, ``model: {...}``, ``train: {...}``), then ``overrides`` and then ``flags``
     (field -> value of either config; None = not given)."""
-    return LM_STAGE.build(name_or_path, overrides, flags)
+    return LM_STAGE.build(name_or_path, overrides, _like(overrides, flags))
 
 
 # positions of the language model (LMConfig.position_embedding; absolute is BERT's and the default)
@@ -291,6 +432,10 @@ LONG_MAX_LENGTH = 131_072  # rotary / ALiBi: a bound against typos; 32,768 is wh
 
 
 def validate_lm_config(m: LMConfig, t: LMTrainConfig | None = None) -> None:
+    """Raises ValueError (:class:`ConfigError` for a field's type or range) for a stage-2 config that cannot run."""
+    check_fields(m, "language model")
+    if t is not None:
+        check_fields(t, "language model")
     if m.hidden_size % m.num_heads:
         raise ValueError(f"hidden_size {m.hidden_size} must be a multiple of num_heads {m.num_heads}")
     if m.input_mode not in ("auto", "codebook", "learned"):
@@ -391,22 +536,31 @@ FINETUNE_PRESETS: dict[str, dict] = {
 FINETUNE_METHODS = ("lora", "lora+embed", "full", "head")  # FinetuneConfig.method
 
 
-def finetune_config(name_or_path: str | None = None, **overrides) -> FinetuneConfig:
+def finetune_config(name_or_path: str | None = None, *layers: dict, **overrides) -> FinetuneConfig:
     """A :class:`FinetuneConfig` from a recipe (``cpu`` | ``paper``; None = ``cpu``) or a YAML file
-    (``preset: cpu`` plus fields), then ``overrides`` (None values are ignored: flags not given)."""
-    return FINETUNE_STAGE.build(name_or_path, overrides)[0]
+    (``preset: cpu`` plus fields), then ``layers`` (dicts of overrides, e.g. :class:`Flags`) and
+    ``overrides`` (None values are ignored: flags not given)."""
+    return FINETUNE_STAGE.build(name_or_path, *layers, overrides)[0]
 
 
 def validate_finetune_config(c: FinetuneConfig) -> None:
-    """Raises ValueError for a stage-3 recipe that cannot run."""
+    """Raises ValueError (:class:`ConfigError` for a field's type or range) for a stage-3 recipe that cannot run."""
+    check_fields(c, "fine-tuning")
     if c.method not in FINETUNE_METHODS:
         raise ValueError(f"method must be one of {FINETUNE_METHODS}, not {c.method!r}")
     if c.pooling not in ("", "mean", "cls", "meanmax"):
         raise ValueError(f"pooling must be '' (the LM's), 'mean', 'cls' or 'meanmax', not {c.pooling!r}")
     if c.decay not in ("linear", "cosine"):
         raise ValueError(f"decay must be 'linear' or 'cosine', not {c.decay!r}")
-    if not isinstance(c.patience, int) or c.patience < 0:
-        raise ValueError(f"patience must be an integer >= 0 (0 = no early stopping), not {c.patience!r}")
+
+
+def check_finetune_length(c: FinetuneConfig, longest: int, model) -> None:
+    """A ``max_length`` that a YAML, a flag or an argument gave must fit the language model
+    (``longest`` tokens: the rows of an absolute position table, the length a rotary / ALiBi LM
+    was built for); the recipe's own 512 is capped to a shorter LM's without a word (train_one)."""
+    if given(c, "max_length") and c.max_length > longest:
+        raise ConfigError(f"fine-tuning config: max_length = {c.max_length} (from {origin(c, 'max_length')}): "
+                          f"must be at most {longest}, the longest input the language model {model} takes")
 
 
 # ============================================================ one way to build every stage's configs
@@ -455,7 +609,10 @@ class StageSpec:
         if not p.exists():
             raise FileNotFoundError(f"{self.stage} config {str(name_or_path)!r} is neither a {self.noun} "
                                     f"{sorted(self.presets)} nor a file")
-        spec = yaml.safe_load(p.read_text()) or {}
+        try:
+            spec = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML ({' '.join(str(e).split())})") from None
         if not isinstance(spec, dict):
             raise ValueError(f"{p}: expected a mapping (preset: {self.default}, ...)")
         preset = spec.pop("preset", self.default)
@@ -494,16 +651,30 @@ class StageSpec:
         start = {"": start} if self.flat else start
         if self.prepare is not None:
             start = self.prepare(start, given, routed)
-        configs = tuple(_coerce(cls, {**start.get(s, {}), **given[s], **routed[s]})
+        origins = self.origins(name_or_path, given, *overrides)
+        configs = tuple(_coerce(cls, {**start.get(s, {}), **given[s], **routed[s]}, origins, f"{self.noun} {preset}")
                         for s, cls in self.sections.items())
         self.validate(*configs)
         return configs
+
+    @staticmethod
+    def origins(name_or_path, given: dict, *overrides: dict | None) -> dict:
+        """field -> where its value came from, for the messages: the YAML file and key, the flag
+        (a :class:`Flags` layer) or the argument (any other override; the last one given wins)."""
+        out = {k: f"{name_or_path}, key {s + '.' if s else ''}{k}" for s, values in given.items() for k in values}
+        for layer in overrides:
+            for k, v in (layer or {}).items():
+                if v is not None:
+                    out[k] = f"flag --{k.replace('_', '-')}" if isinstance(layer, Flags) else f"argument {k}"
+        return out
 
     def override(self, configs: tuple, *overrides: dict | None) -> tuple:
         """``configs`` (one per section) with ``overrides`` applied by the rule of :meth:`build`,
         validated: for a start that is no preset (the benchmark budgets' FinetuneConfig defaults)."""
         routed = self.route(*overrides)
-        out = tuple(_coerce(cls, {**dataclasses.asdict(c), **routed[s]})
+        origins = self.origins(None, {}, *overrides)
+        out = tuple(_coerce(cls, {**dataclasses.asdict(c), **routed[s]}, {**c.__dict__.get("_origins", {}), **origins},
+                            c.__dict__.get("_start"))
                     for (s, cls), c in zip(self.sections.items(), configs))
         self.validate(*out)
         return out

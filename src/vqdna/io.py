@@ -6,8 +6,9 @@
 * :func:`file_sha256`, :func:`weights_sha256`: a file's hash; a model or tokenizer folder's identity.
 * :func:`check_safetensors` / :func:`load_safetensors`: a truncated or garbage ``.safetensors``
   file is a :class:`FileFormatError` naming it, found from the header and the file size before
-  any tensor is read. :func:`check_model_folder` checks a model or tokenizer folder that way and
+  any tensor is read; :func:`check_tensors`: every tensor a model needs is there with its shape. :func:`check_model_folder` checks a model or tokenizer folder that way and
   refuses a pickle checkpoint (``pytorch_model.bin``), which is never loaded.
+* :func:`staged`: a result folder written aside and moved into place only when complete.
 * :func:`check_writable`: an output folder (or an output file's folder) can be written, checked
   before a command starts its work.
 * :class:`OutputLock`: one writer per output folder. ``<folder>/.vqdna.lock`` holds the holder's
@@ -27,6 +28,7 @@ import hashlib
 from contextlib import contextmanager
 import json
 import os
+import shutil
 import socket
 import struct
 import sys
@@ -34,7 +36,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["FileFormatError", "LockError", "OutputLock", "check_model_folder", "check_safetensors",
-           "check_writable", "file_sha256", "load_safetensors", "read_json", "weights_sha256",
+           "check_tensors", "check_writable", "model_shapes", "staged", "file_sha256", "load_safetensors", "read_json", "weights_sha256",
            "write_json_atomic"]
 
 LOCK_NAME = ".vqdna.lock"
@@ -116,6 +118,28 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", **kwargs):
         raise
 
 
+@contextmanager
+def staged(out, last: str = "config.json"):
+    """A folder ``out/.staged.tmp`` to write a result into; when the block ends without an error its
+    entries replace ``out``'s of the same name, ``last`` after the others (``out``'s old ``last``
+    goes first, so a half-replaced folder is no model folder), and on an error it is removed: a
+    failed command leaves no file that a later command would take for its result."""
+    out = Path(out)
+    stage = out / ".staged.tmp"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    try:
+        yield stage
+        (out / last).unlink(missing_ok=True)
+        for f in sorted(stage.iterdir(), key=lambda f: f.name == last):
+            dst = out / f.name
+            if dst.is_dir() and not dst.is_symlink():
+                shutil.rmtree(dst)
+            os.replace(f, dst)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
     """Write JSON to ``path`` through a temporary file and ``os.replace``."""
     with atomic_file(path) as f:
@@ -186,6 +210,46 @@ def check_safetensors(path: str | os.PathLike) -> dict:
     if 8 + n + end != size:
         raise bad(f"{size:,} bytes, its header describes {8 + n + end:,}")
     return tensors
+
+
+def model_shapes(make, described_by: str | os.PathLike) -> dict:
+    """name -> shape of every tensor of the model ``make()`` builds from the config file
+    ``described_by``, built on torch's meta device (no memory, no time). A config the model
+    cannot be built from (a damaged or hand-edited file: a string for a size, a negative size)
+    is a :class:`FileFormatError` naming the file."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = make()
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError, ArithmeticError) as e:
+        raise FileFormatError(f"{described_by}: describes no model that can be built ({type(e).__name__}: {e}); "
+                              f"the file is damaged or hand-edited") from None
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def check_tensors(path: str | os.PathLike, expected: dict, *, described_by: str | os.PathLike) -> None:
+    """Check from its header that the safetensors file ``path`` holds exactly the tensors
+    ``expected`` (name -> shape) that the config ``described_by`` makes a model of; else a
+    :class:`FileFormatError` naming both files. A loader that skipped this would fail with a raw
+    RuntimeError, or (transformers' ``from_pretrained``) initialise a missing tensor at random and
+    present an untrained model as trained."""
+    header = check_safetensors(path)
+    missing = sorted(set(expected) - set(header))
+    unexpected = sorted(set(header) - set(expected))
+    wrong = [k for k in expected if k in header and header[k].get("shape") != list(expected[k])]
+    if not (missing or unexpected or wrong):
+        return
+
+    def few(names):
+        return ", ".join(repr(n) for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+    problems = ([f"no tensor {few(missing)}"] if missing else []) + \
+        ([f"unexpected tensor {few(unexpected)}"] if unexpected else []) + \
+        [f"tensor {wrong[0]!r} has shape {header[wrong[0]].get('shape')}, expected {list(expected[wrong[0]])}"
+         if wrong else ""]
+    raise FileFormatError(f"{path}: {'; '.join(p for p in problems if p)} (the model {described_by} describes); "
+                          f"the file is damaged or hand-edited, or the two files do not belong together")
 
 
 def load_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict:

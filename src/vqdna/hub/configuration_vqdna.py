@@ -68,6 +68,11 @@ class VQDNAConfig(PretrainedConfig):
         self._validate()
 
     def _validate(self) -> None:
+        for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                     "max_position_embeddings"):  # a config.json read back may hold anything
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} = {v!r} (from the model config): must be an integer >= 1")
         if self.input_mode not in ("codebook", "learned", "encoder"):
             raise ValueError(f"input_mode must be 'codebook', 'learned' or 'encoder', not {self.input_mode!r}")
         if self.input_mode in ("codebook", "encoder") and not self.codebook_dim:

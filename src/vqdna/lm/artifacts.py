@@ -12,6 +12,7 @@ each other:
 * :func:`copy_tokenizer`, :func:`save_tokenizer`: the ``tokenizer/`` subfolder, written atomically
 * :func:`resolve_model`: a shipped model's name (``hrq-cpu-v1``) as its hash-checked folder
 * :func:`save_model`: ``config.json`` + ``model.safetensors``, written atomically
+* :func:`check_model_files`: every file of a model folder checked before any work
 * :func:`load_backbone`, :func:`load_classifier`, :func:`backbone_weights`: reading a model back
 """
 from __future__ import annotations
@@ -22,7 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..hub.shipped import resolve_model  # noqa: F401 (a model folder or a shipped model's name)
-from ..io import check_model_folder, load_safetensors, read_json, weights_sha256
+from ..io import (FileFormatError, check_model_folder, check_tensors, load_safetensors, model_shapes, read_json,
+                  weights_sha256)
 from ..tokenizers.base import GenomeTokenizer
 from ..hub.modeling_vqdna import VQDNAConfig, VQDNAForMaskedLM, VQDNAForSequenceClassification, VQDNAModel
 
@@ -40,6 +42,7 @@ def check_tokenizer(path, expected_sha256: str | None, *, recorded: str = "the c
     (``expected_sha256``; None or "": nothing was recorded, nothing to check)."""
     if not expected_sha256:
         return
+    check_model_folder(path)  # a damaged file is named as damaged, not as "another tokenizer"
     got = tokenizer_sha256(path)
     if got != expected_sha256:
         raise ValueError(f"{path}: tokenizer sha256 {got[:12]}... does not match {recorded} "
@@ -47,11 +50,13 @@ def check_tokenizer(path, expected_sha256: str | None, *, recorded: str = "the c
 
 
 def open_tokenizer(path, expected_sha256: str | None, **why) -> GenomeTokenizer:
-    """The tokenizer in folder ``path``, after :func:`check_tokenizer` (``why``: its wording)."""
+    """The tokenizer in folder ``path``, loaded (so every file is checked: a damaged one is named
+    as damaged), then :func:`check_tokenizer` (``why``: its wording)."""
     from ..tokenizers import load_tokenizer
 
+    tokenizer = load_tokenizer(path)
     check_tokenizer(path, expected_sha256, **why)
-    return load_tokenizer(path)
+    return tokenizer
 
 
 def load_model_tokenizer(model_dir) -> GenomeTokenizer:
@@ -140,26 +145,63 @@ def backbone_weights(model_dir) -> dict:
     return backbone
 
 
-def load_backbone(model_dir) -> VQDNAModel:
-    """The encoder (embeddings + BERT) of a pre-trained or fine-tuned model folder."""
+def model_class(cfg: VQDNAConfig) -> type:
+    """The model class a folder's config names (``architectures``): a classifier or the masked LM."""
+    arch = (cfg.architectures or ["VQDNAForMaskedLM"])[0]
+    return VQDNAForSequenceClassification if arch == "VQDNAForSequenceClassification" else VQDNAForMaskedLM
+
+
+@contextmanager
+def _reading(cfg_file: Path):
+    """transformers reading a model folder back: after the file checks, what can still fail is a
+    value of ``config.json`` of a type it does not expect; its errors (which name no file, and are
+    of many classes) become a ``FileFormatError`` naming the file."""
+    try:
+        with _quiet_transformers():
+            yield
+    except (FileFormatError, FileNotFoundError):
+        raise
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        raise FileFormatError(f"{cfg_file}: not a model config vqdna can read ({type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:300]}); the file is damaged or hand-edited") from None
+
+
+def check_model_files(model_dir) -> VQDNAConfig:
+    """Every file a model folder's readers open, checked before any work; returns its config.
+    ``config.json`` must build a model, ``model.safetensors`` hold every tensor of that model with
+    its shape and no other (:func:`vqdna.io.check_tensors`), ``tokenizer/`` and ``metrics.json``
+    (when present) be intact. A damaged file is a ``FileFormatError`` naming it; a pickle-only
+    folder is refused (:func:`vqdna.io.check_model_folder`)."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"{model_dir}: not a model folder (no config.json)")
-    check_model_folder(model_dir)  # damaged files named here; a pickle-only folder is refused
-    cfg = VQDNAConfig.from_pretrained(model_dir)
-    arch = (cfg.architectures or ["VQDNAForMaskedLM"])[0]
-    cls = VQDNAForSequenceClassification if arch == "VQDNAForSequenceClassification" else VQDNAForMaskedLM
-    with _quiet_transformers():
-        model = cls.from_pretrained(model_dir, use_safetensors=True)
-    return model.vqdna.eval()
+    check_model_folder(model_dir)
+    cfg_file = model_dir / "config.json"
+    with _reading(cfg_file):
+        cfg = VQDNAConfig.from_pretrained(model_dir)
+        shapes = model_shapes(lambda: model_class(cfg)(cfg), cfg_file)
+    check_tensors(model_dir / "model.safetensors", shapes, described_by=cfg_file)
+    if (model_dir / "metrics.json").exists():
+        read_json(model_dir / "metrics.json")
+    return cfg
+
+
+def _load(cls, model_dir: Path):
+    """``cls.from_pretrained`` of a checked folder (safetensors only)."""
+    with _reading(model_dir / "config.json"):
+        return cls.from_pretrained(model_dir, use_safetensors=True).eval()
+
+
+def load_backbone(model_dir) -> VQDNAModel:
+    """The encoder (embeddings + BERT) of a pre-trained or fine-tuned model folder."""
+    model_dir = Path(model_dir)
+    return _load(model_class(check_model_files(model_dir)), model_dir).vqdna
 
 
 def load_classifier(model_dir) -> VQDNAForSequenceClassification:
     """The fine-tuned classifier (or regressor) of a ``vqdna finetune`` output folder."""
     model_dir = Path(model_dir)
-    cfg = read_json(model_dir / "config.json") if (model_dir / "config.json").exists() else None
-    if not isinstance(cfg, dict) or "VQDNAForSequenceClassification" not in (cfg.get("architectures") or []):
+    if not (model_dir / "config.json").exists() or \
+            model_class(check_model_files(model_dir)) is not VQDNAForSequenceClassification:
         raise ValueError(f"{model_dir}: not a fine-tuned model folder (run `vqdna finetune` first)")
-    check_model_folder(model_dir)  # damaged files named here; a pickle-only folder is refused
-    with _quiet_transformers():
-        return VQDNAForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
+    return _load(VQDNAForSequenceClassification, model_dir)

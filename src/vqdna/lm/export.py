@@ -72,7 +72,7 @@ def export_hf(name_or_dir, out, *, overwrite: bool = False) -> dict:
     model's ``README.md``) if there is one. Written in ``out.tmp`` and renamed: never half a folder."""
     src = resolve_model(name_or_dir)
     out = Path(out)
-    if out.exists() and not overwrite:
+    if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out}: exists; choose another --out or pass --overwrite")
     model, tokenizer = nucleotide_model(src)
     tmp = out.with_name(out.name + ".tmp")

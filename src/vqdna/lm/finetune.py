@@ -56,13 +56,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..config import FINETUNE_METHODS, FinetuneConfig, finetune_config, to_dict, validate_finetune_config
-from ..io import load_safetensors, read_json, write_json_atomic
+from ..config import (FINETUNE_METHODS, FinetuneConfig, check_finetune_length, check_value, finetune_config, to_dict,
+                      validate_finetune_config)
+from ..io import load_safetensors, read_json, staged, write_json_atomic
 from ..metrics import primary_metric, score, summarize_seeds
 from ..sequence.subsample import stratified_subsample as subsample  # the benchmark's rows
 from ..sequence.tasks import Task, load_task
 from ..train import Hooks, loop_config, setup_runtime, train_loop
-from .artifacts import backbone_weights, copy_tokenizer, load_model_tokenizer, resolve_model, save_model, save_tokenizer
+from .artifacts import (backbone_weights, check_model_files, copy_tokenizer, load_model_tokenizer, resolve_model,
+                        save_model, save_tokenizer)
 from .inference import collate, predict_codes, tokenize
 from ..hub.modeling_vqdna import POOLINGS, VQDNAConfig, VQDNAForSequenceClassification
 
@@ -338,9 +340,14 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
     t0 = time.time()
     cfg = config or finetune_config()  # the default recipe, cpu
     validate_finetune_config(cfg)
+    check_value("seeds", seeds, "argument seeds")
     model_dir, out = resolve_model(model_dir), Path(out)
     if not (model_dir / "model.safetensors").exists():
         raise FileNotFoundError(f"{model_dir}: not a model folder (no model.safetensors); run `vqdna pretrain`")
+    # every file this run reads, checked before any work (a damaged metrics.json used to fail after training)
+    lm_config = check_model_files(model_dir)
+    check_finetune_length(cfg, lm_config.max_tokens, model_dir)
+    lm_metrics = _lm_summary(model_dir)
     task = load_task(task_dir)
     metric = primary_metric(task.kind)
     tok = load_model_tokenizer(model_dir)
@@ -365,7 +372,6 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
                                           where=f"{task.splits[s].path}: row",
                                           keys=rows[s] if s == "train" else None) for s in needed}
     t_tok = time.time() - t_tok
-    out.mkdir(parents=True, exist_ok=True)
     log = print if progress else (lambda *a, **k: None)
     log(f"finetune: {task!r}; tokenizer {tok.tokenizer_type}; training on {len(train_idx)} of {len(task.train)} rows"
         f"; primary metric {metric}; method {cfg.method}")
@@ -402,30 +408,32 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
         runs.append(r)
 
     best_run = max(runs, key=lambda r: r["dev"][metric])
-    if cfg.unfreeze_tokenizer:  # the nucleotide (char) tokenizer goes beside the model
-        best_run["model"].config.tokenizer_sha256 = save_tokenizer(tok, out / "tokenizer")
-        save_model(best_run["model"], out)
-    else:
-        save_model(best_run["model"], out)
-        copy_tokenizer(model_dir / "tokenizer", out / "tokenizer", best_run["model"].config.tokenizer_sha256,
-                       recorded="the model config's", consequence="the model folder is damaged")
-    task_info = dict(name=task.name, path=str(Path(task_dir).resolve()), kind=task.kind, n_classes=task.n_classes,
-                     label_names=task.label_names, metric=metric,
-                     sizes={k: len(v) for k, v in task.splits.items()})
-    write_json_atomic(out / "task.json", task_info)
-    per_seed = [{k: v for k, v in r.items() if k != "model"} for r in runs]
-    results = dict(
-        task=task_info, model=str(model_dir.resolve()), random_init=random_init, metric=metric,
-        test={k: v for k, v in summarize_seeds([r["test"] for r in runs]).items()},
-        dev={k: v for k, v in summarize_seeds([r["dev"] for r in runs]).items()},
-        seeds=list(range(seeds)), per_seed=per_seed, saved_seed=best_run["seed"],
-        config=to_dict(cfg), grid=grid_results or None,
-        subsample=dict(max_train=cfg.max_train, train_rows=len(train_idx), of=len(task.train),
-                       stratified=True, seed=0) if len(train_idx) < len(task.train) else None,
-        train_tokens_mean=float(np.mean([codes["train"][i].shape[-1] for i in train_idx.tolist()])),
-        tokenize_time_s=t_tok, wall_time_s=time.time() - t0,
-        lm_metrics=_lm_summary(model_dir))
-    write_json_atomic(out / "results.json", results)
+    # every file is written, then moved into out together, config.json last: a failed run leaves no model
+    with staged(out) as stage:
+        if cfg.unfreeze_tokenizer:  # the nucleotide (char) tokenizer goes beside the model
+            best_run["model"].config.tokenizer_sha256 = save_tokenizer(tok, stage / "tokenizer")
+            save_model(best_run["model"], stage)
+        else:
+            save_model(best_run["model"], stage)
+            copy_tokenizer(model_dir / "tokenizer", stage / "tokenizer", best_run["model"].config.tokenizer_sha256,
+                           recorded="the model config's", consequence="the model folder is damaged")
+        task_info = dict(name=task.name, path=str(Path(task_dir).resolve()), kind=task.kind, n_classes=task.n_classes,
+                         label_names=task.label_names, metric=metric,
+                         sizes={k: len(v) for k, v in task.splits.items()})
+        write_json_atomic(stage / "task.json", task_info)
+        per_seed = [{k: v for k, v in r.items() if k != "model"} for r in runs]
+        results = dict(
+            task=task_info, model=str(model_dir.resolve()), random_init=random_init, metric=metric,
+            test={k: v for k, v in summarize_seeds([r["test"] for r in runs]).items()},
+            dev={k: v for k, v in summarize_seeds([r["dev"] for r in runs]).items()},
+            seeds=list(range(seeds)), per_seed=per_seed, saved_seed=best_run["seed"],
+            config=to_dict(cfg), grid=grid_results or None,
+            subsample=dict(max_train=cfg.max_train, train_rows=len(train_idx), of=len(task.train),
+                           stratified=True, seed=0) if len(train_idx) < len(task.train) else None,
+            train_tokens_mean=float(np.mean([codes["train"][i].shape[-1] for i in train_idx.tolist()])),
+            tokenize_time_s=t_tok, wall_time_s=time.time() - t0,
+            lm_metrics=lm_metrics)
+        write_json_atomic(stage / "results.json", results)
     s = results["test"][metric]
     log(f"finetune {task.name}: test {metric} = {s['mean']:.4f} +- {s['std']:.4f} over {seeds} seed(s) "
         f"({results['wall_time_s']:.0f}s); saved to {out}")

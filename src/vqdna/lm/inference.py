@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..io import read_json
+from ..io import atomic_file, read_json
 from ..sequence.tasks import read_sequence_csv  # the one sequence-CSV reader (also imported from here)
 from ..tokenizers.base import GenomeTokenizer
 from .artifacts import load_backbone, load_classifier, load_model_tokenizer, resolve_model
@@ -189,8 +189,7 @@ def predict(model_dir, csv_path, out_csv, *, batch_size: int = 128, device: str 
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     # class names from the task's labels.json (kept in task.json); otherwise the class ids
     names = {int(v): k for k, v in (task.get("label_names") or {}).items()}
-    tmp = out_csv.with_name(out_csv.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_file(out_csv, "w", newline="") as fh:  # a failed run leaves no CSV, not even half of one
         w = csv.writer(fh)
         if model.is_regression:
             w.writerow(["sequence", "prediction"])
@@ -202,7 +201,6 @@ def predict(model_dir, csv_path, out_csv, *, batch_size: int = 128, device: str 
             w.writerow(["sequence", "prediction"] + [f"prob_{names.get(c, c)}" for c in range(k)])
             for s, p in zip(seqs, prob):
                 w.writerow([s, names.get(int(p.argmax()), int(p.argmax()))] + [f"{x:.6f}" for x in p])
-    tmp.replace(out_csv)
     summary = {"n": len(seqs), "out": str(out_csv), "task": task.get("name")}
     if labels is not None and all(labels):
         try:
@@ -252,14 +250,8 @@ def embed(model_dir, out, *, fasta=None, csv_path=None, per_nucleotide: bool = F
 
 def _save_atomic(out: Path, write) -> None:
     """``write(file)`` into a temporary file, then rename it to ``out``: never half a result."""
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-        tmp.replace(out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(out, "wb") as fh:
+        write(fh)
 
 
 def _mean_pooled(backbone, codes, batch_size):

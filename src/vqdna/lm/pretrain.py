@@ -26,7 +26,9 @@ masks: masked accuracy and perplexity (exp of the masked cross-entropy) per leve
 Output folder: ``config.json`` + ``model.safetensors`` (``VQDNAForMaskedLM.save_pretrained``),
 ``tokenizer/`` (a copy of the tokenizer folder named in the code manifest, sha256 checked),
 ``metrics.json`` (final validation metrics, throughput, history), ``pretrain_config.yaml``,
-and ``checkpoints/`` (for ``--resume``).
+and ``checkpoints/`` (for ``--resume``; it holds the run's ``pretrain_config.yaml`` while it runs).
+These files appear together when the run completes (:func:`vqdna.lm.artifacts.staged`); a run
+that fails or stops early (``stop_at``) leaves only ``checkpoints/``.
 """
 from __future__ import annotations
 
@@ -39,13 +41,15 @@ import torch.nn as nn
 
 from ..codes import CodeStore
 from ..config import LMConfig, from_dict, lm_configs, save_yaml, to_dict, validate_lm_config
-from ..io import write_json_atomic
+from ..io import staged, write_json_atomic
 from ..tokenizers.base import GenomeTokenizer
 from ..train import Hooks, loop_config, setup_runtime, train_loop
 from .artifacts import copy_tokenizer, open_tokenizer, save_model
 from .artifacts import tokenizer_sha256  # noqa: F401 (its old import path)
 from .masking import mask_codes
 from ..hub.modeling_vqdna import CLS, VQDNAConfig, VQDNAForMaskedLM
+
+CONFIG_NAME = "pretrain_config.yaml"
 
 # ---------------------------------------------------------------- code folders and their tokenizer
 
@@ -312,17 +316,11 @@ def pretrain(codes, *, out, config: str = "tiny", max_steps: int | None = None, 
     runtime = setup_runtime(device)
     stores, fp = open_code_stores(codes)
     tok, tok_path = load_verified_tokenizer(fp, tokenizer)
-    cfg_file = out / "pretrain_config.yaml"
-    if resume and cfg_file.exists():
-        import yaml
-
-        old = (yaml.safe_load(cfg_file.read_text()) or {}).get("model", {})
-        if to_dict(from_dict(LMConfig, old)) != to_dict(mc):  # fields added since: their defaults
-            raise ValueError(f"{cfg_file}: the model config differs from the run being resumed")
-    if runtime.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_yaml(cfg_file, model=mc, train=tc)
-
+    # the run's config goes beside its checkpoints (a folder with only checkpoints/ is unfinished)
+    # and beside the model when it is saved; --resume compares the one it finds
+    cfg_file = out / "checkpoints" / CONFIG_NAME
+    if resume:
+        _check_resumed_config(next((f for f in (cfg_file, out / CONFIG_NAME) if f.exists()), None), mc)
     torch.manual_seed(tc.seed)
     model = build_masked_lm(tok, mc, sha256=fp.get("sha256"))
     if tc.gradient_checkpointing:
@@ -330,6 +328,9 @@ def pretrain(codes, *, out, config: str = "tiny", max_steps: int | None = None, 
     vocab = model.config.vocab_sizes
     sampler = WindowSampler(stores, tc.seq_length, val_block=tc.val_block, val_every=tc.val_every,
                             skip_n_runs=tc.skip_n_runs, pack_short_records=tc.pack_short_records)
+    if runtime.is_main:  # nothing is written before every input is read and the windows fit
+        cfg_file.parent.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg_file, model=mc, train=tc)
     micro = tc.batch_size // tc.grad_accum
     # fixed validation set: evenly spaced held-out windows, masks from a fixed generator
     vw = sampler.val_windows
@@ -370,8 +371,21 @@ def pretrain(codes, *, out, config: str = "tiny", max_steps: int | None = None, 
                    wall_time_s=state["wall_time"], tokens_per_s=state["seen"] / max(state["wall_time"], 1e-9),
                    parameters=n_params, code_folders=[str(s.path) for s in stores], tokenizer=fp,
                    model_config=to_dict(mc), train_config=to_dict(tc), history=state["history"])
-    if runtime.is_main:
-        save_model(model, out)
-        copy_tokenizer(tok_path, out / "tokenizer", fp.get("sha256"))
-        write_json_atomic(out / "metrics.json", metrics)
+    if runtime.is_main and complete:  # a run stopped early (stop_at) leaves its checkpoints only: --resume
+        with staged(out) as stage:  # the model folder appears whole, config.json last
+            save_model(model, stage)
+            copy_tokenizer(tok_path, stage / "tokenizer", fp.get("sha256"))
+            write_json_atomic(stage / "metrics.json", metrics)
+            save_yaml(stage / CONFIG_NAME, model=mc, train=tc)
     return metrics
+
+
+def _check_resumed_config(path: Path | None, mc: LMConfig) -> None:
+    """--resume continues the same model: the model config saved by the run must equal ``mc``."""
+    if path is None:
+        return
+    import yaml
+
+    old = (yaml.safe_load(path.read_text()) or {}).get("model", {})
+    if to_dict(from_dict(LMConfig, old, where=f"{path}, key model")) != to_dict(mc):  # fields added since: defaults
+        raise ValueError(f"{path}: the model config differs from the run being resumed")

@@ -285,8 +285,9 @@ class VQDNATokenizer(GenomeTokenizer):
         cfg = read_json(cfg_file)
         if cfg.get("format") != FORMAT:
             raise ValueError(f"{cfg_file}: format {cfg.get('format')!r}, expected {FORMAT!r}")
-        config = from_dict(TokenizerConfig, cfg["model"])
+        config = from_dict(TokenizerConfig, cfg["model"], where=f"{cfg_file}, key model")
         validate_tokenizer_config(config)
+        check_tensors(weights, model_shapes(lambda: VQDNAAutoencoder(config), cfg_file), described_by=cfg_file)
         model = VQDNAAutoencoder(config)
         model.load_state_dict(load_safetensors(weights))
         return cls(model, config, device=device, **kwargs)
@@ -307,4 +308,4 @@ def _self_check(engine: InferenceModel, model: VQDNAAutoencoder) -> None:
             raise RuntimeError("packed encoder outputs differ from the model's")
 
 
-from ..io import load_safetensors  # noqa: E402 (used by the functions above)
+from ..io import check_tensors, load_safetensors, model_shapes  # noqa: E402 (used by the functions above)

@@ -16,7 +16,7 @@ import torch
 from ..config import tokenizer_configs
 from ..sequence.alphabet import SequenceError
 from ..sequence.fasta import Corpus, fasta_paths
-from ..io import write_json_atomic
+from ..io import staged, write_json_atomic
 from ..train import Hooks, loop_config, setup_runtime, train_loop
 from .vqvae import VQDNAAutoencoder
 
@@ -142,8 +142,9 @@ def train_tokenizer(fasta, *, out: str | Path, quantizer: str | None = None, con
     if runtime.is_main:
         from .learned import VQDNATokenizer
 
-        VQDNATokenizer(model.cpu(), mc).save_pretrained(out, train_config=tc)
-        write_json_atomic(out / "metrics.json", metrics)
+        with staged(out) as stage:  # the tokenizer folder appears whole, config.json last
+            VQDNATokenizer(model.cpu(), mc).save_pretrained(stage, train_config=tc)
+            write_json_atomic(stage / "metrics.json", metrics)
     return metrics
 
 
