@@ -20,7 +20,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..io import check_model_folder, load_safetensors, read_json, weights_sha256
+from ..io import check_model_folder, load_safetensors, read_json, share_like_open, weights_sha256
 from ..tokenizers.base import GenomeTokenizer
 from .modeling import VQDNAConfig, VQDNAForMaskedLM, VQDNAForSequenceClassification, VQDNAModel
 
@@ -124,6 +124,7 @@ def save_model(model, out) -> None:
     with _quiet_transformers():
         model.save_pretrained(tmp)
     for f in sorted(tmp.iterdir(), key=lambda f: f.name == "config.json"):
+        share_like_open(f)  # transformers writes the weights with safetensors: mode 600
         os.replace(f, out / f.name)
     tmp.rmdir()
 
