@@ -87,6 +87,11 @@ class Runtime:
         return self.rank == 0
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a ``torchrun`` / ``accelerate launch`` job, or the only process: the one that writes."""
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
 def setup_runtime(device: str | None = None) -> Runtime:
     """Initialise torch.distributed when launched by torchrun/accelerate (WORLD_SIZE > 1)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

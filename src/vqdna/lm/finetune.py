@@ -61,7 +61,7 @@ from ..io import load_safetensors, read_json, write_json_atomic
 from ..metrics import primary_metric, score, summarize_seeds
 from ..sequence.subsample import stratified_subsample as subsample  # the benchmark's rows
 from ..sequence.tasks import Task, load_task
-from ..train import Hooks, loop_config, setup_runtime, train_loop
+from ..train import Hooks, is_main_process, loop_config, setup_runtime, train_loop
 from .artifacts import backbone_weights, copy_tokenizer, load_model_tokenizer, save_model, save_tokenizer
 from .inference import collate, predict_codes, tokenize
 from .modeling import POOLINGS, VQDNAConfig, VQDNAForSequenceClassification
@@ -402,17 +402,19 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
         runs.append(r)
 
     best_run = max(runs, key=lambda r: r["dev"][metric])
-    if cfg.unfreeze_tokenizer:  # the nucleotide (char) tokenizer goes beside the model
+    writer = is_main_process()  # under torchrun every rank holds the same model; rank 0 writes it
+    if writer and cfg.unfreeze_tokenizer:  # the nucleotide (char) tokenizer goes beside the model
         best_run["model"].config.tokenizer_sha256 = save_tokenizer(tok, out / "tokenizer")
         save_model(best_run["model"], out)
-    else:
+    elif writer:
         save_model(best_run["model"], out)
         copy_tokenizer(model_dir / "tokenizer", out / "tokenizer", best_run["model"].config.tokenizer_sha256,
                        recorded="the model config's", consequence="the model folder is damaged")
     task_info = dict(name=task.name, path=str(Path(task_dir).resolve()), kind=task.kind, n_classes=task.n_classes,
                      label_names=task.label_names, metric=metric,
                      sizes={k: len(v) for k, v in task.splits.items()})
-    write_json_atomic(out / "task.json", task_info)
+    if writer:
+        write_json_atomic(out / "task.json", task_info)
     per_seed = [{k: v for k, v in r.items() if k != "model"} for r in runs]
     results = dict(
         task=task_info, model=str(model_dir.resolve()), random_init=random_init, metric=metric,
@@ -425,7 +427,8 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
         train_tokens_mean=float(np.mean([codes["train"][i].shape[-1] for i in train_idx.tolist()])),
         tokenize_time_s=t_tok, wall_time_s=time.time() - t0,
         lm_metrics=_lm_summary(model_dir))
-    write_json_atomic(out / "results.json", results)
+    if writer:
+        write_json_atomic(out / "results.json", results)
     s = results["test"][metric]
     log(f"finetune {task.name}: test {metric} = {s['mean']:.4f} +- {s['std']:.4f} over {seeds} seed(s) "
         f"({results['wall_time_s']:.0f}s); saved to {out}")
