@@ -279,17 +279,22 @@ def cmd_finetune(a):
     cfg = finetune_recipe(a)
     r = finetune(a.model, a.task, out=a.out, seeds=a.seeds, grid=a.grid, config=cfg,
                  random_init=a.random_init, device=a.device)
-    summary = {k: r[k] for k in ("metric", "test", "dev", "wall_time_s")}
-    if a.reference and _rank() == 0:
-        from .sequence.tasks import load_task
-        from .verdicts import finetune_rows, kmer_references, verdict_line
-
-        kmer = kmer_references(load_task(a.task), r["config"]["max_train"], all_rows=False)
-        summary["kmer_reference"] = kmer["same_rows"]
-        if not a.json:
-            print("against the reference: " + verdict_line(finetune_rows(r, kmer, r["task"]["name"])))
+    kmer = finetune_reference(a, r) if a.reference and _rank() == 0 else None
     if a.json:
-        print(json.dumps(summary, indent=2))
+        summary = {k: r[k] for k in ("metric", "test", "dev", "wall_time_s")}
+        print(json.dumps(dict(summary, kmer_reference=kmer["same_rows"]) if kmer else summary, indent=2))
+    elif kmer:
+        from .verdicts import finetune_rows, verdict_line
+
+        print("against the reference: " + verdict_line(finetune_rows(r, kmer, r["task"]["name"])))
+
+
+def finetune_reference(a, r: dict) -> dict:
+    """The bag-of-k-mers reference of ``vqdna finetune`` on its training rows (:mod:`vqdna.verdicts`)."""
+    from .sequence.tasks import load_task
+    from .verdicts import kmer_references
+
+    return kmer_references(load_task(a.task), r["config"]["max_train"], all_rows=False)
 
 
 def cmd_predict(a):
