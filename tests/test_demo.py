@@ -56,6 +56,20 @@ def test_demo_runs_all_three_stages(yeast_genome, fly_genome, tmp_path, capsys):
     ft_h = results["finetune"]["per_seed"][0]["history"]
     assert len(tok_h) >= 5 and len(lm_h) >= 5 and len(ft_h) == results["settings"]["finetune"]["epochs"] >= 2
     assert (out / "curves.png").stat().st_size > 10_000
+    # the curves say which line is what: each level's unigram by name and value; the k-mers' test score
+    # (what the table compares with) beside their dev score, and the LM's test score at its kept epoch
+    from vqdna.demo import draw_curves
+
+    labels = draw_curves(out / "tokenizer/metrics.json", out / "lm/metrics.json", results["finetune"],
+                         uni, results["kmer_baseline"], tmp_path / "again.png")
+    ppl = labels["stage 2: validation perplexity"]
+    for level in range(len(results["lm"]["tokenizer"]["vocab_sizes"])):
+        assert f"level {level + 1} unigram {uni[f'ppl_l{level}']:.0f}" in ppl, ppl
+        assert f"level {level + 1}: {results['lm'][f'val_ppl_l{level}']:.0f}" in ppl, ppl
+    ft_labels = " | ".join(next(v for k, v in labels.items() if k.startswith("stage 3")))
+    kmer_test = results["kmer_baseline"]["same_rows"]["test"]["mcc"]
+    assert f"bag-of-k-mers test {kmer_test:.3f}" in ft_labels and "bag-of-k-mers dev" in ft_labels
+    assert "seed 0 test" in ft_labels, ft_labels
     for sub in ("tokenizer/model.safetensors", "codes/manifest.json", "lm/model.safetensors",
                 "finetune/results.json"):
         assert (out / sub).exists(), sub

@@ -25,3 +25,19 @@ def test_two_process_training_keeps_codebooks_in_sync(yeast_genome, tmp_path):
     assert m["nucleotides_seen"] == 2 * mc_batch * (warm * L_short + 4 * L_long)
     w = load_file(out / "model.safetensors")
     assert torch.isfinite(w["quantizer.quantizers.0.embed"]).all()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
+def test_two_process_fine_tuning_writes_one_model(tiny_lm, lm_tasks, tmp_path):
+    """The README's `torchrun ... -m vqdna finetune`: rank 0 alone writes the folder (issue 23: every
+    rank wrote it, and one failed on the other's temporary folder)."""
+    out = tmp_path / "ft"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "vqdna", "finetune", "--model", str(tiny_lm), "--task", str(lm_tasks["classification"]),
+           "--seeds", "1", "--epochs", "1", "--out", str(out), "--device", "cpu", "--threads", "1"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "results.json", "task.json",
+                                                     "tokenizer"]
+    assert r.stdout.count("against the reference: ") == 1  # rank 0's line only

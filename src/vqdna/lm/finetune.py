@@ -62,7 +62,7 @@ from ..io import load_safetensors, read_json, staged, write_json_atomic
 from ..metrics import primary_metric, score, summarize_seeds
 from ..sequence.subsample import stratified_subsample as subsample  # the benchmark's rows
 from ..sequence.tasks import Task, load_task
-from ..train import Hooks, loop_config, setup_runtime, train_loop
+from ..train import Hooks, is_main_process, loop_config, setup_runtime, train_loop
 from .artifacts import (backbone_weights, check_model_files, copy_tokenizer, load_model_tokenizer, resolve_model,
                         save_model, save_tokenizer)
 from .inference import collate, predict_codes, tokenize
@@ -408,32 +408,33 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
         runs.append(r)
 
     best_run = max(runs, key=lambda r: r["dev"][metric])
-    # every file is written, then moved into out together, config.json last: a failed run leaves no model
-    with staged(out) as stage:
-        if cfg.unfreeze_tokenizer:  # the nucleotide (char) tokenizer goes beside the model
-            best_run["model"].config.tokenizer_sha256 = save_tokenizer(tok, stage / "tokenizer")
-            save_model(best_run["model"], stage)
-        else:
-            save_model(best_run["model"], stage)
-            copy_tokenizer(model_dir / "tokenizer", stage / "tokenizer", best_run["model"].config.tokenizer_sha256,
-                           recorded="the model config's", consequence="the model folder is damaged")
-        task_info = dict(name=task.name, path=str(Path(task_dir).resolve()), kind=task.kind, n_classes=task.n_classes,
-                         label_names=task.label_names, metric=metric,
-                         sizes={k: len(v) for k, v in task.splits.items()})
-        write_json_atomic(stage / "task.json", task_info)
-        per_seed = [{k: v for k, v in r.items() if k != "model"} for r in runs]
-        results = dict(
-            task=task_info, model=str(model_dir.resolve()), random_init=random_init, metric=metric,
-            test={k: v for k, v in summarize_seeds([r["test"] for r in runs]).items()},
-            dev={k: v for k, v in summarize_seeds([r["dev"] for r in runs]).items()},
-            seeds=list(range(seeds)), per_seed=per_seed, saved_seed=best_run["seed"],
-            config=to_dict(cfg), grid=grid_results or None,
-            subsample=dict(max_train=cfg.max_train, train_rows=len(train_idx), of=len(task.train),
-                           stratified=True, seed=0) if len(train_idx) < len(task.train) else None,
-            train_tokens_mean=float(np.mean([codes["train"][i].shape[-1] for i in train_idx.tolist()])),
-            tokenize_time_s=t_tok, wall_time_s=time.time() - t0,
-            lm_metrics=lm_metrics)
-        write_json_atomic(stage / "results.json", results)
+    task_info = dict(name=task.name, path=str(Path(task_dir).resolve()), kind=task.kind, n_classes=task.n_classes,
+                     label_names=task.label_names, metric=metric,
+                     sizes={k: len(v) for k, v in task.splits.items()})
+    per_seed = [{k: v for k, v in r.items() if k != "model"} for r in runs]
+    results = dict(
+        task=task_info, model=str(model_dir.resolve()), random_init=random_init, metric=metric,
+        test={k: v for k, v in summarize_seeds([r["test"] for r in runs]).items()},
+        dev={k: v for k, v in summarize_seeds([r["dev"] for r in runs]).items()},
+        seeds=list(range(seeds)), per_seed=per_seed, saved_seed=best_run["seed"],
+        config=to_dict(cfg), grid=grid_results or None,
+        subsample=dict(max_train=cfg.max_train, train_rows=len(train_idx), of=len(task.train),
+                       stratified=True, seed=0) if len(train_idx) < len(task.train) else None,
+        train_tokens_mean=float(np.mean([codes["train"][i].shape[-1] for i in train_idx.tolist()])),
+        tokenize_time_s=t_tok, wall_time_s=time.time() - t0,
+        lm_metrics=lm_metrics)
+    if is_main_process():  # under torchrun every rank holds the same model; rank 0 writes it
+        # every file is written, then moved into out together, config.json last: a failed run leaves no model
+        with staged(out) as stage:
+            if cfg.unfreeze_tokenizer:  # the nucleotide (char) tokenizer goes beside the model
+                best_run["model"].config.tokenizer_sha256 = save_tokenizer(tok, stage / "tokenizer")
+                save_model(best_run["model"], stage)
+            else:
+                save_model(best_run["model"], stage)
+                copy_tokenizer(model_dir / "tokenizer", stage / "tokenizer", best_run["model"].config.tokenizer_sha256,
+                               recorded="the model config's", consequence="the model folder is damaged")
+            write_json_atomic(stage / "task.json", task_info)
+            write_json_atomic(stage / "results.json", results)
     s = results["test"][metric]
     log(f"finetune {task.name}: test {metric} = {s['mean']:.4f} +- {s['std']:.4f} over {seeds} seed(s) "
         f"({results['wall_time_s']:.0f}s); saved to {out}")

@@ -215,9 +215,10 @@ def predict(model_dir, csv_path, out_csv, *, batch_size: int = 128, device: str 
 
 def embed(model_dir, out, *, fasta=None, csv_path=None, per_nucleotide: bool = False, batch_size: int = 64,
           device: str | None = None) -> dict:
-    """Mean-pooled embeddings ``(N, hidden)`` as ``.npy`` (rows in input order), or with
+    """Embeddings written to exactly ``out``: mean-pooled ``(N, hidden)`` (rows in input order) as
+    ``.npy``, or, if ``out`` ends in ``.npz``, an ``.npz`` with ``embeddings`` and ``names``; with
     ``per_nucleotide`` one ``(length, hidden)`` array per sequence in an ``.npz`` (keys ``seq0``,
-    ``seq1``, ... and ``names``)."""
+    ``seq1``, ... and ``names``), whatever the suffix."""
     model_dir = resolve_model(model_dir)
     backbone = load_backbone(model_dir)
     if device:
@@ -226,7 +227,6 @@ def embed(model_dir, out, *, fasta=None, csv_path=None, per_nucleotide: bool = F
     names, seqs = read_sequences(fasta, csv_path)
     codes = tokenize(tok, seqs)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if per_nucleotide:
         for name, s, c in zip(names, seqs, codes):
             if c.shape[-1] != len(s):
@@ -235,23 +235,19 @@ def embed(model_dir, out, *, fasta=None, csv_path=None, per_nucleotide: bool = F
         states = token_states(backbone, codes, batch_size=batch_size)
         arrays = {f"seq{i}": a.astype(np.float32) for i, a in enumerate(states)}
         arrays["names"] = np.asarray(names)
-        if out.suffix != ".npz":
-            out = out.with_suffix(".npz")
-        _save_atomic(out, lambda fh: np.savez(fh, **arrays))
+        with atomic_file(out, "wb") as fh:
+            np.savez(fh, **arrays)
         return {"n": len(seqs), "out": str(out), "shape": "per sequence (length, hidden)"}
     feats = pooled_features(backbone, codes, batch_size=batch_size).numpy()
     if backbone.config.pooling != "mean":  # embeddings are always mean-pooled
         feats = _mean_pooled(backbone, codes, batch_size)
-    if out.suffix != ".npy":  # what np.save(path) did: it appends .npy
-        out = out.with_name(out.name + ".npy")
-    _save_atomic(out, lambda fh: np.save(fh, feats.astype(np.float32)))
+    feats = feats.astype(np.float32)
+    with atomic_file(out, "wb") as fh:  # a file handle: np.save(path) would append .npy to the name
+        if out.suffix == ".npz":
+            np.savez(fh, embeddings=feats, names=np.asarray(names))
+        else:
+            np.save(fh, feats)
     return {"n": len(seqs), "out": str(out), "shape": list(feats.shape)}
-
-
-def _save_atomic(out: Path, write) -> None:
-    """``write(file)`` into a temporary file, then rename it to ``out``: never half a result."""
-    with atomic_file(out, "wb") as fh:
-        write(fh)
 
 
 def _mean_pooled(backbone, codes, batch_size):

@@ -24,17 +24,15 @@ A folder holds ``config.json`` (model config, type, format version) and
 """
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from ..config import TokenizerConfig, from_dict, to_dict, validate_tokenizer_config
-from ..io import read_json, write_json_atomic
+from ..io import read_json, save_safetensors, write_json_atomic
 from ..sequence import alphabet
 from .base import GenomeTokenizer, encoded, restore_letters
 from .vqvae import InferenceModel, VQDNAAutoencoder
@@ -266,10 +264,8 @@ class VQDNATokenizer(GenomeTokenizer):
     def save_pretrained(self, path, *, train_config=None) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        tmp = path / f".model.safetensors.tmp{os.getpid()}"
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        save_file(state, tmp, metadata={"format": FORMAT})
-        os.replace(tmp, path / "model.safetensors")
+        save_safetensors(state, path / "model.safetensors", metadata={"format": FORMAT})
         cfg = {"format": FORMAT, "tokenizer_type": self.config.quantizer, "model": to_dict(self.config)}
         if train_config is not None:
             cfg["train"] = to_dict(train_config)
