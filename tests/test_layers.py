@@ -44,6 +44,14 @@ def test_the_ground_floor_imports_nothing_above_it():
         assert not upward, f"{module} imports {sorted(upward)}"
 
 
+def test_the_model_package_imports_only_itself():
+    """vqdna.hub is what `vqdna export-hf` copies and what a user loads: no vqdna module outside it."""
+    for p in (ROOT / "hub").glob("*.py"):
+        module = "vqdna.hub" if p.stem == "__init__" else f"vqdna.hub.{p.stem}"
+        outside = {m for m in vqdna_imports(module) if not m.startswith("vqdna.hub")}
+        assert not outside, f"{module} imports {sorted(outside)}"
+
+
 def test_no_import_circle_among_the_model_stages():
     stages = ["vqdna.lm.pretrain", "vqdna.lm.finetune", "vqdna.lm.inference", "vqdna.lm.artifacts"]
     uses = {m: vqdna_imports(m) & set(stages) for m in stages}

@@ -72,6 +72,15 @@ def resolve_model(name_or_dir) -> Path:
     return shipped_model_path(str(name_or_dir))
 
 
+def _without_paths(obj):
+    """``obj`` with every absolute path (a string starting with /) cut to its last component."""
+    if isinstance(obj, dict):
+        return {k: _without_paths(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_without_paths(v) for v in obj]
+    return Path(obj).name if isinstance(obj, str) and obj.startswith("/") else obj
+
+
 def package_model(lm_dir, name: str, *, card: str, info: dict) -> Path:
     """Copy the model folder ``lm_dir`` (``SHIPPED_FILES`` it has) and its model card text into
     ``models/<name>/`` and record it in the index with every file's hash and ``info`` (corpus,
@@ -82,7 +91,9 @@ def package_model(lm_dir, name: str, *, card: str, info: dict) -> Path:
     (tmp / "tokenizer").mkdir(parents=True)
     (tmp / "README.md").write_text(card)
     for rel in SHIPPED_FILES[1:]:
-        if (lm_dir / rel).is_file():
+        if (lm_dir / rel).is_file() and rel.endswith(".json"):  # no path of the machine that trained it
+            (tmp / rel).write_text(json.dumps(_without_paths(json.loads((lm_dir / rel).read_text())), indent=1) + "\n")
+        elif (lm_dir / rel).is_file():
             shutil.copyfile(lm_dir / rel, tmp / rel)
     files = {str(f.relative_to(tmp)): {"sha256": _sha256(f), "bytes": f.stat().st_size}
              for f in sorted(tmp.rglob("*")) if f.is_file()}
