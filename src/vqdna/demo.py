@@ -48,7 +48,7 @@ CURVE_POINTS = 10  # validation points per stage-1 / stage-2 run (eval_every = s
 # The 256-nt windows matter: 128 nt throughout gave level 2 94.3% / 94.6%; 200 steps gave 96.5%.
 # One k-means repeat instead of 3 pays for part of the time the longer windows cost.
 QUICK_TOKENIZER = dict(config="small", steps=250, overrides=dict(warmup_steps=60, kmeans_repeats=1,
-                                                                 checkpoint_every=50))
+                                                                 checkpoint_every=50, kmeans_version=1))
 
 PROFILES = {
     # tokenizer / lm: preset, optimizer steps and config field overrides of stages 1 and 2;

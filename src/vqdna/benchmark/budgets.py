@@ -67,6 +67,9 @@ class Budget:
     ft_method: str = "lora"  # lora | lora+embed | full (see vqdna.lm.finetune.METHODS)
     ft_batch: int = 32
     ft_overrides: dict = field(default_factory=dict)  # any other FinetuneConfig field
+    # the tokenizers' k-means (TokenizerConfig.kmeans_version): 1, the one every committed table was
+    # made with, so that a lost tokenizer / LM is rebuilt bit for bit from its seeds
+    kmeans_version: int = 1
     # seeds per task (module docstring): 0 = `seeds` on every task
     small_task_rows: int = 0
     large_task_seeds: int = 1
@@ -194,7 +197,7 @@ PUBLIC_BUDGETS = ("quick", "standard", "full", "indomain", "indomain-wide", "ind
 _NOT_NUMBERS = ("rows", "note")
 # what a budget written before a field existed meant by it (benchmark.json of older runs)
 _BEFORE = {"ft_method": "lora", "ft_batch": 32, "ft_overrides": {}, "small_task_rows": 0, "large_task_seeds": 1,
-           "cnn": {}, "grid": False}
+           "cnn": {}, "grid": False, "kmeans_version": 1}
 
 
 def get_budget(name: str, **overrides) -> Budget:

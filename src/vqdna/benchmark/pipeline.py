@@ -93,7 +93,8 @@ def prepare_tokenizer(name: str, corpus_files, tdir: Path, budget: Budget, devic
     info: dict = {"trained": learned is not None or name == "bpe"}
     if learned is not None:
         quantizer, stride = learned
-        overrides = dict(budget.tok_overrides, **({"stride": stride} if stride > 1 else {}))
+        overrides = dict(budget.tok_overrides, kmeans_version=budget.kmeans_version,
+                         **({"stride": stride} if stride > 1 else {}))
         if not (tok_dir / "metrics.json").exists():
             log(f"{name}: training the tokenizer ({budget.tok_config} preset, {budget.tok_steps} steps"
                 + (f", stride {stride}" if stride > 1 else "") + ")")

@@ -99,7 +99,7 @@ class HierarchicalResidualQuantizer(nn.Module):
 
     @torch.no_grad()
     def init_from_kmeans(self, zs: list[torch.Tensor], *, iters: int, repeats: int, max_samples: int,
-                         generator: torch.Generator | None = None) -> None:
+                         generator: torch.Generator | None = None, version: int = 2) -> None:
         """Repeated K-means on each level in turn: level l sees H(l) built from the
         freshly initialised codebooks of the levels above it."""
         h_prev = q_prev = q_sum = None
@@ -108,7 +108,7 @@ class HierarchicalResidualQuantizer(nn.Module):
             flat = h.reshape(-1, h.shape[-1]).float()
             if flat.shape[0] > max_samples:
                 flat = flat[torch.randperm(flat.shape[0], generator=generator)[:max_samples].to(flat.device)]
-            vq.init_from_kmeans(flat, iters=iters, repeats=repeats, generator=generator)
+            vq.init_from_kmeans(flat, iters=iters, repeats=repeats, generator=generator, version=version)
             q = vq.lookup(vq.nearest(h)).to(h.dtype)
             h_prev, q_prev = h, q
             q_sum = q if q_sum is None else q_sum + q

@@ -110,7 +110,7 @@ def train_tokenizer(fasta, *, out: str | Path, quantizer: str | None = None, con
             was = net.training
             net.eval()
             with torch.no_grad():
-                net.init_codebooks(x, max_samples=tc.kmeans_samples, generator=gen)
+                net.init_codebooks(x, max_samples=tc.kmeans_samples, generator=gen, start=step == 0)
             net.train(was)
         elif step % tc.reseed_every == 0:
             net.quantizer.reseed_dead_codes(gen)

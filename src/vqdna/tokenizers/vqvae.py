@@ -68,12 +68,16 @@ class VQDNAAutoencoder(nn.Module):
         return self.decoder(self.quantizer.embed_codes(codes))
 
     @torch.no_grad()
-    def init_codebooks(self, idx: torch.Tensor, *, max_samples: int, generator=None) -> None:
-        """Repeated K-means initialisation from the encoder outputs of ``idx`` (after warm-up)."""
+    def init_codebooks(self, idx: torch.Tensor, *, max_samples: int, generator=None, start: bool = False) -> None:
+        """Repeated K-means initialisation from the encoder outputs of ``idx`` (after warm-up).
+        ``start`` (step 0, an untrained encoder): with ``kmeans_version`` 2 one k-means run, not
+        ``kmeans_repeats``: it only gives warm-up data-dependent codes, which the Repeated K-means
+        at the end of warm-up replaces (issue 19: the step-0 stall was 50x a training step)."""
         zs = self.encoder(idx, self.config.levels)
+        repeats = 1 if start and self.config.kmeans_version >= 2 else self.config.kmeans_repeats
         self.quantizer.init_from_kmeans([z.float() for z in zs], iters=self.config.kmeans_iters,
-                                        repeats=self.config.kmeans_repeats, max_samples=max_samples,
-                                        generator=generator)
+                                        repeats=repeats, max_samples=max_samples,
+                                        generator=generator, version=self.config.kmeans_version)
 
     def flops_per_nucleotide(self, *, decoder: bool = False) -> float:
         """FLOPs per nucleotide of tokenization: 2 per multiply-add of every convolution and
