@@ -424,3 +424,23 @@ def test_evaluate_tokenizer_cli(name, small_bpe, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "reconstruction accuracy 100.0000%" in out and "tokens per nucleotide" in out
     assert ("not scored: 4 nt" in out) == (name == "kmer6")
+
+
+@pytest.mark.parametrize("kind, field, value", [("kmer3", "k", "x"), ("kmer3", "k", 5), ("kmer6", "vocab_size", "a"),
+                                                ("char", "vocab_size", None), ("nt6", "vocab_size", 3)])
+def test_a_damaged_handcrafted_config_is_named_with_its_field(tmp_path, kind, field, value):
+    """Issue 21: a hand-crafted tokenizer is its config.json; a field that is not what the
+    tokenizer writes is an error naming the file and the field, never taken silently."""
+    import json
+
+    from vqdna.tokenizers import load_tokenizer
+
+    HANDCRAFTED[kind]().save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    if value is None:
+        del cfg[field]
+    else:
+        cfg[field] = value
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=f"config.json: {field} is"):
+        load_tokenizer(tmp_path)

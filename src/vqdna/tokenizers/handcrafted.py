@@ -137,6 +137,17 @@ class _HandcraftedBase(GenomeTokenizer):
             raise ValueError(f"{cfg_path}: tokenizer_type is {kind!r}, expected one of {list(expected)}")
         return cfg
 
+    def _matches(self, path, cfg: dict):
+        """``self`` after checking that ``path``'s config.json records what this tokenizer would
+        write (every field of :meth:`_config`, equal): a damaged or hand-edited field is named with
+        the file, never taken silently (a parameter-only tokenizer is its config)."""
+        for key, want in self._config().items():
+            got = cfg.get(key)
+            if got != want or isinstance(got, bool) != isinstance(want, bool):  # true is no 1
+                raise ValueError(f"{Path(path) / 'config.json'}: {key} is {got!r}, but a {self.tokenizer_type} "
+                                 f"tokenizer has {want!r}; the file is damaged or hand-edited")
+        return self
+
     def encode_indices(self, idx) -> list[np.ndarray]:
         """``encode`` reads index arrays directly; the code arrays only (no non-ACGT runs)."""
         return list(self.encode(list(idx)))
@@ -196,10 +207,8 @@ class KmerTokenizer(_HandcraftedBase):
     @classmethod
     def from_pretrained(cls, path) -> "KmerTokenizer":
         cfg = cls._read_config(path, [f"kmer{k}" for k in range(1, 13)])
-        k = int(cfg["k"])
-        if cfg["tokenizer_type"] != f"kmer{k}":
-            raise ValueError(f"{path}: config says {cfg['tokenizer_type']!r} but k={k}")
-        return _KMER_CLASSES.get(k, KmerTokenizer)(k=k)
+        k = int(cfg["tokenizer_type"][4:])  # the type names k; config.json's k must agree (_matches)
+        return _KMER_CLASSES.get(k, KmerTokenizer)(k=k)._matches(path, cfg)
 
     def encode(self, seqs) -> list[np.ndarray]:
         _check_batch(seqs)
@@ -325,8 +334,7 @@ class NT6Tokenizer(_HandcraftedBase):
 
     @classmethod
     def from_pretrained(cls, path) -> "NT6Tokenizer":
-        cls._read_config(path, ["nt6"])
-        return cls()
+        return cls()._matches(path, cls._read_config(path, ["nt6"]))
 
     def encode(self, seqs) -> list[np.ndarray]:
         _check_batch(seqs)
@@ -423,8 +431,7 @@ class CharTokenizer(_HandcraftedBase):
 
     @classmethod
     def from_pretrained(cls, path) -> "CharTokenizer":
-        cls._read_config(path, ["char"])
-        return cls()
+        return cls()._matches(path, cls._read_config(path, ["char"]))
 
     def encode(self, seqs) -> list[np.ndarray]:
         _check_batch(seqs)
@@ -652,7 +659,7 @@ class BPETokenizer(_HandcraftedBase):
             raise FileNotFoundError(f"{path}: BPE tokenizer file {file.name} is missing")
         info = {k: v for k, v in cfg.items() if k not in ("tokenizer_type", "vocab_size", "tokenizer_file")}
         tok = cls(Tokenizer.from_file(str(file)), info=info)
-        if "vocab_size" in cfg and int(cfg["vocab_size"]) != tok.vocab_sizes[0]:
+        if "vocab_size" in cfg and cfg["vocab_size"] != tok.vocab_sizes[0]:
             raise ValueError(f"{path}: config.json says vocab_size {cfg['vocab_size']} "
                              f"but {file.name} holds {tok.vocab_sizes[0]} tokens")
         return tok
