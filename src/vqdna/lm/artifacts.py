@@ -11,6 +11,7 @@ each other:
   folder, verified against the hash recorded for it
 * :func:`copy_tokenizer`, :func:`save_tokenizer`: the ``tokenizer/`` subfolder, written atomically
 * :func:`resolve_model`: a shipped model's name (``hrq-cpu-v1``) as its hash-checked folder
+* :func:`tokenizer_encoder_spec`: a VQ/HRQ tokenizer's encoder shape, for a model that carries it
 * :func:`save_model`: ``config.json`` + ``model.safetensors``, written atomically
 * :func:`check_model_files`: every file of a model folder checked before any work
 * :func:`load_backbone`, :func:`load_classifier`, :func:`backbone_weights`: reading a model back
@@ -119,6 +120,22 @@ def _quiet_transformers():
         transformers.logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+def tokenizer_encoder_spec(tok_dir: Path) -> dict:
+    """The encoder arguments + ``levels`` + ``residual`` of a VQ/HRQ tokenizer folder (its
+    ``config.json``), as :class:`~vqdna.hub.configuration_vqdna.VQDNAConfig` records them
+    (``tokenizer_encoder``): for a model that carries the tokenizer's encoder, the fine-tuned
+    ``--unfreeze-tokenizer`` model and the exported nucleotide model alike."""
+    spec = read_json(tok_dir / "config.json")
+    t = spec.get("model") or {}
+    if spec.get("tokenizer_type") not in ("vq", "hrq"):
+        raise ValueError(f"{tok_dir}: a {spec.get('tokenizer_type')} tokenizer has no network to carry; a model "
+                         f"that reads nucleotides needs a VQ/HRQ tokenizer")
+    return dict(n_inputs=5 if t.get("n_policy") == "channel" else 4, stem_dim=t["stem_dim"], dim=t["dim"],
+                depth=t["depth"], kernel_size=t["kernel_size"], mlp_ratio=t["mlp_ratio"],
+                layer_scale=t.get("layer_scale", 0.0), stride=t.get("stride", 1),
+                levels=list(t["levels"]), residual=t.get("hrq_residual", "doubled"))
 
 
 def save_model(model, out) -> None:

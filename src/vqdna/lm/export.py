@@ -19,26 +19,12 @@ from .. import hub
 from ..hub.configuration_vqdna import VQDNANucleotideConfig
 from ..hub.modeling_nucleotides import VQDNANucleotideModel
 from ..hub.tokenization_vqdna import VQDNANucleotideTokenizer
-from ..io import load_safetensors, read_json
-from .artifacts import _quiet_transformers, load_backbone, resolve_model
+from ..io import load_safetensors
+from .artifacts import _quiet_transformers, load_backbone, resolve_model, tokenizer_encoder_spec
 
 AUTO_MAP = {"AutoConfig": "configuration_vqdna.VQDNANucleotideConfig",
             "AutoModel": "modeling_nucleotides.VQDNANucleotideModel"}
 TOKENIZER_AUTO_MAP = {"AutoTokenizer": ["tokenization_vqdna.VQDNANucleotideTokenizer", None]}
-
-
-def tokenizer_encoder_spec(tok_dir: Path) -> dict:
-    """The encoder arguments + ``levels`` + ``residual`` of a VQ/HRQ tokenizer folder (its
-    ``config.json``), as :class:`~vqdna.hub.configuration_vqdna.VQDNAConfig` records them."""
-    spec = read_json(tok_dir / "config.json")
-    t = spec.get("model") or {}
-    if spec.get("tokenizer_type") not in ("vq", "hrq"):
-        raise ValueError(f"{tok_dir}: a {spec.get('tokenizer_type')} tokenizer has no network to carry; a model "
-                         f"that reads nucleotides needs a VQ/HRQ tokenizer")
-    return dict(n_inputs=5 if t.get("n_policy") == "channel" else 4, stem_dim=t["stem_dim"], dim=t["dim"],
-                depth=t["depth"], kernel_size=t["kernel_size"], mlp_ratio=t["mlp_ratio"],
-                layer_scale=t.get("layer_scale", 0.0), stride=t.get("stride", 1),
-                levels=list(t["levels"]), residual=t.get("hrq_residual", "doubled"))
 
 
 def nucleotide_model(name_or_dir) -> tuple[VQDNANucleotideModel, VQDNANucleotideTokenizer]:

@@ -64,7 +64,7 @@ from ..sequence.subsample import stratified_subsample as subsample  # the benchm
 from ..sequence.tasks import Task, load_task
 from ..train import Hooks, is_main_process, loop_config, setup_runtime, train_loop
 from .artifacts import (backbone_weights, check_model_files, copy_tokenizer, load_model_tokenizer, resolve_model,
-                        save_model, save_tokenizer)
+                        save_model, save_tokenizer, tokenizer_encoder_spec)
 from .inference import collate, predict_codes, tokenize
 from ..hub.modeling_vqdna import POOLINGS, VQDNAConfig, VQDNAForSequenceClassification
 
@@ -146,10 +146,7 @@ def _encoder_mode(cfg: VQDNAConfig, tok_dir: Path) -> tuple[VQDNAConfig, dict]:
         raise ValueError(f"{tok_dir}: --unfreeze-tokenizer needs a stride-1 tokenizer (one code per nucleotide); "
                          f"this one has stride {t['stride']}: fine-tune with the frozen tokenizer instead")
     cfg.input_mode, cfg.vocab_sizes = "encoder", [5]
-    cfg.tokenizer_encoder = dict(n_inputs=5 if t.get("n_policy") == "channel" else 4, stem_dim=t["stem_dim"],
-                                 dim=t["dim"], depth=t["depth"], kernel_size=t["kernel_size"],
-                                 mlp_ratio=t["mlp_ratio"], layer_scale=t.get("layer_scale", 0.0),
-                                 levels=list(t["levels"]), residual=t.get("hrq_residual", "doubled"))
+    cfg.tokenizer_encoder = tokenizer_encoder_spec(tok_dir)
     cfg.tokenizer_type, cfg.tokenizer_sha256 = "char", None  # set when the char tokenizer is saved beside it
     state = load_safetensors(tok_dir / "model.safetensors")
     enc = {f"embeddings.tok_encoder.{k[len('encoder.'):]}": v for k, v in state.items() if k.startswith("encoder.")}
