@@ -117,13 +117,16 @@ def test_indomain_budgets_give_every_row_one_protocol():
     from vqdna.benchmark.budgets import get_budget
     from vqdna.references.cnn import CNNConfig
 
-    for name in ("indomain", "indomain-wide", "indomain-grid"):
+    for name in ("indomain", "indomain-wide", "indomain-grid", "indomain-long"):
         b = get_budget(name)
         ft, cnn = b.finetune_config(), CNNConfig(**b.cnn)
         assert (ft.epochs, ft.patience) == (cnn.epochs, cnn.patience) == (15, 3)
     assert get_budget("indomain").grid_points() == []
     points = get_budget("indomain-grid").grid_points()
     assert len(points) == 9 and {p["epochs"] for p in points} <= {5, 10, 15}
+    # indomain-long changes the pre-training only: the same fine-tuning as indomain, 4x the steps
+    long, base = get_budget("indomain-long"), get_budget("indomain")
+    assert long.finetune_config() == base.finetune_config() and long.lm_steps == 4 * base.lm_steps
     assert get_budget("full").finetune_config().patience == 0  # the committed out-of-domain table is unchanged
 
 

@@ -24,7 +24,7 @@ def _fasta(args_list):
 
 
 # vqdna.benchmark.budgets.PUBLIC_BUDGETS, named here so that `vqdna --help` imports no torch (a test holds them equal)
-BUDGET_NAMES = ["quick", "standard", "full", "indomain", "indomain-wide", "indomain-grid"]
+BUDGET_NAMES = ["quick", "standard", "full", "indomain", "indomain-wide", "indomain-grid", "indomain-long"]
 
 
 def cmd_train_tokenizer(a):
@@ -578,7 +578,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "with --jobs 2; full: 3 seeds, 10,000 rows, the CNN and random-init rows, hours; indomain: "
                         "full with early stopping for every row (up to 15 epochs, patience 3), for an in-domain "
                         "--corpus (`vqdna data corpus`); indomain-wide: its 128 x 2 LM (about the CNN's cost); "
-                        "indomain-grid: its dev-set grid for the LM and the CNN alike "
+                        "indomain-grid: its dev-set grid for the LM and the CNN alike; indomain-long: 4x its "
+                        "pre-training (one pass over a 33-Mnt corpus) "
                         "(vqdna.benchmark.budgets; results.md lists every number)")
     s.add_argument("--out", required=True, help="results folder; rerun with the same --out to resume")
     s.add_argument("--work", help="folder for tokenizers, code stores and models (default: OUT/work)")
