@@ -1,43 +1,29 @@
 """The stage-1 k-means initialisations (issue 19 item 4): their seconds against a median training
-step of the same model, this checkout's k-means against a reference checkout's, in one run.
+step of the same model, for every ``kmeans_version`` of this checkout, in one run.
 
 Stage 1 runs Repeated K-means on every HRQ level twice: at step 0 (an untrained encoder, the
 warm-up's 128-nt windows) and when warm-up ends (the encoder after warm-up, 256-nt windows). Both
 cases are timed here on the `small` preset (``kmeans_samples`` encoder outputs of yeast windows):
 the untrained encoder is the preset's fresh init, the warmed-up one the shipped ``hrq-cpu-v1``
-tokenizer (the `small` preset trained). At step 0 this checkout runs one k-means run per level
-(``kmeans_version`` 2), the reference its ``kmeans_repeats``. A training step is forward + backward + AdamW on the
-preset's batch at 256 nt. Inertia and assignments of the two k-means are compared: the speed-up
-must not change what k-means finds.
+tokenizer (the `small` preset trained). Every version is kept in the code (a tokenizer is rebuilt
+bit for bit from its seeds), so the versions are compared in one process, alternating, on the same
+windows: 1 (before issue 19), 2 (blocked distances, early stop, one run at step 0), 3 (repeats on
+a subsample, the winner refined on all, step 0 on a quarter of the samples). A training step is
+forward + backward + AdamW on the preset's batch at 256 nt. The inertia of each version's
+codebooks (level 1, on all the samples) is compared with version 1's: a faster k-means must find
+as good a codebook.
 
-    git worktree add /tmp/ref <commit before the change>
-    OMP_NUM_THREADS=1 python benchmarks/kmeans_init.py --ref /tmp/ref/src [--repeats 3]
+    OMP_NUM_THREADS=1 python benchmarks/kmeans_init.py [--repeats 3] [--versions 1,2,3]
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import statistics
 import time
 
 import numpy as np
 import torch
-
-
-def load_reference_kmeans(src: str):
-    """``kmeans`` of the reference checkout (``<src>/vqdna/hub/quantizer.py`` or, before the model
-    package, ``<src>/vqdna/tokenizers/quantizer.py``), loaded from its file alone."""
-    from pathlib import Path
-
-    for rel in ("vqdna/hub/quantizer.py", "vqdna/tokenizers/quantizer.py"):
-        f = Path(src) / rel
-        if f.exists():
-            spec = importlib.util.spec_from_file_location("reference_quantizer", f)
-            mod = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(mod)
-            return mod.kmeans
-    raise FileNotFoundError(f"{src}: no vqdna quantizer.py")
 
 
 def windows(n: int, length: int, seed: int = 0) -> torch.Tensor:
@@ -66,15 +52,12 @@ def median_step(net, batch: torch.Tensor, repeats: int) -> float:
     return statistics.median(times[1:])
 
 
-def timed_init(net, idx, samples: int, kmeans_fn, repeats: int, start: bool = False) -> tuple[float, list]:
-    """Median seconds of ``init_codebooks`` with ``kmeans_fn`` (``start``: as at step 0); the codebooks it made."""
-    from vqdna.hub import quantizer
-
-    saved = quantizer.kmeans
-    quantizer.kmeans = kmeans_fn
+def timed_init(net, idx, samples: int, version: int, repeats: int, start: bool) -> tuple[float, list]:
+    """Median seconds of ``init_codebooks`` under ``kmeans_version`` (``start``: as at step 0); its codebooks."""
     state = {k: v.clone() for k, v in net.state_dict().items()}
-    times = []
+    saved, times = net.config.kmeans_version, []
     try:
+        net.config.kmeans_version = version
         for _ in range(repeats):
             net.load_state_dict(state)
             t = time.perf_counter()
@@ -82,15 +65,15 @@ def timed_init(net, idx, samples: int, kmeans_fn, repeats: int, start: bool = Fa
             times.append(time.perf_counter() - t)
         books = [vq.embed.clone() for vq in net.quantizer.quantizers]
     finally:
-        quantizer.kmeans = saved
+        net.config.kmeans_version = saved
         net.load_state_dict(state)
     return statistics.median(times), books
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--ref", required=True, help="the src/ folder of the reference checkout")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--versions", default="1,2,3", help="kmeans_version values; the first is the inertia reference")
     a = ap.parse_args()
     from vqdna.config import tokenizer_configs
     from vqdna.hub import quantizer
@@ -98,10 +81,7 @@ def main() -> None:
     from vqdna.tokenizers.learned import VQDNATokenizer
     from vqdna.tokenizers.vqvae import VQDNAAutoencoder
 
-    ref = load_reference_kmeans(a.ref)
-
-    def ref_kmeans(*args, version=None, **kwargs):  # the reference has no versions
-        return ref(*args, **kwargs)
+    versions = [int(v) for v in a.versions.split(",")]
     model_cfg, train_cfg = tokenizer_configs("small", quantizer="hrq")
     torch.manual_seed(0)
     fresh = VQDNAAutoencoder(model_cfg).eval()
@@ -112,20 +92,20 @@ def main() -> None:
           f"level, {model_cfg.kmeans_repeats} x {model_cfg.kmeans_iters} Lloyd iterations; median training step "
           f"{step:.3f} s (batch {train_cfg.batch_size} x {train_cfg.long_length} nt); torch threads "
           f"{torch.get_num_threads()}\n")
-    print("| k-means at | reference s | this s | speed-up | reference / step | this / step | inertia (this / ref) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| k-means at | kmeans_version | s (median) | / training step | speed-up vs first | inertia / first |")
+    print("|---|---|---|---|---|---|")
     for name, net, length in (("step 0 (untrained encoder, 128 nt)", fresh, train_cfg.short_length),
                               ("end of warm-up (trained encoder, 256 nt)", trained, train_cfg.long_length)):
         idx = windows(max(math.ceil(samples / length), 1), length, seed=1)
-        t_ref, b_ref = timed_init(net, idx, samples, ref_kmeans, a.repeats)
-        t_new, b_new = timed_init(net, idx, samples, quantizer.kmeans, a.repeats, start=net is fresh)
         with torch.no_grad():
             zs = net.encoder(idx, net.config.levels)
-            flat = zs[0].reshape(-1, zs[0].shape[-1]).float()
-            ratio = (quantizer.squared_distances(flat, b_new[0]).min(1).values.sum()
-                     / quantizer.squared_distances(flat, b_ref[0]).min(1).values.sum())
-        print(f"| {name} | {t_ref:.2f} | {t_new:.2f} | {t_ref / t_new:.2f}x | {t_ref / step:.1f} | "
-              f"{t_new / step:.1f} | {float(ratio):.5f} |")
+        flat = zs[0].reshape(-1, zs[0].shape[-1]).float()
+        first = None
+        for v in versions:
+            t, books = timed_init(net, idx, samples, v, a.repeats, start=net is fresh)
+            inertia = float(quantizer.nearest_centroids(flat, books[0])[0].sum())
+            first = first or (t, inertia)
+            print(f"| {name} | {v} | {t:.2f} | {t / step:.1f} | {first[0] / t:.2f}x | {inertia / first[1]:.5f} |")
 
 
 if __name__ == "__main__":

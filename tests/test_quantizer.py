@@ -135,3 +135,47 @@ def test_kmeans_version_2_finds_what_version_1_finds_in_fewer_iterations():
     finally:
         quantizer.nearest_centroids = real
     assert len(calls) < 21  # stopped before the 20 iterations (+ the final assignment)
+
+
+def test_kmeans_version_3_runs_its_repeats_on_a_subsample_and_finds_as_good_a_codebook():
+    """Issue 19: version 3 runs the repeats on 8 points per centroid and refines only the winner
+    on all points; on a mixture of overlapping Gaussians (like encoder outputs) its codebook is as
+    good as version 2's, and most of its distance passes see the subsample only."""
+    from vqdna.hub import quantizer
+
+    g = torch.Generator().manual_seed(1)
+    centers = torch.randn(512, 16, generator=g) * 1.5
+    x = centers[torch.randint(512, (16000,), generator=g)] + torch.randn(16000, 16, generator=g)
+    def inertia(c):
+        return float(squared_distances(x, c).min(1).values.sum())
+
+    mean = {v: sum(inertia(kmeans(x, 128, repeats=3, generator=torch.Generator().manual_seed(s), version=v)[0])
+                   for s in range(3)) / 3 for v in (2, 3)}
+    assert mean[3] <= 1.01 * mean[2], mean
+    c, counts = kmeans(x, 128, repeats=3, generator=torch.Generator().manual_seed(0), version=3)
+    assert counts.sum() == 16000 and (counts > 0).all()
+    passes = {2: [], 3: []}
+    real = quantizer.nearest_centroids
+    for v in (2, 3):
+        quantizer.nearest_centroids = lambda pts, *a, **k: passes[v].append(len(pts)) or real(pts, *a, **k)
+        try:
+            kmeans(x, 128, repeats=3, generator=torch.Generator().manual_seed(0), version=v)
+        finally:
+            quantizer.nearest_centroids = real
+    # the repeats saw 1,024 points: version 3 sorts 16,000 points to codes far fewer times than version 2
+    assert set(passes[3]) == {1024, 16000} and passes[3].count(16000) * 2 < passes[2].count(16000)
+
+
+def test_step_0_kmeans_of_version_3_encodes_a_quarter_of_the_windows():
+    from vqdna.config import TokenizerConfig
+    from vqdna.tokenizers.vqvae import VQDNAAutoencoder
+
+    cfg = TokenizerConfig(quantizer="hrq", stem_dim=8, dim=8, depth=2, codebook_sizes=(16, 32), levels=(1, 2))
+    idx = torch.randint(4, (64, 128))
+    seen = {}
+    for version, start in ((3, True), (3, False), (2, True)):
+        net = VQDNAAutoencoder(TokenizerConfig(**{**cfg.__dict__, "kmeans_version": version})).eval()
+        net.encoder.register_forward_hook(lambda m, inp, out: seen.__setitem__((version, start), inp[0].shape[0]))
+        net.init_codebooks(idx, max_samples=8192, start=start, generator=torch.Generator().manual_seed(0))
+        assert all(bool(vq.initted) for vq in net.quantizer.quantizers)
+    assert seen == {(3, True): 16, (3, False): 64, (2, True): 64}

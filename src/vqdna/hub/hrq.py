@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .quantizer import EMAVectorQuantizer
+from .quantizer import EMAVectorQuantizer, nearest_centroids
 
 
 class HierarchicalResidualQuantizer(nn.Module):
@@ -99,7 +99,7 @@ class HierarchicalResidualQuantizer(nn.Module):
 
     @torch.no_grad()
     def init_from_kmeans(self, zs: list[torch.Tensor], *, iters: int, repeats: int, max_samples: int,
-                         generator: torch.Generator | None = None, version: int = 2) -> None:
+                         generator: torch.Generator | None = None, version: int = 3) -> None:
         """Repeated K-means on each level in turn: level l sees H(l) built from the
         freshly initialised codebooks of the levels above it."""
         h_prev = q_prev = q_sum = None
@@ -109,7 +109,13 @@ class HierarchicalResidualQuantizer(nn.Module):
             if flat.shape[0] > max_samples:
                 flat = flat[torch.randperm(flat.shape[0], generator=generator)[:max_samples].to(flat.device)]
             vq.init_from_kmeans(flat, iters=iters, repeats=repeats, generator=generator, version=version)
-            q = vq.lookup(vq.nearest(h)).to(h.dtype)
+            if level == len(self.quantizers) - 1:
+                break  # no level below reads this one's codes
+            if version >= 3:  # the nearest codes in row blocks, without the whole (N, K) distance matrix
+                codes = nearest_centroids(h.reshape(-1, h.shape[-1]).float(), vq.embed)[1].view(h.shape[:-1])
+            else:
+                codes = vq.nearest(h)
+            q = vq.lookup(codes).to(h.dtype)
             h_prev, q_prev = h, q
             q_sum = q if q_sum is None else q_sum + q
 

@@ -11,6 +11,8 @@ cut back to the input length, so the loss scores the same nucleotides as at stri
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -72,9 +74,14 @@ class VQDNAAutoencoder(nn.Module):
         """Repeated K-means initialisation from the encoder outputs of ``idx`` (after warm-up).
         ``start`` (step 0, an untrained encoder): with ``kmeans_version`` 2 one k-means run, not
         ``kmeans_repeats``: it only gives warm-up data-dependent codes, which the Repeated K-means
-        at the end of warm-up replaces (issue 19: the step-0 stall was 50x a training step)."""
+        at the end of warm-up replaces (issue 19: the step-0 stall was 50x a training step); with
+        version 3 also on a quarter of the samples (at least 4 per code), from as few windows."""
+        version = self.config.kmeans_version
+        if start and version >= 3:  # a quarter of the windows (and samples): warm-up only starts from these codes
+            max_samples = max(max_samples // 4, 4 * max(self.config.codebook_sizes))
+            idx = idx[:math.ceil(max_samples * self.config.stride / idx.shape[1])]  # one output per stride nt
         zs = self.encoder(idx, self.config.levels)
-        repeats = 1 if start and self.config.kmeans_version >= 2 else self.config.kmeans_repeats
+        repeats = 1 if start and version >= 2 else self.config.kmeans_repeats
         self.quantizer.init_from_kmeans([z.float() for z in zs], iters=self.config.kmeans_iters,
                                         repeats=repeats, max_samples=max_samples,
                                         generator=generator, version=self.config.kmeans_version)
