@@ -59,7 +59,11 @@ PASS_SECONDS = ((125, 0.026), (250, 0.049), (1000, 0.12), (1705, 0.30), (2000, 0
                 (6777, 3.49), (8000, 5.9))
 #: nt per token of a row before it is trained (bpe: the 4,096-token BPE of yeast, species-table6)
 NT_PER_TOKEN = {"hrq-s1": 1.0, "hrq-s2": 2.0, "hrq-s4": 4.0, "hrq-s8": 8.0, "bpe": 5.2, "char": 1.0}
-TOKENIZER_MIN = {"hrq": 16.0, "bpe": 5.0, "char": 0.0}  # training one (README: HRQ small, 1,200 steps)
+#: knt/s of `vqdna tokenize` (write_codes) with an HRQ small tokenizer on one thread, by stride (measured
+#: here on 2.09 Mnt of these genomes); the ~63 Mnt of training genomes take 12, 2.6 and 1.4 min at 1, 4, 8
+TOKENIZE_KNT_S = {1: 89.0, 2: 200.0, 4: 408.0, 8: 737.0}
+#: minutes to train a row's tokenizer (README: HRQ small, 1,200 steps, 16 min; scaled by --tok-steps)
+TOKENIZER_MIN = {"hrq": 16.0, "bpe": 5.0, "char": 0.0}
 
 
 @dataclass
@@ -136,7 +140,9 @@ def task_info(s: Settings) -> dict:
             n_classes=k, tips=sm["tips_used"], tips_per_split=sm["tips_per_split"], rows=sm["rows"],
             train_rows_all=sm["train_rows_before_cap"] or sm["rows"]["train"],
             dedupe_dropped=sm["window_duplicates"]["rows_dropped"],
-            genome_length=sm["genome_length"], classes={c: sum(v["tips"].values()) for c, v in sm["classes"].items()},
+            genome_length=sm["genome_length"],
+            corpus_nt=round(sm["tips_per_split"]["train"] * sm["genome_length"]["mean"]),  # ~ train_genomes.fa
+            classes={c: sum(v["tips"].values()) for c, v in sm["classes"].items()},
             chance=dict(uniform_accuracy=1 / k, majority_accuracy=top,
                         majority_macro_f1=(2 * top / (1 + top)) / k))  # F1 of the one class predicted, over k
     return info
@@ -161,14 +167,18 @@ def pass_seconds(tokens: float) -> float:
 
 def estimate(s: Settings, info: dict, rows=LM_ROWS) -> dict:
     """Expected single-thread CPU minutes of every LM row, before anything is trained: the
-    tokenizer, pre-training (``pretrain_tflop`` at ~20 GFLOP/s), and per length the seeds (epochs x
+    tokenizer (training it, and for HRQ tokenizing the training genomes), pre-training
+    (``pretrain_tflop`` at ~20 GFLOP/s), and per length the seeds (epochs x
     training rows of training passes, dev every epoch and test once at a third of a pass) and the
     probe (one forward of every row); a length whose tokens exceed ``max_tokens`` does not fit."""
     out = {}
     for row in rows:
         kind = "hrq" if row.startswith("hrq") else row
         npt = NT_PER_TOKEN.get(row, 1.0)
-        cells, total = {}, TOKENIZER_MIN[kind] + s.pretrain_tflop * 1e12 / 20e9 / 60
+        tok_min = TOKENIZER_MIN[kind] * (s.tok_steps / 1200 if kind == "hrq" else 1.0)
+        if kind == "hrq":  # tokenizing the pre-training genomes (char and bpe: not measured, taken as 0)
+            tok_min += info[str(s.lengths[-1])]["corpus_nt"] / TOKENIZE_KNT_S.get(int(row[-1]), 89.0) / 1e3 / 60
+        cells, total = {}, tok_min + s.pretrain_tflop * 1e12 / 20e9 / 60
         for L in s.lengths:
             r = info[str(L)]["rows"]
             tokens = math.ceil(s.nucleotides(L) / npt)
@@ -305,7 +315,8 @@ def render(r: dict) -> str:
         cols = [f"{c['tokens']:,}, {c['min_per_seed']:.0f}" if c["fits"] else f"{c['tokens']:,}, does not fit"
                 for c in (e["lengths"][str(x)] for x in lengths)]
         L.append(f"| {row} | " + " | ".join(cols) + f" | {e['total_min'] / 60:.1f} |")
-    L += ["", f"Per row: its tokenizer, {s['pretrain_tflop']:g} TFLOP of pre-training, {s['seeds']} seeds x "
+    L += ["", f"Per row: its tokenizer (training it; HRQ: tokenizing the training genomes too), "
+              f"{s['pretrain_tflop']:g} TFLOP of pre-training, {s['seeds']} seeds x "
               f"{list(s['epochs'])} epochs per length and a probe; the pass times are the species table's "
               f"(`PASS_SECONDS`), bpe's tokens assume the yeast BPE's 5.2 nt per token.", ""]
     if s["rows"]:
