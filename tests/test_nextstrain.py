@@ -281,3 +281,201 @@ def test_real_tree_small_sample(tmp_path):
     rows = _read_csv(tmp_path / "t" / "train.csv")
     assert rows and {int(x["label"]) for x in rows} <= set(labels.values())
     assert all(len(x["sequence"]) == 1000 for x in rows[:50])
+
+
+# ---------------------------------------------------------------- rows per tip, label levels, caps (issue 22)
+
+
+def _pango_tree(lineages: dict[str, tuple[str, int]]) -> tuple[dict, str]:
+    """One subtree per raw Pango name ``{raw: (unaliased, n_tips)}``; every tip a distinct genome
+    (three substitutions at its own positions, one deletion per lineage)."""
+    import numpy as np
+
+    ref = "".join(np.random.default_rng(0).choice(list("ACGT"), 200))  # not periodic: windows differ
+    subtrees, pos = [], 1
+    for c, (raw, (full, n)) in enumerate(lineages.items()):
+        tips = []
+        for i in range(n):
+            b = ref[pos - 1]
+            muts = [f"{ref[q - 1]}{q}{'A' if ref[q - 1] != 'A' else 'C'}" for q in (pos, pos + 60, pos + 120)]
+            tips.append(node(f"{raw}_{i}", muts, Nextclade_pango=raw, partiallyAliased=full))
+            pos += 1
+        subtrees.append(node(f"clade_{raw}", [f"{ref[180 + c]}{181 + c}-"], tips))
+    return {"version": "v2", "meta": {}, "tree": node("root", [], subtrees)}, ref
+
+
+PANGO = {"BA.2.86.1": ("BA.2.86.1", 12), "JN.1": ("BA.2.86.1.1", 10), "BA.5.2": ("BA.5.2", 14),
+         "BF.7": ("BA.5.2.1.7", 9), "XBB.1.5": ("XBB.1.5", 11)}
+
+
+def test_label_level_cuts_the_unaliased_name(tmp_path):
+    from vqdna.data.nextstrain import cut_label
+
+    assert cut_label("BA.2.86.1.1", 3) == "BA.2.86" and cut_label("B.1", 3) == "B.1" and cut_label("X", None) == "X"
+    tree, ref = _pango_tree(PANGO)
+    t, r = _write(tmp_path, tree, ref)
+    kw = dict(label="Nextclade_pango", per_tip="whole", min_class_size=5, progress=False)
+    s = import_nextstrain(t, r, tmp_path / "u", label_level=3, **kw)
+    # JN.1 is BA.2.86.1.1 and BF.7 is BA.5.2.1.7: they join their parents' class
+    assert json.loads((tmp_path / "u" / "labels.json").read_text()) == {"BA.2.86": 0, "BA.5.2": 1, "XBB.1.5": 2}
+    assert {c: sum(v["tips"].values()) for c, v in s["classes"].items()} == {"BA.2.86": 22, "BA.5.2": 23,
+                                                                              "XBB.1.5": 11}
+    assert s["parameters"]["tree_label"] == "partiallyAliased" and s["parameters"]["label_level"] == 3
+    assert s["labels_not_unaliased"] == 0
+    # --no-unalias: the raw name is cut, so JN.1 and BF.7 stay classes of their own
+    s = import_nextstrain(t, r, tmp_path / "raw", label_level=3, unalias=False, **kw)
+    assert s["parameters"]["tree_label"] == "Nextclade_pango"
+    assert sorted(s["classes"]) == ["BA.2.86", "BA.5.2", "BF.7", "JN.1", "XBB.1.5"]
+    # level 2 on the unaliased names: BA.2, BA.5, XBB.1
+    s = import_nextstrain(t, r, tmp_path / "l2", label_level=2, **kw)
+    assert sorted(s["classes"]) == ["BA.2", "BA.5", "XBB.1"]
+    # a tip without the unaliased attribute is cut on its raw name, and counted
+    del tree["tree"]["children"][1]["children"][0]["node_attrs"]["partiallyAliased"]
+    t2, _ = _write(tmp_path, tree, ref)
+    s = import_nextstrain(t2, r, tmp_path / "miss", label_level=3, min_class_size=1, **{
+        k: v for k, v in kw.items() if k != "min_class_size"})
+    assert s["labels_not_unaliased"] == 1 and s["classes"]["JN.1"]["tips"]["train"] == 1
+
+
+def test_min_classes_error(tmp_path):
+    tree, ref = _pango_tree(PANGO)
+    t, r = _write(tmp_path, tree, ref)
+    kw = dict(label="Nextclade_pango", per_tip="whole", min_class_size=5, label_level=3, progress=False)
+    assert import_nextstrain(t, r, tmp_path / "ok", min_classes=3, **kw)["n_classes"] == 3
+    with pytest.raises(TreeError, match=r"leaves 3 class\(es\) with >= 5 tips, fewer than the 4 asked for"):
+        import_nextstrain(t, r, tmp_path / "o", min_classes=4, **kw)
+    with pytest.raises(ValueError, match="min_classes must be >= 2"):
+        import_nextstrain(t, r, tmp_path / "o", min_classes=1, **kw)
+
+
+def _fasta(path):
+    recs = {}
+    for rec in path.read_text().split(">")[1:]:
+        head, *seq = rec.split("\n")
+        recs[head.split()[0]] = (head, "".join(seq))
+    return recs
+
+
+def test_per_tip_random_window_and_whole(tmp_path):
+    tree, ref = _pango_tree(PANGO)
+    t, r = _write(tmp_path, tree, ref)
+    kw = dict(label="Nextclade_pango", min_class_size=5, label_level=3, progress=False)
+    s = import_nextstrain(t, r, tmp_path / "rw", per_tip="random-window", window=50, seed=3, **kw)
+    genomes = _fasta(tmp_path / "rw" / "genomes.fa")
+    sources = _read_csv(tmp_path / "rw" / "sources.csv")
+    assert len(sources) == len(genomes) == 56 and s["parameters"]["per_tip"] == "random-window"
+    assert sum(s["rows"].values()) + s["window_duplicates"]["rows_dropped"] == 56  # one row per tip
+    rows = {sp: _read_csv(tmp_path / "rw" / f"{sp}.csv") for sp in ("train", "dev", "test")}
+    by_split = {sp: [x for x in sources if x["split"] == sp and x["rows"] == "1"] for sp in rows}
+    starts = set()
+    for sp in rows:  # each row is the window of its tip at the recorded start, in file order
+        assert len(rows[sp]) == len(by_split[sp])
+        for row, src in zip(rows[sp], sorted(by_split[sp], key=lambda x: ("train", "dev", "test").index(x["split"]))):
+            st, en = int(src["start"]), int(src["end"])
+            assert en - st == 50 and row["sequence"] == genomes[src["tip"]][1][st:en]
+            starts.add(st)
+    assert len(starts) > 10  # random positions, not one
+    # the same tip gets the same start with other options (here a cap)
+    import_nextstrain(t, r, tmp_path / "rw2", per_tip="random-window", window=50, seed=3, max_train_per_class=2, **kw)
+    spans = lambda d: {x["tip"]: (x["start"], x["end"]) for x in _read_csv(d / "sources.csv")}  # noqa: E731
+    assert spans(tmp_path / "rw2") == spans(tmp_path / "rw")
+    # whole genomes: one row per tip, the genome itself
+    s = import_nextstrain(t, r, tmp_path / "wh", per_tip="whole", window=1000, **kw)  # window not used
+    genomes = _fasta(tmp_path / "wh" / "genomes.fa")
+    assert s["parameters"]["window"] is None and sum(s["rows"].values()) == 56
+    seqs = {x["sequence"] for sp in ("train", "dev", "test") for x in _read_csv(tmp_path / "wh" / f"{sp}.csv")}
+    assert seqs == {g for _, g in genomes.values()}
+    assert load_task(tmp_path / "wh").n_classes == 3
+    with pytest.raises(ValueError, match="per_tip must be one of"):
+        import_nextstrain(t, r, tmp_path / "o", per_tip="all", window=50, **kw)
+
+
+def test_max_train_per_class_and_train_genomes(tmp_path):
+    tree, ref = _pango_tree(PANGO)
+    t, r = _write(tmp_path, tree, ref)
+    kw = dict(label="Nextclade_pango", min_class_size=5, label_level=3, per_tip="random-window", window=40,
+              seed=1, progress=False)
+    full = import_nextstrain(t, r, tmp_path / "all", **kw)
+    s = import_nextstrain(t, r, tmp_path / "cap", max_train_per_class=4, **kw)
+    labels = [x["label"] for x in _read_csv(tmp_path / "cap" / "train.csv")]
+    assert sorted(labels) == sorted(["0", "1", "2"] * 4) and s["rows"]["train"] == 12
+    assert s["train_rows_before_cap"] == full["rows"]["train"] > 12
+    assert all(v["windows"]["train"] == 4 for v in s["classes"].values())
+    # the capped rows are a subset of the uncapped ones; dev and test do not change
+    all_train = {x["sequence"] for x in _read_csv(tmp_path / "all" / "train.csv")}
+    assert {x["sequence"] for x in _read_csv(tmp_path / "cap" / "train.csv")} <= all_train
+    for sp in ("dev", "test"):
+        assert (tmp_path / "cap" / f"{sp}.csv").read_text() == (tmp_path / "all" / f"{sp}.csv").read_text()
+    # train_genomes.fa: every training tip, and only those
+    sources = _read_csv(tmp_path / "cap" / "sources.csv")
+    train_tips = {x["tip"] for x in sources if x["split"] == "train"}
+    tg = _fasta(tmp_path / "cap" / "train_genomes.fa")
+    assert set(tg) == train_tips and len(tg) == s["train_tips"] == full["rows"]["train"]
+    assert all(h.endswith("split=train") for h, _ in tg.values())
+    held_out = {g for n, (h, g) in _fasta(tmp_path / "cap" / "genomes.fa").items() if n not in train_tips}
+    assert held_out and not held_out & {g for _, g in tg.values()}
+    # sources.csv: the capped-out training tips gave no row
+    assert sum(int(x["rows"]) for x in sources if x["split"] == "train") == 12
+    # deterministic; the same with windows per tip (the cap counts rows, not tips)
+    s2 = import_nextstrain(t, r, tmp_path / "cap2", max_train_per_class=4, **kw)
+    assert (tmp_path / "cap2" / "train.csv").read_text() == (tmp_path / "cap" / "train.csv").read_text()
+    s3 = import_nextstrain(t, r, tmp_path / "win", **dict(kw, per_tip="windows"), max_train_per_class=7)
+    assert s3["rows"]["train"] == 21 and s3["train_rows_before_cap"] > 21 and s2["rows"] == s["rows"]
+
+
+def test_dedupe_across_splits_per_tip(tmp_path):
+    """Identical windows of different genomes: a dev/test row identical to any training row
+    (capped out or not) is dropped."""
+    ref = "ACGT" * 50
+    tips = []
+    for i in range(30):  # all tips differ only at position 200 - i: their first 100 nt are the same
+        p = 200 - i
+        tips.append(node(f"t{i}", [f"{ref[p - 1]}{p}{'A' if ref[p - 1] != 'A' else 'C'}"],
+                         clade_who="X" if i % 2 else "Y"))
+    t, r = _write(tmp_path, {"tree": node("root", [], tips)}, ref)
+    kw = dict(label="clade_who", min_class_size=2, window=100, progress=False)
+    s = import_nextstrain(t, r, tmp_path / "a", per_tip="windows", max_train_per_class=1, **kw)
+    # every tip's first window is the same 100 nt: none survives in dev or test
+    dev = [x["sequence"] for x in _read_csv(tmp_path / "a" / "dev.csv")]
+    assert ref[:100] not in dev and s["window_duplicates"]["rows_dropped"] >= 6
+    s = import_nextstrain(t, r, tmp_path / "w", per_tip="whole", **kw)
+    assert s["window_duplicates"]["rows_dropped"] == 0  # whole genomes differ (split by genome)
+
+
+def test_cli_new_options(tmp_path, capsys):
+    tree, ref = _pango_tree(PANGO)
+    t, r = _write(tmp_path, tree, ref)
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args(["--tree", str(t), "--reference", str(r), "--label", "Nextclade_pango", "--label-level", "3",
+                         "--per-tip", "whole", "--min-class-size", "5", "--min-classes", "3",
+                         "--max-train-per-class", "5", "--out", str(tmp_path / "o"), "--quiet"])
+    assert run(args) == 0
+    out = capsys.readouterr().out
+    assert "3 classes of 'Nextclade_pango' at level 3 (cut on 'partiallyAliased')" in out
+    assert "rows (whole) train/dev/test = 15/" in out and "at 5 per class" in out
+    args = p.parse_args(["--tree", str(t), "--label", "Nextclade_pango", "--label-level", "3", "--no-unalias",
+                         "--reference", str(r), "--min-classes", "6", "--min-class-size", "5", "--window", "50",
+                         "--out", str(tmp_path / "o2"), "--quiet"])
+    with pytest.raises(TreeError, match="fewer than the 6 asked for"):
+        run(args)
+
+
+@pytest.mark.skipif(not all((SARS / f).is_file() for f in ("tree_2025-09-09.json", "tree_mature.json",
+                                                            "reference.fasta")),
+                    reason="real data in ../shared absent")
+def test_real_trees_pango_level3(tmp_path):
+    """The lineage task of the length table (benchmarks/sars_cov2_lengths.py): Pango at level 3 on the
+    unaliased names keeps >= 5 classes of >= 50 tips on both trees (clade_who keeps 3)."""
+    kw = dict(label="Nextclade_pango", label_level=3, min_class_size=50, min_classes=5, per_tip="random-window",
+              window=1000, max_train_per_class=20, progress=False)
+    s = import_nextstrain(SARS / "tree_2025-09-09.json", SARS / "reference.fasta", tmp_path / "a", **kw)
+    sizes = {c: sum(v["tips"].values()) for c, v in s["classes"].items()}
+    assert s["n_classes"] == 12 and sizes["BA.2.86"] == 703 and min(sizes.values()) == sizes["BA.2.3"] == 53
+    assert s["rows"]["train"] == 240 and s["train_tips"] == 2101 and s["labels_not_unaliased"] == 0
+    assert s["parameters"]["tree_label"] == "partiallyAliased"
+    s = import_nextstrain(SARS / "tree_mature.json", SARS / "reference.fasta", tmp_path / "b", **kw)
+    assert s["n_classes"] == 11 and s["rows"]["train"] == 220
+    with pytest.raises(TreeError, match="fewer than the 5 asked for"):
+        import_nextstrain(SARS / "tree_mature.json", SARS / "reference.fasta", tmp_path / "c",
+                          **dict(kw, label="clade_who", label_level=None))

@@ -84,6 +84,8 @@ def cmd_data_nextstrain(a):
     s = import_nextstrain(a.tree, a.reference, a.out, label=a.label, window=a.window, stride=a.stride,
                           min_class_size=a.min_class_size, split=tuple(a.split), seed=a.seed, max_tips=a.max_tips,
                           max_n_fraction=a.max_n_fraction, strict=a.strict, dedupe=a.dedupe,
+                          per_tip=a.per_tip, label_level=a.label_level, unalias=a.unalias,
+                          min_classes=a.min_classes, max_train_per_class=a.max_train_per_class,
                           progress=not getattr(a, "quiet", False))
     wd = s["window_duplicates"]
     if wd["dedupe"] == "none" and (wd["dev_rows_with_copy_in_train"] or wd["test_rows_with_copy_in_train"]
@@ -97,8 +99,11 @@ def cmd_data_nextstrain(a):
            if wd["dedupe"] == "cross_split" else
            f"kept dev/test windows with a copy in train: {wd['dev_rows_with_copy_in_train']}/"
            f"{wd['test_rows_with_copy_in_train']}")
-    print(f"{s['tips_used']} of {s['tips_in_tree']} tips, {s['n_classes']} classes of {a.label!r}; "
-          f"rows train/dev/test = {s['rows']['train']}/{s['rows']['dev']}/{s['rows']['test']}; "
+    level = f" at level {a.label_level} (cut on {s['parameters']['tree_label']!r})" if a.label_level else ""
+    cap = (f" (capped from {s['train_rows_before_cap']} at {a.max_train_per_class} per class)"
+           if a.max_train_per_class else "")
+    print(f"{s['tips_used']} of {s['tips_in_tree']} tips, {s['n_classes']} classes of {a.label!r}{level}; "
+          f"rows ({a.per_tip}) train/dev/test = {s['rows']['train']}/{s['rows']['dev']}/{s['rows']['test']}{cap}; "
           f"skipped {s['skipped_tips']}; dropped classes: {len(s['dropped_classes'])}; {dup}; "
           f"written to {a.out} in {s['seconds']} s")
     return 0
@@ -106,7 +111,7 @@ def cmd_data_nextstrain(a):
 
 def add_data_nextstrain_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``vqdna data nextstrain`` (:func:`vqdna.data.nextstrain.import_nextstrain`)."""
-    from .data.nextstrain import LABELS
+    from .data.nextstrain import LABELS, PER_TIP
 
     p.add_argument("--tree", required=True, help="Auspice v2 tree JSON (Nextstrain / Nextclade dataset tree.json)")
     p.add_argument("--reference", default=None,
@@ -128,6 +133,19 @@ def add_data_nextstrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dedupe", choices=("none", "cross_split"), default="cross_split",
                    help="cross_split (default): drop dev/test windows whose exact sequence is in train (or test "
                         "windows in dev), counted in summary.json; none: keep them (a warning prints how many)")
+    p.add_argument("--per-tip", choices=PER_TIP, default="windows",
+                   help="rows per tip: windows (default: every --window nt at --stride), random-window (one "
+                        "window of --window nt at a seeded random start) or whole (the whole genome)")
+    p.add_argument("--label-level", type=int, default=None, metavar="N",
+                   help="cut the label at its first N dot-separated levels (a Pango lineage BA.2.86.1.1 at 3: "
+                        "BA.2.86), on the unaliased name (partiallyAliased for Nextclade_pango) unless --no-unalias")
+    p.add_argument("--no-unalias", dest="unalias", action="store_false",
+                   help="with --label-level: cut the raw label (an aliased JN.1 stays JN.1, not BA.2.86)")
+    p.add_argument("--min-classes", type=int, default=2,
+                   help="fail unless at least this many classes keep --min-class-size tips (default: %(default)s)")
+    p.add_argument("--max-train-per-class", type=int, default=None, metavar="N",
+                   help="keep at most N training rows per class (a seeded choice); dev/test are deduplicated "
+                        "against all training rows, and train_genomes.fa holds every training tip")
     p.add_argument("--out", required=True, help="output task folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -42,30 +42,51 @@ Task policy (:func:`import_nextstrain`)
   a reference path the ``root_sequence`` is used.
 * Tips whose label attribute is missing, empty, ``None`` or ``"?"`` are skipped and counted.
   Tips whose genome is shorter than one window are skipped and counted.
+* **Labels** (``label_level``): the label can be cut to its first ``label_level`` dot-separated
+  levels (a Pango lineage ``BA.2.86.1.1`` at level 3 is ``BA.2.86``). Pango names are aliased
+  (``JN.1`` is ``BA.2.86.1.1``, ``EG.5`` is ``XBB.1.9.2.5``), so a cut of the raw name splits a
+  lineage from its descendants; with ``unalias=True`` (the default) the cut is made on the
+  unaliased name, the tip attribute :data:`UNALIASED` names for the label (``partiallyAliased``
+  for ``Nextclade_pango``; a tip without it keeps its raw name, counted in the summary).
+  ``parameters.tree_label`` in the summary is the attribute the classes were cut from.
 * ``max_tips``: a seeded random sample of that many of the remaining labelled tips is used
   (not the first ones in tree order, which would be a few clades only).
-* Classes with fewer than ``min_class_size`` tips are dropped and listed in the summary.
+* Classes with fewer than ``min_class_size`` tips are dropped and listed in the summary; fewer
+  than ``min_classes`` classes left (default 2) is an error naming the largest classes.
 * Splitting is **by genome**: tips are grouped by identical genome (same set of differences
   from the reference), and a group goes to one split only, so no genome is in two splits. The
   split is stratified per class: within a class, groups are shuffled (numpy generator seeded
   with ``seed`` and the class name) and ``round(n * fraction)`` go to dev and test; a class
   with at least 3 groups gets at least one group in each split with a positive fraction,
   and train always keeps at least one.
-* Windows: ``window`` nt every ``stride`` nt (default ``stride = window``, no overlap) from the
-  start of each tip genome; the last partial window is **dropped** (unlike
-  :func:`vqdna.sequence.fasta.window_starts`, no window is end-aligned). A window with more than
-  ``max_n_fraction`` non-ACGT letters (N and other IUPAC codes) is dropped and counted.
+* Rows per tip (``per_tip``): ``"windows"`` (the default): ``window`` nt every ``stride`` nt
+  (default ``stride = window``, no overlap) from the start of each tip genome; the last partial
+  window is **dropped** (unlike :func:`vqdna.sequence.fasta.window_starts`, no window is
+  end-aligned). ``"random-window"``: one window of ``window`` nt per tip at a random start
+  (a generator seeded with ``seed``, the tip's name and its index: the same tip gets the same
+  start whatever the other options). ``"whole"``: the whole genome is the row (``window`` is
+  not used). A row with more than ``max_n_fraction`` non-ACGT letters (N and other IUPAC codes)
+  is dropped and counted.
 * Duplicate windows: related genomes share most windows, so most dev/test windows have an
   exact copy in train (often under another class). ``dedupe="cross_split"`` (default) drops
   every dev/test window whose exact sequence is a train window (and every test window that is
   a dev window), counted in the summary; a dev or test split left without rows is an error.
   ``dedupe="none"`` keeps them and counts them in the summary (``vqdna data nextstrain --dedupe
   none`` prints a warning with the counts). Windows repeated within one split are kept.
+* ``max_train_per_class``: after the windows are written (and deduplicated against **every**
+  training row, so dev and test do not depend on the cap), at most that many training rows per
+  class are kept in ``train.csv``: a seeded random choice (``seed`` and the class name), in file
+  order. The genomes of all training tips stay in ``train_genomes.fa``.
 * Every class keeps at least one training window: a class whose training windows were all
   dropped (``max_n_fraction``) but that has dev/test windows is an error, as
   :func:`vqdna.sequence.tasks.load_task` would reject the task.
 * Output folder: ``genomes.fa`` (the genomes used, header ``>tip label=<class> split=<split>``;
-  whitespace in names is replaced by ``_``), ``train.csv``/``dev.csv``/``test.csv`` with header
+  whitespace in names is replaced by ``_``), ``train_genomes.fa`` (the same records for the
+  training tips only: a pre-training corpus that never saw a dev or test genome),
+  ``sources.csv`` (one line per tip: ``tip,label,class_id,split,start,end,rows``: its class, its
+  split, the start and end of its row for ``random-window`` and ``whole`` (0-based, end
+  exclusive; empty for ``windows``) and how many rows of its split's CSV it gave, 0 for a
+  training tip left out by ``max_train_per_class``), ``train.csv``/``dev.csv``/``test.csv`` with header
   ``sequence,label`` where ``label`` is the **integer** class id, ``labels.json`` mapping class
   name -> id (ids 0..k-1 in sorted class-name order, readable by
   :func:`vqdna.sequence.tasks.load_task`), and ``summary.json`` (parameters, counts per class
@@ -100,10 +121,15 @@ __all__ = [
     "tip_labels",
     "rebuild_genomes",
     "import_nextstrain",
+    "cut_label",
 ]
 
 #: the class attributes of Nextclade trees
 LABELS = ("clade_nextstrain", "clade_who", "Nextclade_pango")
+#: the tip attribute holding the unaliased name of a label (cut by ``label_level``)
+UNALIASED = {"Nextclade_pango": "partiallyAliased"}
+#: what one tip gives: its windows, one random window, or its whole genome
+PER_TIP = ("windows", "random-window", "whole")
 SPLITS = ("train", "dev", "test")
 _GAP = ord("-")
 
@@ -263,6 +289,10 @@ class _Windows:
 
     per_class: dict  # class -> {"id", "tips": {split: n}, "windows": {split: n}}
     rows: dict = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
+    tip_rows: dict = field(default_factory=dict)  # tip index -> rows written to its split's CSV
+    tip_span: dict = field(default_factory=dict)  # tip index -> (start, end) of its row (per-tip modes)
+    train_row_tips: list = field(default_factory=list)  # the tip of every train.csv row, in file order
+    train_rows_before_cap: int = 0
     dropped_ambiguous: int = 0
     deduped: int = 0
     copies: dict = field(default_factory=lambda: {"dev_rows_with_copy_in_train": 0, "test_rows_with_copy_in_train": 0,
@@ -276,7 +306,9 @@ def import_nextstrain(tree_path, reference_path, out_dir, *, label: str = "clade
                       window: int = 1000, stride: int | None = None, min_class_size: int = 10,
                       split: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0,
                       max_tips: int | None = None, max_n_fraction: float = 0.1, strict: bool = True,
-                      dedupe: str = "cross_split", progress: bool = True) -> dict:
+                      dedupe: str = "cross_split", per_tip: str = "windows", label_level: int | None = None,
+                      unalias: bool = True, min_classes: int = 2, max_train_per_class: int | None = None,
+                      progress: bool = True) -> dict:
     """Rebuild the tip genomes of a tree and write a GUE-style classification task to ``out_dir``.
 
     Returns the summary also written to ``out_dir/summary.json``. See the module docstring for
@@ -285,17 +317,23 @@ def import_nextstrain(tree_path, reference_path, out_dir, *, label: str = "clade
     t0 = time.time()
     stride = window if stride is None else stride
     split = _check_parameters(window, stride, min_class_size, split, dedupe, max_n_fraction)
+    _check_new_parameters(per_tip, label_level, min_classes, max_train_per_class)
+    tree_label = UNALIASED.get(label, label) if label_level and unalias else label
     tree_path = Path(tree_path)
     from ..io import read_json
 
     tree_json = read_json(tree_path)  # a damaged file: an error naming it
     ref = _read_reference(reference_path, tree_json)
     mismatches: list[str] = []
-    tips, n_tips, skipped = _labelled_tips(tree_json, ref, label, window, strict, mismatches)
+    min_length = 1 if per_tip == "whole" else window
+    tips, n_tips, skipped = _labelled_tips(tree_json, ref, label, min_length, strict, mismatches,
+                                           label_level=label_level, tree_label=tree_label)
     if n_tips == 0:
         raise TreeError(f"{tree_path}: the tree has no tips")
+    not_unaliased = skipped.pop("label_not_unaliased", 0)
     tips = _sample_tips(tips, max_tips, seed, skipped)
-    kept, dropped = _choose_classes(tips, min_class_size, label, tree_path)
+    desc = label if not label_level else f"{label} at level {label_level} (cut on {tree_label!r})"
+    kept, dropped = _choose_classes(tips, min_class_size, desc, tree_path, min_classes=min_classes)
     skipped["small_class"] = sum(dropped.values())
     class_id = {c: i for i, c in enumerate(kept)}
     tips = [t for t in tips if t.label in class_id]
@@ -306,26 +344,36 @@ def import_nextstrain(tree_path, reference_path, out_dir, *, label: str = "clade
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     w = _write_genomes_and_windows(out, tips, split_of, class_id, ref, window=window, stride=stride,
-                                   max_n_fraction=max_n_fraction, dedupe=dedupe,
+                                   max_n_fraction=max_n_fraction, dedupe=dedupe, per_tip=per_tip, seed=seed,
                                    desc=f"tips ({tree_path.name})", progress=progress)
     _check_windows(w, kept, split, window, max_n_fraction, dedupe, tree_path, out)
+    if max_train_per_class:
+        _cap_train_rows(out / "train.csv", w, tips, max_train_per_class, seed)
+    _write_sources(out / "sources.csv", tips, split_of, class_id, w)
     with open(out / "labels.json", "w") as fh:
         json.dump(class_id, fh, indent=1)
     summary = {
         "tree": str(tree_path),
         "reference": str(reference_path) if reference_path is not None else "root_sequence",
         "reference_length": len(ref),
-        "parameters": {"label": label, "window": window, "stride": stride, "min_class_size": min_class_size,
+        "parameters": {"label": label, "window": None if per_tip == "whole" else window,
+                       "stride": stride if per_tip == "windows" else None, "min_class_size": min_class_size,
                        "split": list(split), "seed": seed, "max_tips": max_tips,
-                       "max_n_fraction": max_n_fraction, "strict": strict},
+                       "max_n_fraction": max_n_fraction, "strict": strict, "per_tip": per_tip,
+                       "label_level": label_level, "unalias": bool(unalias and label_level),
+                       "tree_label": tree_label, "min_classes": min_classes,
+                       "max_train_per_class": max_train_per_class, "dedupe": dedupe},
         "tips_in_tree": n_tips,
         "tips_used": len(tips),
         "skipped_tips": dict(skipped),
         "dropped_classes": dropped,
+        "labels_not_unaliased": not_unaliased,
         "n_classes": len(kept),
         "classes": w.per_class,
         "tips_per_split": {s: sum(w.per_class[c]["tips"][s] for c in kept) for s in SPLITS},
         "rows": w.rows,
+        "train_rows_before_cap": w.train_rows_before_cap,
+        "train_tips": sum(w.per_class[c]["tips"]["train"] for c in kept),
         "windows_dropped_ambiguous": w.dropped_ambiguous,
         "from_base_mismatches": len(mismatches),
         "identical_genome_groups": sum(1 for g in groups.values() if len(g) > 1),
@@ -361,8 +409,47 @@ def _check_parameters(window, stride, min_class_size, split, dedupe, max_n_fract
     return split
 
 
+def cut_label(name: str, level: int | None) -> str:
+    """The first ``level`` dot-separated levels of a name (all of it for ``None``):
+    ``cut_label("BA.2.86.1.1", 3) == "BA.2.86"``; a shorter name is kept whole."""
+    return name if not level else ".".join(name.split(".")[:level])
+
+
+def _tip_label(node: dict, label: str, label_level: int | None, tree_label: str, skipped: Counter):
+    """The class of a tip: its ``label`` (None when missing), cut at ``label_level`` on its
+    ``tree_label`` attribute (the unaliased name) when it has one, else on the label itself."""
+    attrs = node.get("node_attrs") or {}
+    lab = node_value(attrs.get(label))
+    if isinstance(lab, str):
+        lab = lab.strip()
+    if lab in MISSING:
+        return None
+    if not label_level:
+        return str(lab)
+    full = lab
+    if tree_label != label:
+        full = node_value(attrs.get(tree_label))
+        full = full.strip() if isinstance(full, str) else full
+        if full in MISSING:
+            skipped["label_not_unaliased"] += 1  # counted, not skipped: the raw name is cut
+            full = lab
+    return cut_label(str(full), label_level)
+
+
+def _check_new_parameters(per_tip, label_level, min_classes, max_train_per_class) -> None:
+    if per_tip not in PER_TIP:
+        raise ValueError(f"per_tip must be one of {', '.join(PER_TIP)}, got {per_tip!r}")
+    if label_level is not None and label_level < 1:
+        raise ValueError(f"label_level must be >= 1, got {label_level}")
+    if min_classes < 2:
+        raise ValueError(f"min_classes must be >= 2 (a classification task), got {min_classes}")
+    if max_train_per_class is not None and max_train_per_class < 1:
+        raise ValueError(f"max_train_per_class must be >= 1, got {max_train_per_class}")
+
+
 def _labelled_tips(tree_json, ref: str, label: str, window: int, strict: bool,
-                   mismatches: list) -> tuple[list[_Tip], int, Counter]:
+                   mismatches: list, *, label_level: int | None = None,
+                   tree_label: str | None = None) -> tuple[list[_Tip], int, Counter]:
     """Walk the tree once, keeping the differences of every labelled tip with a genome of at
     least one window (cheap: no genome yet). Returns the tips, the number of tips in the tree
     and the skipped tips by reason."""
@@ -370,10 +457,8 @@ def _labelled_tips(tree_json, ref: str, label: str, window: int, strict: bool,
     n_tips, skipped = 0, Counter()
     for name, node, diff, ins in _iter_tips(tree_json, ref, strict=strict, mismatches=mismatches):
         n_tips += 1
-        lab = node_value((node.get("node_attrs") or {}).get(label))
-        if isinstance(lab, str):
-            lab = lab.strip()
-        if lab in MISSING:
+        lab = _tip_label(node, label, label_level, tree_label or label, skipped)
+        if lab is None:
             skipped["unlabelled"] += 1
             continue
         length = len(ref) - sum(1 for b in diff.values() if b == "-") + sum(len(s) for s in ins.values())
@@ -393,9 +478,10 @@ def _sample_tips(tips: list[_Tip], max_tips: int | None, seed: int, skipped: Cou
     return [tips[i] for i in keep]
 
 
-def _choose_classes(tips: list[_Tip], min_class_size: int, label: str, tree_path) -> tuple[list[str], dict]:
+def _choose_classes(tips: list[_Tip], min_class_size: int, label: str, tree_path, *,
+                    min_classes: int = 2) -> tuple[list[str], dict]:
     """The classes with at least ``min_class_size`` tips (sorted) and the dropped ones with their
-    sizes; raise unless two classes remain."""
+    sizes; raise unless two (and ``min_classes``) classes remain."""
     sizes = Counter(t.label for t in tips)
     dropped = {c: n for c, n in sorted(sizes.items()) if n < min_class_size}
     kept = sorted(c for c in sizes if c not in dropped)
@@ -408,6 +494,11 @@ def _choose_classes(tips: list[_Tip], min_class_size: int, label: str, tree_path
             f"{tree_path}: label {label!r} leaves {len(kept)} class(es) with >= {min_class_size} tips "
             f"({len(tips)} usable tips in {len(sizes)} classes; largest {biggest}); "
             f"a classification task needs 2: {hint}")
+    if len(kept) < min_classes:
+        raise TreeError(
+            f"{tree_path}: label {label!r} leaves {len(kept)} class(es) with >= {min_class_size} tips, fewer than "
+            f"the {min_classes} asked for (min_classes); {len(tips)} usable tips in {len(sizes)} classes, largest "
+            f"{sizes.most_common(min_classes + 2)}: lower min_class_size, or choose another label or label level")
     return kept, dropped
 
 
@@ -451,9 +542,10 @@ def _check_every_split_has_genomes(split_of: dict, split: tuple, tips: list, kep
 
 def _write_genomes_and_windows(out: Path, tips: list[_Tip], split_of: dict, class_id: dict, ref: str, *,
                                window: int, stride: int, max_n_fraction: float, dedupe: str, desc: str,
-                               progress: bool) -> _Windows:
-    """Pass 2: materialise every tip's genome into ``genomes.fa`` and its windows into the split
-    CSVs, train tips first so that every dev/test window is checked against every train window."""
+                               progress: bool, per_tip: str = "windows", seed: int = 0) -> _Windows:
+    """Pass 2: materialise every tip's genome into ``genomes.fa`` (and, for a training tip,
+    ``train_genomes.fa``) and its rows into the split CSVs, train tips first so that every
+    dev/test row is checked against every train row."""
     ref_arr = np.frombuffer(ref.encode("ascii"), dtype=np.uint8)
     w = _Windows(per_class={c: {"id": i, "tips": dict.fromkeys(SPLITS, 0), "windows": dict.fromkeys(SPLITS, 0)}
                             for c, i in class_id.items()})
@@ -468,16 +560,26 @@ def _write_genomes_and_windows(out: Path, tips: list[_Tip], split_of: dict, clas
             it = tqdm(order, desc=desc, unit="tip", disable=not progress)
         except ImportError:  # pragma: no cover - tqdm is a dependency
             it = order
-        with open(out / "genomes.fa", "w") as fa:
+        with open(out / "genomes.fa", "w") as fa, open(out / "train_genomes.fa", "w") as train_fa:
             for k in it:
                 tip, s = tips[k], split_of[k]
                 genome = _materialise(ref_arr, tip.diff, tip.ins)
                 assert len(genome) == tip.length
                 w.lengths.append(tip.length)
-                _write_fasta_record(fa, f"{safe_name(tip.name)} label={safe_name(tip.label)} split={s}", genome)
+                header = f"{safe_name(tip.name)} label={safe_name(tip.label)} split={s}"
+                _write_fasta_record(fa, header, genome)
+                if s == "train":
+                    _write_fasta_record(train_fa, header, genome)
                 w.per_class[tip.label]["tips"][s] += 1
-                _write_windows(writers[s], w, genome, s, tip.label, class_id[tip.label], window=window,
-                               stride=stride, max_n_fraction=max_n_fraction, dedupe=dedupe)
+                starts, length = _tip_rows(tip, per_tip, window, stride, seed)
+                if per_tip != "windows":
+                    w.tip_span[k] = (starts[0], starts[0] + length)
+                before = w.rows[s]
+                _write_windows(writers[s], w, genome, s, tip.label, class_id[tip.label], window=length,
+                               starts=starts, max_n_fraction=max_n_fraction, dedupe=dedupe)
+                w.tip_rows[k] = w.rows[s] - before
+                if s == "train":
+                    w.train_row_tips.extend([k] * w.tip_rows[k])
     finally:
         for f in files.values():
             f.close()
@@ -490,13 +592,23 @@ def _write_fasta_record(fa, header: str, genome: str) -> None:
         fa.write(genome[i:i + 80] + "\n")
 
 
-def _write_windows(writer, w: _Windows, genome: str, s: str, cls: str, cid: int, *, window: int, stride: int,
-                   max_n_fraction: float, dedupe: str) -> None:
+def _tip_rows(tip: _Tip, per_tip: str, window: int, stride: int, seed: int) -> tuple[list[int], int]:
+    """The starts of a tip's rows and their length (see ``per_tip`` in the module docstring)."""
+    if per_tip == "whole":
+        return [0], tip.length
+    if per_tip == "random-window":
+        rng = np.random.default_rng([seed, zlib.crc32(tip.name.encode("utf-8")), tip.index])
+        return [int(rng.integers(0, tip.length - window + 1))], window
+    return list(_window_starts(tip.length, window, stride)), window
+
+
+def _write_windows(writer, w: _Windows, genome: str, s: str, cls: str, cid: int, *, window: int,
+                   starts, max_n_fraction: float, dedupe: str) -> None:
     """The windows of one genome of split ``s``: drop the ambiguous ones, count (and with
     ``dedupe="cross_split"`` drop) the dev/test ones with a copy in train (test: or in dev)."""
     codes = BYTE_TO_INDEX[np.frombuffer(genome.encode("ascii"), dtype=np.uint8)]
     other = np.concatenate([[0], np.cumsum(codes >= OTHER)])
-    for st in _window_starts(len(genome), window, stride):
+    for st in starts:
         if other[st + window] - other[st] > max_n_fraction * window:
             w.dropped_ambiguous += 1
             continue
@@ -517,6 +629,45 @@ def _write_windows(writer, w: _Windows, genome: str, s: str, cls: str, cid: int,
         writer.writerow([seq, cid])
         w.rows[s] += 1
         w.per_class[cls]["windows"][s] += 1
+
+
+def _cap_train_rows(path: Path, w: _Windows, tips: list[_Tip], cap: int, seed: int) -> None:
+    """Keep at most ``cap`` rows per class in ``train.csv`` (a seeded choice per class, in file
+    order); the counts of ``w`` follow."""
+    w.train_rows_before_cap = w.rows["train"]
+    by_class: dict[str, list[int]] = defaultdict(list)
+    for r, k in enumerate(w.train_row_tips):
+        by_class[tips[k].label].append(r)
+    keep = np.zeros(len(w.train_row_tips), dtype=bool)
+    for cls, rows in by_class.items():
+        if len(rows) > cap:
+            rng = np.random.default_rng([seed, zlib.crc32(cls.encode("utf-8")), 2])
+            rows = [rows[i] for i in rng.choice(len(rows), size=cap, replace=False)]
+        keep[rows] = True
+        w.per_class[cls]["windows"]["train"] = len(rows)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(path, newline="") as src, open(tmp, "w", newline="") as dst:
+        dst.write(src.readline())  # the header
+        for r, line in enumerate(src):
+            if keep[r]:
+                dst.write(line)
+    tmp.replace(path)
+    w.rows["train"] = int(keep.sum())
+    for k in set(w.train_row_tips):
+        w.tip_rows[k] = 0
+    for r in np.flatnonzero(keep):
+        w.tip_rows[w.train_row_tips[r]] += 1
+    w.train_row_tips = [k for r, k in enumerate(w.train_row_tips) if keep[r]]
+
+
+def _write_sources(path: Path, tips: list[_Tip], split_of: dict, class_id: dict, w: _Windows) -> None:
+    """``sources.csv``: one line per tip, in tree order: where it went and what it gave."""
+    with open(path, "w", newline="") as fh:
+        wr = csv.writer(fh, lineterminator="\n")
+        wr.writerow(["tip", "label", "class_id", "split", "start", "end", "rows"])
+        for k, tip in enumerate(tips):
+            start, end = w.tip_span.get(k, ("", ""))
+            wr.writerow([tip.name, tip.label, class_id[tip.label], split_of[k], start, end, w.tip_rows.get(k, 0)])
 
 
 def _check_windows(w: _Windows, kept: list, split: tuple, window: int, max_n_fraction: float, dedupe: str,

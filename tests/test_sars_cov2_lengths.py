@@ -1,0 +1,133 @@
+"""benchmarks/sars_cov2_lengths.py (issue 22): the tasks at every length from one tree, the k-mer
+references, the estimates, and the LM path end to end (a char row, tiny budgets) on a synthetic tree."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(mod)
+    return mod
+
+
+sc = script("sars_cov2_lengths")
+
+
+def node(name, muts=(), children=None, **attrs):
+    n = {"name": name, "branch_attrs": {"mutations": {"nuc": list(muts)}},
+         "node_attrs": {k: {"value": v} for k, v in attrs.items()}}
+    if children is not None:
+        n["children"] = children
+    return n
+
+
+def synthetic_tree(tmp_path, n_classes=3, tips=12, length=600):
+    """Classes that differ by 12 substitutions spread over the genome; every tip has 3 of its own."""
+    rng = np.random.default_rng(0)
+    ref = "".join(rng.choice(list("ACGT"), length))
+    other = {b: [x for x in "ACGT" if x != b] for b in "ACGT"}
+    used, subtrees = set(), []
+
+    def fresh(k):
+        pos = []
+        while len(pos) < k:
+            p = int(rng.integers(1, length + 1))
+            if p not in used:
+                used.add(p)
+                pos.append(p)
+        return [f"{ref[p - 1]}{p}{other[ref[p - 1]][int(rng.integers(3))]}" for p in pos]
+
+    for c in range(n_classes):
+        leaves = [node(f"L{c}_{i}", fresh(3), Nextclade_pango=f"Q.{c}.{i % 2}", partiallyAliased=f"B.{c}.{i % 2}")
+                  for i in range(tips)]
+        subtrees.append(node(f"clade{c}", fresh(12), leaves))
+    tree = tmp_path / "tree.json"
+    tree.write_text(json.dumps({"version": "v2", "meta": {}, "tree": node("root", [], subtrees)}))
+    fasta = tmp_path / "ref.fasta"
+    fasta.write_text(">ref\n" + ref + "\n")
+    return tree, fasta
+
+
+def settings(tmp_path, **kw):
+    tree, ref = synthetic_tree(tmp_path)
+    base = dict(tree=str(tree), reference=str(ref), tasks_dir=str(tmp_path / "tasks"), lengths=(100, 300, "whole"),
+                label_level=2, min_class_size=5, min_classes=3, max_train_per_class=4, whole_nt=600)
+    return sc.Settings(**dict(base, **kw))
+
+
+def read_csv(path):
+    import csv
+
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_tasks_share_tips_and_splits_and_the_references_run(tmp_path):
+    s = settings(tmp_path)
+    out = tmp_path / "out"
+    sc.t6.check_settings(s, out)
+    for L in s.lengths:
+        for capped in (True, False):
+            sc.build_task(s, L, capped=capped)
+    splits = {}
+    for L in s.lengths:
+        for d in (f"{L}", f"{L}-all"):
+            src = read_csv(tmp_path / "tasks" / d / "sources.csv")
+            splits[d] = {x["tip"]: (x["label"], x["split"]) for x in src}
+            assert {lab for lab, _ in splits[d].values()} == {"B.0", "B.1", "B.2"}  # the unaliased name, cut at 2
+    assert all(v == splits["100"] for v in splits.values())  # the same tips and splits at every length
+    genomes = {(tmp_path / "tasks" / str(L) / "train_genomes.fa").read_text() for L in s.lengths}
+    assert len(genomes) == 1
+    info = sc.task_info(s)
+    assert info["100"]["n_classes"] == 3 and info["100"]["rows"]["train"] == 12
+    assert info["whole"]["train_rows_all"] == info["whole"]["tips_per_split"]["train"] > 12
+    assert info["whole"]["chance"]["uniform_accuracy"] == pytest.approx(1 / 3)
+    whole = read_csv(tmp_path / "tasks" / "whole" / "test.csv")
+    assert all(590 <= len(x["sequence"]) <= 600 for x in whole)
+    # the dev and test rows do not depend on the cap
+    for L in s.lengths:
+        for sp in ("dev", "test"):
+            a, b = (tmp_path / "tasks" / f"{L}{x}" / f"{sp}.csv" for x in ("", "-all"))
+            assert a.read_text() == b.read_text()
+    est = sc.estimate(s, info)
+    assert set(est) == set(sc.LM_ROWS)
+    assert est["hrq-s4"]["lengths"]["whole"]["tokens"] == 150 and est["char"]["lengths"]["whole"]["fits"]
+    s2 = sc.dataclasses.replace(s, max_tokens=500)
+    assert sc.estimate(s2, info)["char"]["lengths"]["whole"]["reason"] == "600 tokens per sequence > max 500"
+    assert sc.pass_seconds(8000) == pytest.approx(5.9) and sc.pass_seconds(16000) == pytest.approx(4 * 5.9)
+    assert sc.pass_seconds(1000) < sc.pass_seconds(1500) < sc.pass_seconds(1705)
+
+
+def test_lm_path_end_to_end_with_a_char_row(tmp_path):
+    """The k-mer references and one LM row (pre-trained on train_genomes.fa only) on a tiny tree;
+    the whole genome does not fit the char row's 400 tokens."""
+    s = settings(tmp_path, rows=("char",), pretrain_tflop=0.001, pretrain_window_nt=128, pretrain_batch=4,
+                 min_pretrain_steps=4, epochs=(1,), batch_rows=(8, 4, 2), seeds=2, checkpointing_from_nt=10 ** 6,
+                 max_tokens=400, max_step_s=120.0, cost_window_nt=256, cost_repeats=1, cost_timeout_s=120.0)
+    out = tmp_path / "out"
+    r = sc.run(s, out)
+    assert r["lengths"] == [100, 300, "whole"]
+    for row in ("kmer-bag", "kmer-bag-all", "char", "char-probe"):
+        assert set(r["rows"][row]) == ({"100", "300", "whole"} if row.startswith("kmer") else {"100", "300"})
+    assert r["rows"]["char"]["300"]["seeds"] == 2 and 0 <= r["rows"]["char"]["300"]["macro_f1"] <= 1
+    assert r["rows"]["kmer-bag"]["whole"]["train_rows"] == 12
+    assert r["rows"]["kmer-bag-all"]["whole"]["train_rows"] == r["task"]["whole"]["train_rows_all"]
+    fit = r["details"]["fit"]["char_whole"]
+    assert not fit["fits"] and "> max 400" in fit["reason"]
+    assert sc.Settings.training_genomes(s)[0].endswith("train_genomes.fa")
+    assert r["details"]["pretrain"]["char"]["corpus_nucleotides"] == 600 * r["task"]["whole"]["tips_per_split"]["train"]
+    sc.publish(r, s, tmp_path / "results")
+    md = (tmp_path / "results" / "results.md").read_text()
+    assert "| char | " in md and "does not fit [1]" in md and "Chance: 33.3% accuracy" in md
+    saved = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert saved["rows"]["char"]["100"]["seeds"] == 2
+    assert json.loads((tmp_path / "results" / "settings.json").read_text())["rows"] == ["char"]
