@@ -104,7 +104,11 @@ def test_code_store_equals_whole_record_tokenization_across_chunk_edges(key, tmp
         back = (tmp_path / "back.fa").read_text().split(">")[1:]
         for (name, seq), rec in zip(recs, back):
             got = "".join(rec.split("\n")[1:])
-            assert all(b == a if a not in "ACGT" else b in (a, "N") for a, b in zip(seq, got)) and len(got) == len(seq)
+            # the tokenizer's own round trip of the whole record (exact for the hand-crafted ones;
+            # a few-step learned one may miss a nucleotide, wherever the record is chunked)
+            recon = tok.decode([tok.encode([seq])[0]])[0]
+            assert len(got) == len(seq)
+            assert all(b == a if a not in "ACGT" else b in (r, "N") for a, b, r in zip(seq, got, recon)), (key, name)
     if key in ("kmer3", "kmer6"):  # the old store lost k-1 tokens at every chunk edge
         k = tok.k
         assert CodeStore(tmp_path / "codes7").records[0]["length"] == 1000 - k + 1
