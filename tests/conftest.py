@@ -9,6 +9,28 @@ import torch
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_benchmark_script(name: str):
+    """``benchmarks/<name>.py`` as a module (the scripts are not a package)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def auspice_node(name, muts=(), children=None, **attrs):
+    """A node of an Auspice (Nextstrain) tree JSON: its nucleotide mutations and attributes."""
+    n = {"name": name, "branch_attrs": {"mutations": {"nuc": list(muts)}},
+         "node_attrs": {k: {"value": v} for k, v in attrs.items()}}
+    if children is not None:
+        n["children"] = children
+    return n
 
 
 def _genome(spec: str) -> Path:

@@ -4,9 +4,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-from pathlib import Path
 
 import pytest
+from conftest import SHARED
+from conftest import auspice_node as node
 
 from vqdna.cli import add_data_nextstrain_arguments as add_arguments
 from vqdna.cli import cmd_data_nextstrain as run
@@ -19,14 +20,6 @@ from vqdna.data.nextstrain import (
 from vqdna.sequence.tasks import load_task
 
 REF = "ACGTACGTAC"  # positions 1..10
-
-
-def node(name, muts=(), children=None, **attrs):
-    n = {"name": name, "branch_attrs": {"mutations": {"nuc": list(muts)}},
-         "node_attrs": {k: {"value": v} for k, v in attrs.items()}}
-    if children is not None:
-        n["children"] = children
-    return n
 
 
 def genomes(tree, ref=REF, **kw):
@@ -263,7 +256,7 @@ def test_ambiguous_windows_dropped_and_cli(tmp_path, capsys):
     assert f"--dedupe none kept {wd['dev_rows_with_copy_in_train']} of {s['rows']['dev']} dev" in capsys.readouterr().err
 
 
-SARS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sars-cov-2"
+SARS = SHARED / "data" / "sars-cov-2"
 
 
 @pytest.mark.skipif(not all((SARS / f).is_file() for f in ("tree_mature.json", "reference.fasta")),

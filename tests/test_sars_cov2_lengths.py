@@ -1,33 +1,13 @@
 """benchmarks/sars_cov2_lengths.py (issue 22): the tasks at every length from one tree, the k-mer
 references, the estimates, and the LM path end to end (a char row, tiny budgets) on a synthetic tree."""
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import auspice_node as node
+from conftest import load_benchmark_script
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(mod)
-    return mod
-
-
-sc = script("sars_cov2_lengths")
-
-
-def node(name, muts=(), children=None, **attrs):
-    n = {"name": name, "branch_attrs": {"mutations": {"nuc": list(muts)}},
-         "node_attrs": {k: {"value": v} for k, v in attrs.items()}}
-    if children is not None:
-        n["children"] = children
-    return n
+sc = load_benchmark_script("sars_cov2_lengths")
 
 
 def synthetic_tree(tmp_path, n_classes=3, tips=12, length=600):

@@ -1,27 +1,14 @@
 """benchmarks/species_table6.py (issue 12 must-have 4): the equal-compute arithmetic, the
 "does not fit" rule and the tables, without training anything."""
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import load_benchmark_script
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(mod)
-    return mod
-
-
-t6 = script("species_table6")
+t6 = load_benchmark_script("species_table6")
 
 
 def test_training_flops_generalise_the_sweep_formula():
-    sweep = script("pretrain_sweep")
+    sweep = load_benchmark_script("pretrain_sweep")
     size = sweep.SIZES["tiny"]
     H, L, F = size["hidden_size"], size["num_layers"], size["intermediate_size"]
     vocab = [512, 1024]

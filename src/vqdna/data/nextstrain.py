@@ -316,8 +316,8 @@ def import_nextstrain(tree_path, reference_path, out_dir, *, label: str = "clade
     """
     t0 = time.time()
     stride = window if stride is None else stride
-    split = _check_parameters(window, stride, min_class_size, split, dedupe, max_n_fraction)
-    _check_new_parameters(per_tip, label_level, min_classes, max_train_per_class)
+    split = _check_parameters(window, stride, min_class_size, split, dedupe, max_n_fraction,
+                              per_tip, label_level, min_classes, max_train_per_class)
     tree_label = UNALIASED.get(label, label) if label_level and unalias else label
     tree_path = Path(tree_path)
     from ..io import read_json
@@ -393,8 +393,17 @@ def import_nextstrain(tree_path, reference_path, out_dir, *, label: str = "clade
     return summary
 
 
-def _check_parameters(window, stride, min_class_size, split, dedupe, max_n_fraction) -> tuple[float, float, float]:
+def _check_parameters(window, stride, min_class_size, split, dedupe, max_n_fraction, per_tip, label_level,
+                      min_classes, max_train_per_class) -> tuple[float, float, float]:
     """Raise on a bad parameter; return ``split`` as three floats."""
+    if per_tip not in PER_TIP:
+        raise ValueError(f"per_tip must be one of {', '.join(PER_TIP)}, got {per_tip!r}")
+    if label_level is not None and label_level < 1:
+        raise ValueError(f"label_level must be >= 1, got {label_level}")
+    if min_classes < 2:
+        raise ValueError(f"min_classes must be >= 2 (a classification task), got {min_classes}")
+    if max_train_per_class is not None and max_train_per_class < 1:
+        raise ValueError(f"max_train_per_class must be >= 1, got {max_train_per_class}")
     if min_class_size < 1:
         raise ValueError(f"min_class_size must be >= 1, got {min_class_size}")
     if window < 1 or stride < 1:
@@ -434,17 +443,6 @@ def _tip_label(node: dict, label: str, label_level: int | None, tree_label: str,
             skipped["label_not_unaliased"] += 1  # counted, not skipped: the raw name is cut
             full = lab
     return cut_label(str(full), label_level)
-
-
-def _check_new_parameters(per_tip, label_level, min_classes, max_train_per_class) -> None:
-    if per_tip not in PER_TIP:
-        raise ValueError(f"per_tip must be one of {', '.join(PER_TIP)}, got {per_tip!r}")
-    if label_level is not None and label_level < 1:
-        raise ValueError(f"label_level must be >= 1, got {label_level}")
-    if min_classes < 2:
-        raise ValueError(f"min_classes must be >= 2 (a classification task), got {min_classes}")
-    if max_train_per_class is not None and max_train_per_class < 1:
-        raise ValueError(f"max_train_per_class must be >= 1, got {max_train_per_class}")
 
 
 def _labelled_tips(tree_json, ref: str, label: str, window: int, strict: bool,

@@ -71,8 +71,9 @@ def kmeans(x: torch.Tensor, k: int, *, iters: int = 20, repeats: int = 3, tol: f
     if version >= 3 and repeats > 1 and n > SUBSAMPLE_PER_CODE * k:
         sub = x[torch.randperm(n, generator=generator)[:SUBSAMPLE_PER_CODE * k]]
         seeds, _ = kmeans(sub, k, iters=iters, repeats=repeats, tol=tol, generator=generator, version=2)
-        c = _lloyd(x, seeds, x.pow(2).sum(1), iters=iters, tol=tol)
-        return c, torch.bincount(nearest_centroids(x, c)[1], minlength=k).float()
+        x_sq = x.pow(2).sum(1)
+        c = _lloyd(x, seeds, x_sq, iters=iters, tol=tol)
+        return c, torch.bincount(nearest_centroids(x, c, x_sq)[1], minlength=k).float()
     x_sq = x.pow(2).sum(1)
     best, best_inertia, best_counts = None, float("inf"), None
     for _ in range(repeats):
