@@ -114,10 +114,12 @@ def test_cli_benchmark_options():
 
 def test_indomain_budgets_give_every_row_one_protocol():
     """Issue 18: the LM rows stop early like the CNN, over the same most epochs; a grid is the CNN's too."""
+    from dataclasses import replace
+
     from vqdna.benchmark.budgets import get_budget
     from vqdna.references.cnn import CNNConfig
 
-    for name in ("indomain", "indomain-wide", "indomain-grid", "indomain-long"):
+    for name in ("indomain", "indomain-wide", "indomain-grid", "indomain-long", "indomain-unfrozen"):
         b = get_budget(name)
         ft, cnn = b.finetune_config(), CNNConfig(**b.cnn)
         assert (ft.epochs, ft.patience) == (cnn.epochs, cnn.patience) == (15, 3)
@@ -127,6 +129,12 @@ def test_indomain_budgets_give_every_row_one_protocol():
     # indomain-long changes the pre-training only: the same fine-tuning as indomain, 4x the steps
     long, base = get_budget("indomain-long"), get_budget("indomain")
     assert long.finetune_config() == base.finetune_config() and long.lm_steps == 4 * base.lm_steps
+    # indomain-unfrozen: indomain-long's LM, fine-tuned with its tokenizer's encoder, nothing else changed
+    unfrozen = get_budget("indomain-unfrozen")
+    ft = unfrozen.finetune_config()
+    assert ft.unfreeze_tokenizer and 0 < ft.tokenizer_lr_scale < 1
+    assert replace(ft, unfreeze_tokenizer=False) == long.finetune_config()
+    assert replace(unfrozen, name=long.name, ft_overrides=long.ft_overrides, rows=long.rows) == long
     assert get_budget("full").finetune_config().patience == 0  # the committed out-of-domain table is unchanged
 
 

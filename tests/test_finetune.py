@@ -274,3 +274,22 @@ def test_finetune_recipes_presets_yaml_and_overrides(tmp_path):
         finetune_config(str(y))
     with pytest.raises(FileNotFoundError, match="neither a recipe"):
         finetune_config("fast")
+    # the unfrozen encoder's share of the learning rate: only with an unfrozen encoder, never negative
+    assert finetune_config("cpu", unfreeze_tokenizer=True, tokenizer_lr_scale=0.1).tokenizer_lr_scale == 0.1
+    with pytest.raises(ValueError, match="needs unfreeze_tokenizer"):
+        finetune_config("cpu", tokenizer_lr_scale=0.1)
+    with pytest.raises(ValueError, match="tokenizer_lr_scale = -1.0"):
+        finetune_config("cpu", unfreeze_tokenizer=True, tokenizer_lr_scale=-1.0)
+
+
+def test_finetune_flops_count_an_unfrozen_encoder(tiny_lm):
+    """The benchmark's cost column: an unfrozen tokenizer's encoder trains with the LM (3 x its
+    forward FLOPs per nucleotide), without the code search a frozen tokenizer runs once."""
+    from vqdna.benchmark.pipeline import finetune_flops_per_sequence
+    from vqdna.tokenizers import load_tokenizer
+
+    tok = load_tokenizer(tiny_lm / "tokenizer")
+    encoder = tok.model.flops_per_nucleotide(search=False)
+    assert 0 < encoder < tok.flops_per_nucleotide()
+    frozen = finetune_flops_per_sequence(tiny_lm, 100)
+    assert finetune_flops_per_sequence(tiny_lm, 100, unfrozen_tokenizer=True) == pytest.approx(frozen + 3 * encoder * 100)

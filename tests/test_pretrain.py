@@ -115,6 +115,33 @@ def test_learning_rate_schedules():
         lr_at(50, LoopConfig(max_steps=110, lr=1.0, decay="step"))
 
 
+def test_lr_scales_train_the_named_parameters_at_their_share_of_the_rate():
+    from vqdna.train import LoopConfig, Runtime, make_optimizer, train_loop
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok_encoder, self.head = torch.nn.Linear(4, 4), torch.nn.Linear(4, 1)
+
+        def forward(self, batch):
+            return {"loss": self.head(self.tok_encoder(batch["x"])).pow(2).mean()}
+
+    torch.manual_seed(0)
+    model = Net()
+    cfg = LoopConfig(max_steps=3, lr=0.1, eval_every=3, checkpoint_every=0, progress=False,
+                     lr_scales=(("tok_encoder", 0.0),))
+    groups = make_optimizer(model, cfg).param_groups
+    assert [(len(g["params"]), g["lr_scale"]) for g in groups] == [(1, 1.0), (1, 1.0), (1, 0.0), (1, 0.0)]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train_loop(model, cfg=cfg, get_batch=lambda s, m, r: {"x": torch.randn(8, 4)}, evaluate=lambda m, s: {},
+               out_dir=None, runtime=Runtime(torch.device("cpu")))
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in after if k.startswith("tok_encoder"))  # lr x 0
+    assert not torch.equal(before["head.weight"], after["head.weight"])
+    plain = make_optimizer(model, LoopConfig(max_steps=3, lr=0.1)).param_groups  # no scales: the two usual groups
+    assert [len(g["params"]) for g in plain] == [2, 2]
+
+
 def _short_record_store(tmp_path, lengths):
     """A code store of records of the given lengths (char tokenizer: one code per nt)."""
     from vqdna.codes import write_codes

@@ -24,7 +24,8 @@ def _fasta(args_list):
 
 
 # vqdna.benchmark.budgets.PUBLIC_BUDGETS, named here so that `vqdna --help` imports no torch (a test holds them equal)
-BUDGET_NAMES = ["quick", "standard", "full", "indomain", "indomain-wide", "indomain-grid", "indomain-long"]
+BUDGET_NAMES = ["quick", "standard", "full", "indomain", "indomain-wide", "indomain-grid", "indomain-long",
+                "indomain-unfrozen"]
 
 
 def cmd_train_tokenizer(a):
@@ -287,7 +288,8 @@ def finetune_recipe(a):
     return finetune_config(a.config, Flags(
         lr=a.lr, epochs=a.epochs, patience=a.patience, max_train=a.max_train, method=a.method,
         lora_dropout=a.lora_dropout, batch_size=a.batch_size, pooling=a.pooling,
-        unfreeze_tokenizer=True if a.unfreeze_tokenizer else None, max_length=a.max_length,
+        unfreeze_tokenizer=True if a.unfreeze_tokenizer else None, tokenizer_lr_scale=a.tokenizer_lr_scale,
+        max_length=a.max_length,
         gradient_checkpointing=True if a.gradient_checkpointing else None,
         shift_augment=True if a.shift_augment else None, shift_average=True if a.shift_average else None))
 
@@ -501,6 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--unfreeze-tokenizer", action="store_true",
                    help="also fine-tune the VQ/HRQ tokenizer's encoder (the model then reads nucleotides; "
                         "not the paper's frozen recipe)")
+    s.add_argument("--tokenizer-lr-scale", type=float,
+                   help="with --unfreeze-tokenizer: the encoder's learning rate as a share of --lr "
+                        "(default: the recipe's)")
     s.add_argument("--max-length", type=int,
                    help="training truncates sequences to this many tokens (up to the LM's own max_length; "
                         "default: the recipe's, 512)")

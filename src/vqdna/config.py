@@ -504,6 +504,11 @@ class FinetuneConfig:
     # fine-tune the VQ/HRQ tokenizer's ConvNeXt encoder too: the model then reads nucleotides and
     # feeds the encoder's unquantized output to the LM (not the paper's frozen recipe; its own row)
     unfreeze_tokenizer: bool = False
+    # the unfrozen encoder's learning rate as a share of `lr` (discriminative fine-tuning, as
+    # ULMFiT): its weights come from stage 1, and at the LM's own lr (scale 1) mouse3's seed 1 and
+    # mouse0 never left chance. 0.1 and 0.3 tied on the dev sets of mouse3 and mouse0 (mean dev
+    # MCC 0.645 / 0.640); 0.1 had a quarter of the seed spread (benchmarks/results/indomain-unfrozen/)
+    tokenizer_lr_scale: float = 0.1
     head_dropout: float = 0.1
     # batch-normalise the pooled vector entering the head: mean-pooled states barely differ between
     # sequences, and an unnormalised head learns slowly (see hub.modeling_vqdna.ClassificationHead)
@@ -561,6 +566,11 @@ def validate_finetune_config(c: FinetuneConfig) -> None:
         raise ValueError(f"pooling must be '' (the LM's), 'mean', 'cls' or 'meanmax', not {c.pooling!r}")
     if c.decay not in ("linear", "cosine"):
         raise ValueError(f"decay must be 'linear' or 'cosine', not {c.decay!r}")
+    if c.tokenizer_lr_scale < 0:
+        raise ConfigError(f"fine-tuning config: tokenizer_lr_scale = {c.tokenizer_lr_scale} must be >= 0")
+    if given(c, "tokenizer_lr_scale") and not c.unfreeze_tokenizer:
+        raise ConfigError(f"fine-tuning config: tokenizer_lr_scale (from {origin(c, 'tokenizer_lr_scale')}) "
+                          "scales the unfrozen tokenizer's learning rate: it needs unfreeze_tokenizer")
 
 
 def check_finetune_length(c: FinetuneConfig, longest: int, model) -> None:

@@ -38,6 +38,9 @@ class LoopConfig:
     betas: tuple = (0.9, 0.999)
     warmup_steps: int = 0  # linear warm-up of the learning rate
     min_lr_ratio: float = 0.01  # the decay ends at lr * this at max_steps
+    # ((name fragment, factor), ...): parameters whose name contains the fragment train at
+    # lr x factor (the first match; discriminative fine-tuning, e.g. a pre-trained front end slower)
+    lr_scales: tuple = ()
     decay: str = "cosine"  # after warm-up: "cosine" (pre-training) or "linear" (METHOD.md's fine-tuning)
     grad_accum: int = 1  # micro-batches per optimizer step
     grad_clip: float = 1.0  # 0 = off
@@ -132,12 +135,17 @@ def autocast_for(device: torch.device, precision: str):
 
 
 def make_optimizer(model: torch.nn.Module, cfg: LoopConfig) -> torch.optim.AdamW:
-    """AdamW; no weight decay on biases, norms and other 1-d parameters."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    groups = [dict(params=decay, weight_decay=cfg.weight_decay), dict(params=no_decay, weight_decay=0.0)]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+    """AdamW; no weight decay on biases, norms and other 1-d parameters; ``cfg.lr_scales`` puts
+    the parameters they name in their own groups (``lr_scale`` of a group multiplies the schedule)."""
+    groups: dict[tuple, list] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            scale = next((f for frag, f in cfg.lr_scales if frag in name), 1.0)
+            groups.setdefault((p.ndim >= 2, scale), []).append(p)
+    # the two plain groups first and always present (the order a checkpoint's optimizer state has)
+    keys = [(True, 1.0), (False, 1.0)] + sorted(k for k in groups if k[1] != 1.0)
+    return torch.optim.AdamW([dict(params=groups.get(k, []), weight_decay=cfg.weight_decay if k[0] else 0.0,
+                                   lr_scale=k[1]) for k in keys], lr=cfg.lr, betas=tuple(cfg.betas))
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -379,7 +387,7 @@ def _optimizer_step(net, model, optimizer, step: int, cfg: LoopConfig, get_batch
     returns the last micro-batch's outputs."""
     model.train()
     for group in optimizer.param_groups:
-        group["lr"] = lr_at(step, cfg)
+        group["lr"] = lr_at(step, cfg) * group.get("lr_scale", 1.0)
     ddp = net is not model
     for micro in range(cfg.grad_accum):
         batch = _to_device(get_batch(step, micro, runtime.rank), runtime.device)

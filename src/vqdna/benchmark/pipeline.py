@@ -53,17 +53,22 @@ def train_flops_per_step(*, nonembedding: int, head: int, layers: int, hidden: i
     return 3.0 * (fwd + mask * (seq + 1) * 2 * head) * batch
 
 
-def finetune_flops_per_sequence(lm_dir: Path, tokens: float) -> float:
+def finetune_flops_per_sequence(lm_dir: Path, tokens: float, *, unfrozen_tokenizer: bool = False) -> float:
     """Training FLOPs (forward + backward = 3 x forward) of fine-tuning the LM of ``lm_dir`` on one
     sequence of ``tokens`` tokens: every LM weight trains (the ``full`` method), the classification
-    head (~0.1 MFLOP) left out, as for the CNN (:func:`vqdna.references.cnn.forward_flops`). The
-    frozen tokenizer's encoder is not counted: it runs once per sequence, before the first epoch."""
+    head (~0.1 MFLOP) left out, as for the CNN (:func:`vqdna.references.cnn.forward_flops`). A
+    frozen tokenizer's encoder is not counted: it runs once per sequence, before the first epoch;
+    an ``unfrozen_tokenizer`` trains with the LM (one token per nucleotide, no code search)."""
     from ..lm.artifacts import load_backbone
+    from ..tokenizers import load_tokenizer
 
     bb = load_backbone(lm_dir)
     cfg = bb.config
-    return 3.0 * lm_forward_flops(nonembedding=bb.parameter_counts()["nonembedding"], layers=cfg.num_hidden_layers,
-                                  hidden=cfg.hidden_size, tokens=tokens)
+    flops = lm_forward_flops(nonembedding=bb.parameter_counts()["nonembedding"], layers=cfg.num_hidden_layers,
+                             hidden=cfg.hidden_size, tokens=tokens)
+    if unfrozen_tokenizer:
+        flops += load_tokenizer(Path(lm_dir) / "tokenizer").model.flops_per_nucleotide(search=False) * tokens
+    return 3.0 * flops
 
 
 def lm_costs(lm_dir: Path, tokens_per_512: float) -> dict:
@@ -191,7 +196,8 @@ def finetune_cell(name: str, task: str, task_dir: Path, tdir: Path, budget: Budg
             "dev": {k: v["mean"] for k, v in r["dev"].items()},
             "best_epochs": [s["best_epoch"] for s in r["per_seed"]],
             "epochs_run": [s.get("epochs_run") for s in r["per_seed"]], "seeds": r["seeds"],
-            "train_flops_per_sequence": finetune_flops_per_sequence(tdir / "lm", tokens), "tokens_per_sequence": tokens,
+            "train_flops_per_sequence": finetune_flops_per_sequence(tdir / "lm", tokens,
+                                                                    unfrozen_tokenizer=cfg.unfreeze_tokenizer), "tokens_per_sequence": tokens,
             "train_rows": (r["subsample"] or {}).get("train_rows", r["task"]["sizes"]["train"]),
             "train_rows_of": r["task"]["sizes"]["train"], "config": r["config"],
             "wall_time_s": time.time() - t0}

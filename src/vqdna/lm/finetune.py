@@ -303,7 +303,8 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
     loop = loop_config(cfg, max_steps=max_steps, warmup_steps=max(int(round(cfg.warmup_ratio * max_steps)), 1),
                        min_lr_ratio=0.0, eval_every=steps_per_epoch, checkpoint_every=0,
                        best_metric=f"dev_{primary_metric(kind)}", progress=progress,
-                       log_name=f"finetune seed {seed}", unit="rows")
+                       log_name=f"finetune seed {seed}", unit="rows",
+                       lr_scales=(("tok_encoder", cfg.tokenizer_lr_scale),) if cfg.unfreeze_tokenizer else ())
     state = train_loop(ClassifierStep(net), cfg=loop, get_batch=get_batch, evaluate=evaluate, out_dir=None,
                        runtime=runtime, hooks=Hooks(snapshot=lambda _: trainable_state(model)), units_per_batch=bs)
     best = state["best"]

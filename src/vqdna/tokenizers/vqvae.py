@@ -86,16 +86,16 @@ class VQDNAAutoencoder(nn.Module):
                                         repeats=repeats, max_samples=max_samples,
                                         generator=generator, version=self.config.kmeans_version)
 
-    def flops_per_nucleotide(self, *, decoder: bool = False) -> float:
+    def flops_per_nucleotide(self, *, decoder: bool = False, search: bool = True) -> float:
         """FLOPs per nucleotide of tokenization: 2 per multiply-add of every convolution and
         linear layer of the encoder (stem conv on the one-hot input, projection, depthwise conv,
-        fc1, fc2 of each block) plus the code-distance matmul of every level; with ``decoder``
-        also the decoder's. Biases, LayerNorm, GELU, residual adds and argmin are not counted.
+        fc1, fc2 of each block) plus the code-distance matmul of every level (not with
+        ``search=False``: the encoder alone); with ``decoder`` also the decoder's. Biases, LayerNorm, GELU, residual adds and argmin are not counted.
         With a stride s the blocks and the code search run once per s nucleotides, and the
         strided (transposed) convolution adds 2 d^2 per nucleotide each (an int at stride 1)."""
         c = self.config
         block = 2 * (c.dim * c.kernel_size + 2 * c.dim * c.mlp_ratio * c.dim)
-        dist = sum(2 * c.dim * k for k in c.codebook_sizes)
+        dist = sum(2 * c.dim * k for k in c.codebook_sizes) if search else 0
         enc_nt = 2 * (c.n_inputs * c.stem_dim * 5 + c.stem_dim * c.dim)  # per nucleotide
         dec_nt = 2 * (c.dim * c.stem_dim + c.stem_dim * c.n_inputs * 5)
         if c.stride == 1:
