@@ -211,7 +211,8 @@ def _vs_cnn_table(res: dict) -> list[str]:
                  f"{v['tasks']} | {fl} |")
     L += ["", "Test score minus the CNN's (x 100) on the same rows and seeds. FLOPs: training (forward + backward "
           "= 3 x forward) on one training sequence of the task's mean length: the LM's non-embedding weights and "
-          "attention (the frozen tokenizer runs once per sequence, not per epoch; heads left out), the CNN's "
+          "attention (a frozen tokenizer runs once per sequence, not per epoch; an unfrozen one's encoder trains "
+          "with the LM and is counted; heads left out), the CNN's "
           "convolutions; mean (min-max) over tasks of the ratio.", ""]
     return L
 
