@@ -12,7 +12,8 @@ weight with mean+max pooling, lr 1e-3, up to 15 epochs with early stopping on de
   **query, key and value** projections; everything else frozen, the codebook projection too),
   ``"lora+embed"`` (also the input embedding and positions), ``"full"`` (every LM weight, no
   LoRA), ``"head"`` (a probe on frozen features). ``unfreeze_tokenizer`` also trains the VQ/HRQ
-  encoder (the model then reads nucleotides, :func:`build_classifier`).
+  encoder, at ``tokenizer_lr_scale`` x the learning rate (the model then reads nucleotides,
+  :func:`build_classifier`).
 * batches: a seeded shuffle per epoch, bucketed by length and padded to the batch's longest
   sequence (:func:`bucketed_batches`); the progress bar shows loss and rows/s.
 * AdamW (weight decay 0.01), batch 32, linear warm-up over 6% of the steps then linear decay to
