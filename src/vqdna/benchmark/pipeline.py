@@ -196,8 +196,9 @@ def finetune_cell(name: str, task: str, task_dir: Path, tdir: Path, budget: Budg
             "dev": {k: v["mean"] for k, v in r["dev"].items()},
             "best_epochs": [s["best_epoch"] for s in r["per_seed"]],
             "epochs_run": [s.get("epochs_run") for s in r["per_seed"]], "seeds": r["seeds"],
-            "train_flops_per_sequence": finetune_flops_per_sequence(tdir / "lm", tokens,
-                                                                    unfrozen_tokenizer=cfg.unfreeze_tokenizer), "tokens_per_sequence": tokens,
+            "train_flops_per_sequence": finetune_flops_per_sequence(
+                tdir / "lm", tokens, unfrozen_tokenizer=cfg.unfreeze_tokenizer),
+            "tokens_per_sequence": tokens,
             "train_rows": (r["subsample"] or {}).get("train_rows", r["task"]["sizes"]["train"]),
             "train_rows_of": r["task"]["sizes"]["train"], "config": r["config"],
             "wall_time_s": time.time() - t0}

@@ -90,7 +90,8 @@ class VQDNAAutoencoder(nn.Module):
         """FLOPs per nucleotide of tokenization: 2 per multiply-add of every convolution and
         linear layer of the encoder (stem conv on the one-hot input, projection, depthwise conv,
         fc1, fc2 of each block) plus the code-distance matmul of every level (not with
-        ``search=False``: the encoder alone); with ``decoder`` also the decoder's. Biases, LayerNorm, GELU, residual adds and argmin are not counted.
+        ``search=False``: the encoder alone); with ``decoder`` also the decoder's. Biases,
+        LayerNorm, GELU, residual adds and argmin are not counted.
         With a stride s the blocks and the code search run once per s nucleotides, and the
         strided (transposed) convolution adds 2 d^2 per nucleotide each (an int at stride 1)."""
         c = self.config
