@@ -74,7 +74,7 @@ with tempfile.TemporaryDirectory(dir=work) as d:
     man = write_codes(tok, fasta, d, tokenizer_path=tok_dir, progress=False)
     seconds = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": seconds, "nt": man["total_nucleotides"], "records": len(man["records"]),
+    print(json.dumps({"seconds": seconds, "nt": man["total_nucleotides"], "records": man["n_records"],
                       "peak_kb": peak, "before_kb": before}))
 """
 

@@ -10,6 +10,7 @@ import shutil
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -179,15 +180,15 @@ def test_tokenizer_config_with_a_wrong_dim(lm_data, tmp_path, capsys, value, nam
 
 
 @pytest.mark.parametrize("command", ["pretrain", "decode"])
-def test_manifest_with_a_mistyped_length(lm_data, tmp_path, capsys, command):
+def test_record_index_with_a_broken_length(lm_data, tmp_path, capsys, command):
     codes = tmp_path / "codes"
     shutil.copytree(lm_data["codes"], codes)
-    man = json.loads((codes / "manifest.json").read_text())
-    man["records"][0]["length"] = "x"
-    (codes / "manifest.json").write_text(json.dumps(man))
+    rows = np.fromfile(codes / "records.i64", dtype="<i8").reshape(-1, 4)
+    rows[0, 2] = -5  # a negative length: no record after it can follow
+    rows.tofile(codes / "records.i64")
     argv = {"pretrain": ["pretrain", "--codes", codes, "--out", tmp_path / "lm"],
             "decode": ["decode", "--tokenizer", lm_data["tokenizer"], "--codes", codes, "--out", tmp_path / "x.fa"]}
-    fails_naming(capsys, *argv[command], names=[codes / "manifest.json", "record 0: field 'length' = 'x'"])
+    fails_naming(capsys, *argv[command], names=[codes / "records.i64", "record 0: {'file': 0, 'offset': 0, 'length': -5"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["codes"]  # no lm/, no x.fa, no x.fa.tmp
 
 

@@ -1,8 +1,8 @@
 """The code store with many records (issue 19, item 1): the manifest is written twice per run, the
-finished records go to an append-only journal in fsynced commits, short records are encoded in
-batches with codes identical to encoding each alone (every tokenizer type), a kill at any moment
-then ``resume=True`` gives a folder byte-identical to an uninterrupted run, and stores written
-before the file table still resume."""
+finished records go to the binary index in fsynced commits, short records are encoded in batches
+with codes identical to encoding each alone (every tokenizer type), a kill at any moment then
+``resume=True`` gives a folder byte-identical to an uninterrupted run, and a store another vqdna
+version wrote is refused by --resume and written again without it."""
 from __future__ import annotations
 
 import json
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from vqdna import codes
-from vqdna.codes import JOURNAL, CodeStore, write_codes
+from vqdna.codes import INDEX, NAMES, NON_ACGT, CodeStore, store_status, write_codes
 from vqdna.sequence import alphabet
 from vqdna.sequence.fasta import read_fasta
 from vqdna.tokenizers import load_tokenizer
@@ -81,17 +81,6 @@ def _folder_bytes(path: Path) -> dict:
     return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
 
 
-# ---------------------------------------------------------------- the record line
-
-
-def test_record_line_is_json_dumps_of_the_record():
-    for name in ["chr1", 'a"b\\c', "tab\there", "ünï", "x" * 300]:
-        for runs in ([], [[0, 3, "N"], [10, 1, "R"]]):
-            rec = {"file": 3, "name": name, "offset": 10 ** 12, "length": 7, "nucleotides": 9, "non_acgt": runs}
-            line = codes._record_line(**rec)
-            assert line == json.dumps(rec) and json.loads(line) == rec
-
-
 # ---------------------------------------------------------------- batches: codes as alone, every tokenizer
 
 
@@ -105,20 +94,19 @@ def test_batched_records_equal_each_record_encoded_alone(key, tmp_path, yeast_ge
     recs = _records(yeast_genome, min_length=k)
     fa = _fasta(tmp_path / "g.fa", recs)
     sizes = []
-    real = type(tok).encode_indices
+    real = type(tok).encode_packed
 
-    def spy(self, idx):
-        idx = list(idx)
-        sizes.append(len(idx))
-        return real(self, idx)
+    def spy(self, idx, lengths):
+        sizes.append(len(lengths))
+        return real(self, idx, lengths)
 
-    monkeypatch.setattr(type(tok), "encode_indices", spy)
+    monkeypatch.setattr(type(tok), "encode_packed", spy)
     monkeypatch.setattr(codes, "BATCH_RECORDS", 16)  # several batches, cut by count and by chunk_length
     man = write_codes(tok, fa, tmp_path / "batched", tokenizer_path=tok_dir, chunk_length=1200, progress=False)
     assert max(sizes) > 1  # batches happened
-    monkeypatch.setattr(type(tok), "encode_indices", real)
+    monkeypatch.setattr(type(tok), "encode_packed", real)
     store = CodeStore(tmp_path / "batched")
-    assert man["records"] == store.records and len(store.records) == len(recs)
+    assert man["n_records"] == store.n_records == len(store.records) == len(recs)
     for i, (name, seq) in enumerate(recs):
         alone = tok.encode([seq])
         assert np.array_equal(store.record_codes(i), alone[0]), (key, i, len(seq))
@@ -130,7 +118,8 @@ def test_batched_records_equal_each_record_encoded_alone(key, tmp_path, yeast_ge
     monkeypatch.setattr(codes, "BATCH_RECORDS", 1)
     write_codes(tok, fa, tmp_path / "alone", tokenizer_path=tok_dir, chunk_length=1200, progress=False)
     assert _folder_bytes(tmp_path / "alone") == _folder_bytes(tmp_path / "batched")
-    assert not (tmp_path / "batched" / JOURNAL).exists()
+    assert sorted(_folder_bytes(tmp_path / "batched")) == sorted(["manifest.json", INDEX, NAMES, NON_ACGT]
+                                                                 + man["levels"])
 
 
 def test_packed_encoder_outputs_are_bit_identical_in_a_batch_and_alone(tiny_hrq_tokenizer):
@@ -175,8 +164,10 @@ def test_a_record_shorter_than_k_in_a_batch_is_named_after_the_records_before_it
     with pytest.raises(alphabet.SequenceError, match=r"g\.fa: record 'short': .*3 nt is shorter than k=6"):
         write_codes(tok, _fasta(tmp_path / "g.fa", recs), tmp_path / "c", progress=False)
     man = json.loads((tmp_path / "c" / "manifest.json").read_text())
-    assert [r["name"] for r in man["records"]] == ["r0", "r1", "r2"] and not man["complete"]
-    assert not (tmp_path / "c" / JOURNAL).exists()  # an exception folds the journal into the manifest
+    assert not man["complete"] and store_status(tmp_path / "c") == "partial"
+    # the records before it are finished (index rows, names): --resume keeps them
+    assert (tmp_path / "c" / NAMES).read_text().split() == ["r0", "r1", "r2"]
+    assert (tmp_path / "c" / INDEX).stat().st_size == 3 * 4 * 8
 
 
 def test_an_invalid_letter_in_a_batch_is_named(tmp_path):
@@ -194,25 +185,25 @@ def test_the_manifest_is_written_twice_and_syncs_are_batched(tmp_path, monkeypat
     fa = _fasta(tmp_path / "g.fa", recs)
     writes, syncs = [], []
     real_write, real_fsync = codes._write_manifest, os.fsync
-    monkeypatch.setattr(codes, "_write_manifest", lambda p, head, lines: writes.append(dict(head))
-                        or real_write(p, head, lines))
+    monkeypatch.setattr(codes, "_write_manifest", lambda out, head: writes.append(dict(head))
+                        or real_write(out, head))
     monkeypatch.setattr(codes.os, "fsync", lambda fd: syncs.append(fd) or real_fsync(fd))
     seen = []
-    real_enc = type(build_handcrafted("char")).encode_indices
+    real_enc = type(build_handcrafted("char")).encode_packed
 
-    def check_unfinished(self, idx):  # in the middle of the run: readers see an unfinished store
+    def check_unfinished(self, idx, lengths):  # in the middle of the run: readers see an unfinished store
         with pytest.raises(ValueError, match="did not finish"):
             CodeStore(tmp_path / "c")
-        seen.append(len(idx))
-        return real_enc(self, idx)
+        seen.append(len(lengths))
+        return real_enc(self, idx, lengths)
 
     tok = build_handcrafted("char")
-    monkeypatch.setattr(type(tok), "encode_indices", check_unfinished)
+    monkeypatch.setattr(type(tok), "encode_packed", check_unfinished)
     monkeypatch.setattr(codes, "BATCH_RECORDS", 100)
     man = write_codes(tok, fa, tmp_path / "c", progress=False)
-    assert len(seen) == 30 and len(man["records"]) == 3000
+    assert len(seen) == 30 and man["n_records"] == 3000
     assert [w["complete"] for w in writes] == [False, True]  # at the start and at the end only
-    assert len(syncs) <= 8  # the journal header, a commit or two, the two manifests: not one per record
+    assert len(syncs) <= 10  # a commit or two (4 files each), the two manifests: not one per record
     assert CodeStore(tmp_path / "c").records[2999]["name"] == "r2999"
 
 
@@ -230,19 +221,19 @@ tok = load_tokenizer(tok_dir)
 calls = {"n": 0}
 if mode == "exit":  # die (as kill -9: no handler, unflushed buffers lost) at the at-th encoder call
     cls = type(tok)
-    real_idx, real_chunks = cls.encode_indices, cls.encode_chunks
+    real_packed, real_chunks = cls.encode_packed, cls.encode_chunks
     def tick():
         calls["n"] += 1
         if calls["n"] == at:
             os._exit(9)
-    def encode_indices(self, idx):
+    def encode_packed(self, idx, lengths):
         tick()
-        return real_idx(self, idx)
+        return real_packed(self, idx, lengths)
     def encode_chunks(self, idx, chunk_length=1 << 20):
         for piece in real_chunks(self, idx, chunk_length):
             tick()
             yield piece
-    cls.encode_indices, cls.encode_chunks = encode_indices, encode_chunks
+    cls.encode_packed, cls.encode_chunks = encode_packed, encode_chunks
 codes.write_codes(tok, fasta, out, tokenizer_path=tok_dir, chunk_length=500, progress=False)
 """
 
@@ -277,13 +268,12 @@ def test_killed_at_an_encoder_call_then_resumed_is_byte_identical(kill_setup, tm
     assert not json.loads((out / "manifest.json").read_text())["complete"]
     with pytest.raises(ValueError, match="did not finish"):
         CodeStore(out)
-    journal = (out / JOURNAL).read_text().splitlines()
-    assert len(journal) >= min(at, 2)  # the header, then the commits before the kill
-    # a torn last line (killed while writing it) and bytes of an unfinished record: both dropped
-    with open(out / JOURNAL, "a") as f:
-        f.write('{"file": 0, "name": "r9", "offse')
-    with open(out / "level0.u16", "ab") as f:
-        f.write(b"\x07\x00" * 33)
+    assert (out / INDEX).stat().st_size >= 32 * (at > 1)  # the commits before the kill
+    # torn last rows and lines (killed while writing them), codes of an unfinished record: all dropped
+    for name, torn in [(INDEX, b"\x01" * 13), (NAMES, b"r9\nr1"), (NON_ACGT, b'{"record": 999, "ru'),
+                       ("level0.u16", b"\x07\x00" * 33)]:
+        with open(out / name, "ab") as f:
+            f.write(torn)
     assert _resume(fa, tok_dir, out) == ref
 
 
@@ -293,10 +283,10 @@ def test_killed_with_sigkill_at_random_moments_then_resumed_is_byte_identical(ki
     for trial in range(3):
         out = tmp_path / f"c{trial}"
         p = _child([fa, out, tok_dir, "run", 0], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        threshold = rnd.randint(200, 6000)  # bytes of journal: somewhere inside the run
+        threshold = rnd.randint(32, 2500)  # bytes of index (32 a record): somewhere inside the run
         deadline = time.time() + 60
         while p.poll() is None and time.time() < deadline:
-            j = out / JOURNAL
+            j = out / INDEX
             if j.exists() and j.stat().st_size > threshold:
                 break
             time.sleep(0.001)
@@ -307,37 +297,38 @@ def test_killed_with_sigkill_at_random_moments_then_resumed_is_byte_identical(ki
         assert _resume(fa, tok_dir, out) == ref  # resuming a finished store changes nothing
 
 
-def test_a_stale_journal_beside_a_finished_manifest_is_ignored(kill_setup, tmp_path):
-    """Killed between writing the final manifest and deleting the journal."""
+def test_a_store_of_another_format_is_refused_by_resume_and_written_again_without(kill_setup, tmp_path):
+    fa, tok_dir, ref = kill_setup
+    out = tmp_path / "c"
+    out.mkdir()
+    old = {**json.loads(ref["manifest.json"]), "format": "vqdna-codes/1", "records": []}
+    (out / "manifest.json").write_text(json.dumps(old))
+    (out / "records.jsonl").write_text("{}\n")  # the journal of a format-1 run
+    assert store_status(out) == "none"
+    with pytest.raises(ValueError, match="format 'vqdna-codes/1'.*another vqdna version.*tokenize again"):
+        CodeStore(out)
+    with pytest.raises(ValueError, match="cannot resume into it: start again without --resume"):
+        _resume(fa, tok_dir, out)
+    write_codes(load_tokenizer(tok_dir), fa, out, tokenizer_path=tok_dir, chunk_length=500, progress=False)
+    assert _folder_bytes(out) == ref
+
+
+def test_resume_refuses_other_input_files(kill_setup, tmp_path):
     fa, tok_dir, ref = kill_setup
     out = tmp_path / "c"
     out.mkdir()
     for name, data in ref.items():
         (out / name).write_bytes(data)
-    (out / JOURNAL).write_text(codes._journal_header(0, 0) + "\n" + '{"path": "elsewhere.fa"}\n')
-    assert _resume(fa, tok_dir, out) == ref
-
-
-def test_a_store_written_before_the_file_table_resumes(kill_setup, tmp_path):
-    """Records naming their file by path (no "files" table), unfinished: resumed into the new layout."""
-    fa, tok_dir, ref = kill_setup
-    out = tmp_path / "c"
-    out.mkdir()
-    man = json.loads(ref["manifest.json"])
-    keep = man["records"][:20]
-    old = {"format": man["format"], "tokenizer": man["tokenizer"], "dtype": "uint16", "levels": man["levels"],
-           "records": [{**r, "file": man["files"][r["file"]]} for r in keep],
-           "total_tokens": keep[-1]["offset"] + keep[-1]["length"],
-           "total_nucleotides": sum(r["nucleotides"] for r in keep), "complete": False}
-    (out / "manifest.json").write_text(json.dumps(old, indent=2))
-    (out / "level0.u16").write_bytes(ref["level0.u16"][:2 * old["total_tokens"] + 10])
-    assert _resume(fa, tok_dir, out) == ref
+    with pytest.raises(ValueError, match="cannot resume: the store reads .*give the same FASTA files"):
+        write_codes(load_tokenizer(tok_dir), [fa, fa], out, tokenizer_path=tok_dir, resume=True, progress=False)
 
 
 def test_resume_refuses_code_files_shorter_than_the_finished_records(kill_setup, tmp_path):
     fa, tok_dir, ref = kill_setup
     out = tmp_path / "c"
     out.mkdir()
+    for name, data in ref.items():
+        (out / name).write_bytes(data)
     man = json.loads(ref["manifest.json"])
     man["complete"] = False
     (out / "manifest.json").write_text(json.dumps(man))

@@ -88,3 +88,49 @@ def test_too_short_corpus_is_a_clear_error():
     c = Corpus([np.zeros(50, np.uint8)], ["a"], val_fraction=0.1, val_block=1000)
     with pytest.raises(SequenceError, match="too short"):
         c.windows("train", 128, 64)
+
+
+def test_block_reader_agrees_with_dnaio_at_every_block_size(tmp_path):
+    """The numpy block parser against dnaio's reader (names: the header's first word): multi-line
+    records, CRLF, descriptions, blank lines, no final newline, every block size down to 1 byte."""
+    import random
+
+    import dnaio
+
+    from vqdna.sequence.fasta import read_fasta_blocks
+
+    rng = random.Random(0)
+    for trial in range(60):
+        eol = rng.choice(["\n", "\r\n"])
+        text = ""
+        for i in range(rng.randint(1, 8)):
+            text += ">" + rng.choice([f"r{i}", f"chr{i} a description", f"x{i}\ty", f"a>b{i}"]) + eol
+            seq = "".join(rng.choice("ACGTNacgtry") for _ in range(rng.randint(1, 200)))
+            w = rng.randint(1, 70)
+            text += "".join(seq[j:j + w] + eol for j in range(0, len(seq), w)) + (eol if rng.random() < 0.2 else "")
+        if rng.random() < 0.3:
+            text = text.rstrip("\r\n")
+        p = tmp_path / "f.fa"
+        p.write_bytes(text.encode())
+        with dnaio.open(p, fileformat="fasta") as r:
+            want = [(rec.name.split()[0], rec.sequence) for rec in r]
+        for block_bytes in (1, 2, 5, 64, 1 << 20):
+            got = []
+            for b in read_fasta_blocks(p, block_bytes=block_bytes):
+                raw, s = b.raw.tobytes().decode(), 0
+                for name, n in zip(b.names, b.lengths.tolist()):
+                    got.append((name, raw[s:s + n]))
+                    s += n
+            assert got == want, (trial, block_bytes)
+    assert [r.name for r in read_fasta(p)] == [n for n, _ in want]
+
+
+def test_block_reader_numbers_records_across_blocks_in_its_errors(tmp_path):
+    from vqdna.sequence.fasta import read_fasta_blocks
+
+    p = _write(tmp_path / "m.fa", ">a\nACGT\n>b\nAC\n>\nGG\n")
+    with pytest.raises(SequenceError, match=r"m\.fa: record 3 has an empty header"):
+        list(read_fasta_blocks(p, block_bytes=4))
+    p = _write(tmp_path / "n.fa", "\n\n>a\nACGT\n>b\n>c\nAC\n", gz=False)
+    with pytest.raises(SequenceError, match=r"record 2 \('b'\) has no sequence"):
+        list(read_fasta_blocks(p, block_bytes=3))

@@ -159,7 +159,7 @@ def test_halved_code_manifest_is_named(lm_data, tmp_path, capsys):
     assert not (tmp_path / "lm").exists()
 
 
-@pytest.mark.parametrize("shape", ["a list", "no records field"])
+@pytest.mark.parametrize("shape", ["a list", "no n_records field"])
 def test_code_manifest_of_the_wrong_shape_is_named(lm_data, tmp_path, capsys, shape):
     """Valid JSON that is not what we wrote (a list, a missing field): one line naming the file."""
     codes = tmp_path / "codes"
@@ -168,12 +168,12 @@ def test_code_manifest_of_the_wrong_shape_is_named(lm_data, tmp_path, capsys, sh
     if shape == "a list":
         man = [man]
     else:
-        del man["records"]
+        del man["n_records"]
     (codes / "manifest.json").write_text(json.dumps(man))
     rc, text = run(capsys, "pretrain", "--codes", codes, "--out", tmp_path / "lm")
     line = error_line(text)
     assert rc == 2 and str(codes / "manifest.json") in line
-    assert ("a JSON list" if shape == "a list" else "no field 'records'") in line
+    assert ("a JSON list" if shape == "a list" else "no field 'n_records'") in line
 
 
 def test_read_json_objects_name_the_file_on_a_missing_field(tmp_path):

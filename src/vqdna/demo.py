@@ -97,7 +97,7 @@ def _with_eval_every(spec: dict) -> dict:
 
 
 def run_demo(out: str | Path = "runs/demo", *, profile: str = "quick", device: str | None = None) -> dict:
-    from .codes import write_codes
+    from .codes import store_status, write_codes
     from .config import finetune_config, tokenizer_configs
     from .data.corpus import build_corpus
     from .data.genome_tasks import coding_task, package_annotation_pairs
@@ -162,10 +162,9 @@ def run_demo(out: str | Path = "runs/demo", *, profile: str = "quick", device: s
         build_corpus(corpus_dir, fasta=train_fa, guard_tasks=[task_dir], progress=False)
     corpus = json.loads((corpus_dir / "corpus.json").read_text())
     codes_dir = out / "codes"
-    man = codes_dir / "manifest.json"
-    if not (man.exists() and json.loads(man.read_text()).get("complete")):
+    if (status := store_status(codes_dir)) != "complete":
         worked = True
-        write_codes(tok, [corpus_dir / "corpus.fa"], codes_dir, tokenizer_path=tok_dir, resume=True)
+        write_codes(tok, [corpus_dir / "corpus.fa"], codes_dir, tokenizer_path=tok_dir, resume=status == "partial")
     lm_dir, ls = out / "lm", p["lm"]
     if not (lm_dir / "model.safetensors").exists():
         worked = True

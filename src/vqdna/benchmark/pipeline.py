@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codes import write_codes
+from ..codes import store_status, write_codes
 from ..evaluate import linear_probe
 from ..lm.finetune import finetune
 from ..lm.pretrain import pretrain
@@ -129,9 +129,9 @@ def pretrain_cell(name: str, corpus: dict, tdir: Path, budget: Budget, device) -
     tok = load_tokenizer(tok_dir)
     man_path = codes_dir / "manifest.json"
     t0 = time.time()
-    if not (man_path.exists() and read_json(man_path).get("complete")):
+    if (status := store_status(codes_dir)) != "complete":
         log(f"{name}: tokenizing the corpus ({corpus['nucleotides']:,} nt)")
-        write_codes(tok, corpus["files"], codes_dir, tokenizer_path=tok_dir, resume=man_path.exists(),
+        write_codes(tok, corpus["files"], codes_dir, tokenizer_path=tok_dir, resume=status == "partial",
                     progress=False)
     tokenize_s = time.time() - t0
     man = read_json(man_path)

@@ -340,7 +340,7 @@ def pretrain(codes, *, out, config: str = "tiny", max_steps: int | None = None, 
                                      mask_prob=tc.mask_prob, mode=tc.mask_mode, span_mean=tc.span_mean)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if runtime.is_main and progress:
-        print(f"pretrain: {sum(len(s) for s in stores):,} tokens in {sum(len(s.records) for s in stores)} records "
+        print(f"pretrain: {sum(len(s) for s in stores):,} tokens in {sum(s.n_records for s in stores)} records "
               f"from {len(stores)} code folder(s); {sampler.n_train_starts:,} training window starts, "
               f"{len(sampler.val_windows)} validation windows ({len(vw)} scored); tokenizer {tok.tokenizer_type} "
               f"{vocab}, input {model.config.input_mode}; model {n_params / 1e6:.2f}M trainable parameters "

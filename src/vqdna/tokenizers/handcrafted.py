@@ -239,6 +239,21 @@ class KmerTokenizer(_HandcraftedBase):
         vals = vals.reshape(1, -1)
         return [vals[:, s:s + n - self.k + 1] for s, n in zip(starts, lengths)]
 
+    def encode_packed(self, idx: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The k-mers of the packed sequences in one pass, each keeping those inside it (as
+        ``encode_indices``), without a Python object per sequence."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if lengths.size and lengths.min() < self.k:  # encode names the sequence shorter than k
+            i = int(np.argmax(lengths < self.k))
+            s = int(lengths[:i].sum())
+            self.encode([idx[s:s + int(lengths[i])]])
+        vals, has_n = rolling_kmer_codes(idx, self.k)
+        vals[has_n] = self.unk_id
+        # a k-mer is kept where it starts at least k - 1 nt before its sequence's end
+        ends = np.cumsum(lengths)
+        to_end = np.repeat(ends, lengths)[:vals.size] - np.arange(vals.size)
+        return vals[to_end >= self.k].reshape(1, -1), lengths - self.k + 1
+
     def encode_chunks(self, idx: np.ndarray, chunk_length: int = 1 << 20):
         """k-mers starting in ``[s, s + chunk_length)`` from ``idx[s : s + chunk_length + k - 1]``:
         each piece reads the ``k - 1`` nt after it, so no k-mer across a chunk edge is lost."""
@@ -446,6 +461,9 @@ class CharTokenizer(_HandcraftedBase):
         cat, starts, lengths = batch
         ids = cat.astype(np.int64).reshape(1, -1)
         return [ids[:, s:s + n] for s, n in zip(starts, lengths)]
+
+    def encode_packed(self, idx: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return idx.astype(np.int64).reshape(1, -1), np.asarray(lengths, dtype=np.int64)
 
     def encode_chunks(self, idx: np.ndarray, chunk_length: int = 1 << 20):
         idx = to_indices(idx)
