@@ -25,7 +25,7 @@ BPE. Decoding cuts every record back to its ``nucleotides`` (a strided tokenizer
 code) before the non-ACGT runs are put back.
 
 **Encoding.** FASTA is read in blocks of whole records (:func:`~vqdna.sequence.fasta.read_fasta_blocks`,
-parsed with numpy). A record of ``chunk_length`` nt or more streams in chunks
+parsed with numpy; the progress bar counts the input files' bytes against their total). A record of ``chunk_length`` nt or more streams in chunks
 (``GenomeTokenizer.encode_chunks``: halos for learned tokenizers, in whole codes, chunks starting
 at multiples of the stride; the k-1 following nt for k-mers; whole 2**20-nt words for BPE), so
 the codes of a genome are never all in memory. Shorter records are encoded in batches of up to
@@ -218,11 +218,13 @@ def write_codes(tokenizer: GenomeTokenizer, fasta, out: str | Path, *, tokenizer
             fh.write(np.ascontiguousarray(codes[level], dtype=np.uint16).tobytes())
 
     batching = BATCH_RECORDS > 1 and getattr(tokenizer, "batch_invariant", False)
-    bar = tqdm(desc="tokenize", unit="nt", unit_scale=True, disable=not progress, mininterval=1.0)
+    sizes = [os.path.getsize(f) for f in fasta]  # progress in bytes of the input files (a total for any input)
+    bar = tqdm(desc="tokenize", total=sum(sizes), unit="B", unit_scale=True, disable=not progress, mininterval=1.0)
     try:
         position = 0  # records of the input read so far
         for file_i, block in ((i, b) for i, f in enumerate(fasta) for b in read_fasta_blocks(f)):
             m = len(block)
+            bar.update(sum(sizes[:file_i]) + block.file_bytes - bar.n)
             skip = min(max(n_done - position, 0), m)
             if skip:
                 _check_same(out, block, file_i, skip, position, head["files"], done_rows, done_names)
@@ -253,10 +255,9 @@ def write_codes(tokenizer: GenomeTokenizer, fasta, out: str | Path, *, tokenizer
                 """Record ``i`` of the block, of any length, streamed in chunks."""
                 n_tok = 0
                 try:
-                    for n_nt, codes in tokenizer.encode_chunks(idx[starts[i]:ends[i]], chunk_length):
+                    for _, codes in tokenizer.encode_chunks(idx[starts[i]:ends[i]], chunk_length):
                         write(codes)
                         n_tok += codes.shape[1]
-                        bar.update(n_nt)
                 except alphabet.SequenceError as e:
                     raise alphabet.SequenceError(f"{block.where(i)}: {e}") from None
                 finished(file_i, np.array([n_tok]), block.lengths[i:i + 1],
@@ -283,8 +284,8 @@ def write_codes(tokenizer: GenomeTokenizer, fasta, out: str | Path, *, tokenizer
                 write(codes)
                 finished(file_i, n_tok, block.lengths[i:j], block.names_blob[name_starts[i]:name_ends[j - 1]],
                          runs_of(i, j))
-                bar.update(int(ends[j - 1] - starts[i]))
                 i = j
+            bar.set_postfix_str(f"{n_records:,} records, {nucleotides:,} nt", refresh=False)
         if position < n_done:
             raise ValueError(f"{out / MANIFEST}: cannot resume: the store holds {n_done} records but the input "
                              f"only {position}; give the same FASTA files, or start again without --resume")

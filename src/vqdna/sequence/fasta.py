@@ -84,6 +84,7 @@ class FastaBlock:
     names_blob: bytes  # every record's name followed by b"\n"
     raw: np.ndarray  # uint8 letters of every record, concatenated, case kept
     lengths: np.ndarray  # int64 nucleotides per record
+    file_bytes: int = 0  # bytes of the file on disk (compressed, for .gz) read so far: progress
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -159,7 +160,7 @@ def read_fasta_blocks(paths: str | Path | Iterable[str | Path], *, block_bytes: 
             raise FileNotFoundError(f"{path}: no such FASTA file")
         n = 0
         try:
-            with xopen(path, "rb", threads=0) as f:
+            with open(path, "rb") as disk, xopen(disk, "rb", threads=0) as f:
                 parts: list[bytes] = []
                 data = f.read(block_bytes)
                 while data:
@@ -174,6 +175,7 @@ def read_fasta_blocks(paths: str | Path | Iterable[str | Path], *, block_bytes: 
                         parts = [data[cut + 1:]]  # the last record starting in it: held back, it may go on
                         if buf.strip():
                             block = _parse_block(buf if buf.endswith(b"\n") else buf + b"\n", str(path), n + 1)
+                            block.file_bytes = disk.tell()
                             n += len(block)
                             yield block
                     data = ahead
