@@ -335,3 +335,20 @@ def test_resume_refuses_code_files_shorter_than_the_finished_records(kill_setup,
     (out / "level0.u16").write_bytes(ref["level0.u16"][:100])
     with pytest.raises(ValueError, match="the folder is damaged: start again without --resume"):
         _resume(fa, tok_dir, out)
+
+
+@pytest.mark.parametrize("damage", ["a name missing", "a torn index row", "runs of no record"])
+def test_a_damaged_index_file_is_named_when_the_store_opens(kill_setup, tmp_path, damage):
+    fa, tok_dir, ref = kill_setup
+    out = tmp_path / "c"
+    out.mkdir()
+    for name, data in ref.items():
+        (out / name).write_bytes(data)
+    file, match = {"a name missing": (NAMES, "not one name per line"),
+                   "a torn index row": (INDEX, "bytes, but manifest.json says"),
+                   "runs of no record": (NON_ACGT, "line 1 is not")}[damage]
+    data = (out / file).read_bytes()
+    (out / file).write_bytes({NAMES: data[:data.rindex(b"\n", 0, -1) + 1], INDEX: data[:-3],
+                              NON_ACGT: b'{"record": 100000, "runs": []}\n' + data}[file])
+    with pytest.raises(ValueError, match=f"{file}: .*{match}"):
+        CodeStore(out)

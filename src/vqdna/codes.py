@@ -247,7 +247,7 @@ def write_codes(tokenizer: GenomeTokenizer, fasta, out: str | Path, *, tokenizer
                 pos = np.flatnonzero(other[starts[i0]:ends[i1 - 1]])
                 lines = []
                 for i in np.unique(np.searchsorted(ends, pos + starts[i0], side="right")).tolist():
-                    r = alphabet._runs(block.raw[starts[i]:ends[i]], other[starts[i]:ends[i]])
+                    r = alphabet.non_acgt_runs_of(block.raw[starts[i]:ends[i]].tobytes(), idx[starts[i]:ends[i]])
                     lines.append(json.dumps({"record": n_records + i - i0, "runs": r}) + "\n")
                 return lines
 
@@ -397,17 +397,18 @@ class CodeStore:
             if fp.stat().st_size != 2 * n:
                 raise ValueError(f"{fp}: {fp.stat().st_size} bytes, manifest says {2 * n}")
             self.levels.append(np.memmap(fp, dtype=np.uint16, mode="r", shape=(n,)))
-        self.names  # noqa: B018 - read and checked now, not half-way through a run
-        self.non_acgt  # noqa: B018
+        names = self.path / NAMES  # checked now, not half-way through a run (read when first asked for)
+        data = (np.memmap(names, dtype=np.uint8, mode="r") if names.exists() and names.stat().st_size
+                else np.zeros(0, np.uint8))
+        if np.count_nonzero(data == 10) != n_rec or (len(data) and data[-1] != 10):
+            raise FileFormatError(f"{names}: not one name per line for the {n_rec:,} records; the folder is damaged")
+        del data
+        self.non_acgt  # noqa: B018 - read and checked now
 
     @cached_property
     def names(self) -> list[str]:
-        """Every record's name, in store order."""
-        data, ends = _name_lines(self.path / NAMES)
-        if len(ends) != len(self.offsets) or len(data) != (int(ends[-1]) if len(ends) else 0):
-            raise FileFormatError(f"{self.path / NAMES}: {len(ends):,} names for {len(self.offsets):,} records; "
-                                  f"the folder is damaged")
-        return data.decode("utf-8").split("\n")[:-1]
+        """Every record's name, in store order (a str per record: read on first use)."""
+        return (self.path / NAMES).read_bytes().decode("utf-8").split("\n")[:-1]
 
     @cached_property
     def non_acgt(self) -> dict[int, list]:

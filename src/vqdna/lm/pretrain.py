@@ -132,7 +132,7 @@ class WindowSampler:
         counter = 0  # global block number over all records of all stores
         for si, store in enumerate(stores):
             stride = store.manifest["tokenizer"].get("stride", 1)  # nucleotides per code (strided VQ/HRQ)
-            for off, n, gaps in _stretches(store.records, W, stride, skip_n_runs, pack_short_records):
+            for off, n, gaps in _stretches(store, W, stride, skip_n_runs, pack_short_records):
                 blocks = math.ceil(n / val_block) if n else 0
                 bad = []  # excluded [start, end) intervals, stretch coordinates
                 for b in range(blocks):
@@ -197,7 +197,7 @@ def _record_gaps(rec: dict, n: int, stride: int, skip_n_runs: int) -> list[tuple
     return []
 
 
-def _stretches(records: list[dict], W: int, stride: int, skip_n_runs: int, pack: bool):
+def _stretches(store: CodeStore, W: int, stride: int, skip_n_runs: int, pack: bool):
     """(offset, length, gaps) of the stretches of a store that windows are drawn from: every record
     of at least ``W`` tokens alone; with ``pack``, each run of consecutive shorter records as one
     stretch (they lie back to back in the store), which is the only way they give a training
@@ -214,8 +214,10 @@ def _stretches(records: list[dict], W: int, stride: int, skip_n_runs: int, pack:
             return [(off, pos, gaps)]
         return []
 
-    for rec in records:
-        n = rec["length"]
+    runs = store.non_acgt
+    for i, (offset, n, nucleotides) in enumerate(zip(store.offsets.tolist(), store.lengths.tolist(),
+                                                     store.nucleotides.tolist())):
+        rec = {"offset": offset, "length": n, "nucleotides": nucleotides, "non_acgt": runs.get(i, [])}
         if pack and n < W and (not run or run[-1]["offset"] + run[-1]["length"] == rec["offset"]):
             run.append(rec)
             continue
