@@ -218,13 +218,13 @@ def write_codes(tokenizer: GenomeTokenizer, fasta, out: str | Path, *, tokenizer
             fh.write(np.ascontiguousarray(codes[level], dtype=np.uint16).tobytes())
 
     batching = BATCH_RECORDS > 1 and getattr(tokenizer, "batch_invariant", False)
-    sizes = [os.path.getsize(f) for f in fasta]  # progress in bytes of the input files (a total for any input)
-    bar = tqdm(desc="tokenize", total=sum(sizes), unit="B", unit_scale=True, disable=not progress, mininterval=1.0)
+    before = np.cumsum([0] + [os.path.getsize(f) for f in fasta]).tolist()  # progress: input bytes, with a total
+    bar = tqdm(desc="tokenize", total=before[-1], unit="B", unit_scale=True, disable=not progress, mininterval=1.0)
     try:
         position = 0  # records of the input read so far
         for file_i, block in ((i, b) for i, f in enumerate(fasta) for b in read_fasta_blocks(f)):
             m = len(block)
-            bar.update(sum(sizes[:file_i]) + block.file_bytes - bar.n)
+            bar.update(before[file_i] + block.file_bytes - bar.n)
             skip = min(max(n_done - position, 0), m)
             if skip:
                 _check_same(out, block, file_i, skip, position, head["files"], done_rows, done_names)
