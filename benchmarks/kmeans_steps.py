@@ -27,7 +27,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     import vqdna.train as loop
+    from vqdna.config import tokenizer_configs
     from vqdna.tokenizers.training import train_tokenizer
+    from vqdna.tokenizers.vqvae import VQDNAAutoencoder
 
     times: list[float] = []
     step = loop._optimizer_step
@@ -44,10 +46,14 @@ def main() -> None:
                     device="cpu", overrides=dict(kmeans_version=args.kmeans_version, max_steps=args.steps,
                                                  warmup_steps=args.warmup))
     med = statistics.median(times)
+    # the steps that hold the end-of-warm-up k-means: one, or with version 4 a few per level
+    mc = tokenizer_configs("small", "hrq", dict(kmeans_version=args.kmeans_version))[0]
+    n_km = VQDNAAutoencoder(mc).kmeans_steps
+    kmeans_steps = {str(args.warmup + i): round(times[args.warmup + i] / med, 2) for i in range(n_km)}
     print(json.dumps({"kmeans_version": args.kmeans_version, "steps": len(times), "median_s": round(med, 3),
                       "step0_s": round(times[0], 3), "step0_x": round(times[0] / med, 2),
                       "warmup_end_s": round(times[args.warmup], 3), "warmup_end_x": round(times[args.warmup] / med, 2),
-                      "slowest_x": round(max(times) / med, 2), "slowest_step": times.index(max(times)),
+                      "kmeans_steps_x": kmeans_steps, "slowest_x": round(max(times) / med, 2), "slowest_step": times.index(max(times)),
                       "wall_s": round(time.time() - t0, 1)}))
 
 

@@ -1,4 +1,5 @@
 """The EMA vector quantizer: straight-through gradients, EMA, k-means, dead codes."""
+import pytest
 import torch
 
 from vqdna.config import tokenizer_configs
@@ -179,3 +180,47 @@ def test_step_0_kmeans_of_version_3_encodes_a_quarter_of_the_windows():
         net.init_codebooks(idx, max_samples=8192, start=start, generator=torch.Generator().manual_seed(0))
         assert all(bool(vq.initted) for vq in net.quantizer.quantizers)
     assert seen == {(3, True): 16, (3, False): 64, (2, True): 64}
+
+
+def test_kmeans_version_4_spreads_the_kmeans_over_steps_and_finds_version_3s_codebook():
+    """Issue 19: version 4 runs version 3's end-of-warm-up k-means as two stages per level, one
+    per training step (a level's seeds, then their refinement on all samples), keeping its state in
+    the codebook: each stage changes only its level, and seeds + refinement find a codebook as good
+    as version 3's in one go."""
+    from vqdna.config import TokenizerConfig
+    from vqdna.hub.quantizer import EMAVectorQuantizer
+    from vqdna.tokenizers.vqvae import VQDNAAutoencoder
+
+    g = torch.Generator().manual_seed(1)
+    centers = torch.randn(512, 16, generator=g) * 1.5
+    x = centers[torch.randint(512, (16000,), generator=g)] + torch.randn(16000, 16, generator=g)
+    def inertia(c):
+        return float(squared_distances(x, c).min(1).values.sum())
+
+    v3, v4 = [], []
+    for s in range(3):
+        v3.append(inertia(kmeans(x, 128, repeats=3, generator=torch.Generator().manual_seed(s), version=3)[0]))
+        vq = EMAVectorQuantizer(codebook_size=128, dim=16)
+        gen = torch.Generator().manual_seed(s)
+        vq.kmeans_stage(x, "seed", iters=20, repeats=3, generator=gen)
+        seeded = inertia(vq.embed)
+        vq.kmeans_stage(x, "refine", iters=20, repeats=3, generator=gen)
+        assert inertia(vq.embed) < seeded and bool(vq.initted)
+        v4.append(inertia(vq.embed))
+    assert sum(v4) <= 1.01 * sum(v3), (v4, v3)
+    with pytest.raises(ValueError, match="stage"):
+        vq.kmeans_stage(x, "twice", iters=20, repeats=3)
+
+    cfg = TokenizerConfig(quantizer="hrq", stem_dim=8, dim=8, depth=2, codebook_sizes=(16, 32), levels=(1, 2),
+                          kmeans_version=4, kmeans_iters=8)
+    net = VQDNAAutoencoder(cfg).eval()
+    assert net.kmeans_steps == 2 * (1 + 8 // 4)  # per level: seeds, then 4 Lloyd iterations a step
+    assert VQDNAAutoencoder(TokenizerConfig(**{**cfg.__dict__, "kmeans_version": 3})).kmeans_steps == 1
+    idx = torch.randint(4, (64, 128))
+    changed = []
+    for stage in range(net.kmeans_steps):
+        before = [vq.embed.clone() for vq in net.quantizer.quantizers]
+        net.kmeans_stage(idx, stage, max_samples=4096, generator=torch.Generator().manual_seed(stage))
+        changed.append([not torch.equal(b, vq.embed) for b, vq in zip(before, net.quantizer.quantizers)])
+    assert [c[1] for c in changed[:3]] == [False] * 3 and [c[0] for c in changed[3:]] == [False] * 3
+    assert changed[0][0] and changed[3][1]  # each level's seeds replace its codebook

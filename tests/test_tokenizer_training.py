@@ -67,6 +67,24 @@ def test_resume_equals_an_unbroken_run(yeast_genome, tmp_path):
     assert full["nucleotides_seen"] == m["nucleotides_seen"]
 
 
+def test_resume_inside_the_spread_kmeans_equals_an_unbroken_run(yeast_genome, tmp_path):
+    """kmeans_version 4 runs the end-of-warm-up k-means over steps 20-23 (tiny: warm-up 20, two
+    levels); a run resumed from the step-22 checkpoint (level 1 done, level 2 not) ends equal to an
+    unbroken one: the codebooks are all the state the stages share."""
+    kw = dict(quantizer="hrq", config="tiny", device="cpu",
+              overrides=dict(checkpoint_every=11, eval_every=33, kmeans_samples=2048, kmeans_version=4))
+    train_tokenizer(yeast_genome, out=tmp_path / "full", max_steps=33, **kw)
+    shutil.copytree(tmp_path / "full", tmp_path / "part")
+    (tmp_path / "part" / "model.safetensors").unlink()
+    shutil.rmtree(tmp_path / "part" / "checkpoints" / "step-00000033")
+    (tmp_path / "part" / "checkpoints" / "latest.json").write_text('{"step": 22, "dir": "step-00000022"}')
+    train_tokenizer(yeast_genome, out=tmp_path / "part", max_steps=33, resume=True, **kw)
+    a = load_file(tmp_path / "full" / "model.safetensors")
+    b = load_file(tmp_path / "part" / "model.safetensors")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def test_code_files_round_trip_with_n_and_iupac(tiny_hrq_tokenizer, yeast_genome, tmp_path):
     seq = next(read_fasta(yeast_genome)).sequence[10_000:14_000]
     seq = seq[:100] + "NNNNNRY" + seq[107:2000] + "nnnn" + seq[2004:]

@@ -120,6 +120,26 @@ class HierarchicalResidualQuantizer(nn.Module):
             q_sum = q if q_sum is None else q_sum + q
 
     @torch.no_grad()
+    def kmeans_stage(self, zs: list[torch.Tensor], level: int, stage: str, *, iters: int, repeats: int,
+                     max_samples: int, generator: torch.Generator | None = None) -> None:
+        """``kmeans_version`` 4: one stage (``"seed"`` or ``"refine"``, see
+        :meth:`EMAVectorQuantizer.kmeans_stage`) of level ``level``'s k-means, whose H(l) is built
+        from the codebooks of the levels above as they are now."""
+        h_prev = q_prev = q_sum = None
+        for lv in range(level + 1):
+            h = self.level_input(lv, zs[lv], h_prev, q_prev, q_sum)
+            if lv == level:
+                break
+            vq = self.quantizers[lv]
+            q = vq.lookup(nearest_centroids(h.reshape(-1, h.shape[-1]).float(), vq.embed)[1].view(h.shape[:-1]))
+            h_prev, q_prev = h, q.to(h.dtype)
+            q_sum = q_prev if q_sum is None else q_sum + q_prev
+        flat = h.reshape(-1, h.shape[-1]).float()
+        if flat.shape[0] > max_samples:
+            flat = flat[torch.randperm(flat.shape[0], generator=generator)[:max_samples].to(flat.device)]
+        self.quantizers[level].kmeans_stage(flat, stage, iters=iters, repeats=repeats, generator=generator)
+
+    @torch.no_grad()
     def reseed_dead_codes(self, generator: torch.Generator | None = None) -> list[int]:
         """Re-seed dead codes of every level from the last training batch's H(l)."""
         if not self.last_inputs:

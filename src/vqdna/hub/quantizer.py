@@ -92,25 +92,26 @@ def kmeans(x: torch.Tensor, k: int, *, iters: int = 20, repeats: int = 3, tol: f
 SUBSAMPLE_PER_CODE = 8
 
 
-def _lloyd(x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor, *, iters: int, tol: float) -> torch.Tensor:
+def _lloyd(x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor, *, iters: int, tol: float, counts: bool = False):
     """Up to ``iters`` Lloyd iterations from centroids ``c``; stops once at most ``tol`` of the
     points changed cluster (and no cluster is empty). An empty cluster takes the point farthest
-    from its centroid."""
+    from its centroid. With ``counts`` returns ``(c, counts of the last assignment)``."""
     k, n = c.shape[0], x.shape[0]
     prev = None
     for _ in range(iters):
         mind, assign = nearest_centroids(x, c, x_sq)
-        counts = torch.bincount(assign, minlength=k).float()
-        empty = torch.nonzero(counts == 0).flatten()
+        sizes = torch.bincount(assign, minlength=k).float()
+        empty = torch.nonzero(sizes == 0).flatten()
         if prev is not None and not empty.numel() and int((assign != prev).sum()) <= tol * n:
             break  # (nearly) converged: c is (about) the mean of its points
         prev = assign
         sums = torch.zeros_like(c).index_add_(0, assign, x)
-        c = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], c)
+        c = torch.where(sizes[:, None] > 0, sums / sizes.clamp_min(1)[:, None], c)
         if empty.numel():
             far = torch.topk(mind, empty.numel()).indices
             c[empty] = x[far]
-    return c
+            sizes[empty] = 1.0
+    return (c, sizes) if counts else c
 
 
 def _kmeans_pp(x: torch.Tensor, k: int, generator) -> torch.Tensor:
@@ -245,6 +246,34 @@ class EMAVectorQuantizer(nn.Module):
         """
         centroids, counts = kmeans(samples, self.codebook_size, iters=iters, repeats=repeats, generator=generator,
                                    version=version)
+        self.set_codebook(centroids, counts)
+
+    @torch.no_grad()
+    def kmeans_stage(self, samples: torch.Tensor, stage: str, *, iters: int, repeats: int,
+                     generator: torch.Generator | None = None) -> None:
+        """One half of ``kmeans_version`` 4's Repeated K-means, which spreads it over two training
+        steps and keeps no state but the codebook: ``"seed"`` runs the ``repeats`` k-means on
+        :data:`SUBSAMPLE_PER_CODE` points per code (version 3's search) and installs the winner;
+        ``"refine"`` runs up to ``iters`` Lloyd iterations on all ``samples`` from the codebook as
+        it is now (the seeds, or an earlier refinement, after a step of EMA), with version 3's
+        stopping rule; the cluster counts are those of its last assignment."""
+        x = samples.float()
+        k = self.codebook_size
+        if x.shape[0] < k:
+            raise ValueError(f"k-means needs at least k={k} points, got {x.shape[0]}")
+        if stage == "seed":
+            sub = x[torch.randperm(x.shape[0], generator=generator)[:SUBSAMPLE_PER_CODE * k]]
+            centroids, counts = kmeans(sub, k, iters=iters, repeats=repeats, generator=generator, version=2)
+        elif stage == "refine":
+            centroids, counts = _lloyd(x, self.embed.float().to(x.device), x.pow(2).sum(1), iters=iters, tol=1e-3,
+                                       counts=True)
+        else:
+            raise ValueError(f"k-means stage must be 'seed' or 'refine', not {stage!r}")
+        self.set_codebook(centroids, counts)
+
+    @torch.no_grad()
+    def set_codebook(self, centroids: torch.Tensor, counts: torch.Tensor) -> None:
+        """Install k-means ``centroids`` (K, D) with their cluster ``counts`` (K,) as the codebook."""
         centroids = centroids.to(self.embed.device)
         counts = counts.to(self.embed.device)
         if _distributed():

@@ -3,7 +3,10 @@
 Recipe: AdamW, linear warm-up then cosine decay; windows of ``short_length`` nt during
 warm-up, ``long_length`` after; Repeated K-means initialisation of the codebooks once,
 when warm-up ends (and a first data-dependent initialisation at step 0 so that no code
-starts far from the data); dead codes re-seeded every ``reseed_every`` steps.
+starts far from the data); dead codes re-seeded every ``reseed_every`` steps. With
+``kmeans_version`` 4 (the default) the end-of-warm-up k-means is spread over the first
+``kmeans_steps`` steps after warm-up, a stage per step (each level's seeds, then its Lloyd
+refinement four iterations a step), so that no step stalls on it.
 """
 from __future__ import annotations
 
@@ -100,7 +103,9 @@ def train_tokenizer(fasta, *, out: str | Path, quantizer: str | None = None, con
 
     def before_step(step, net, batch):
         gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + step)
-        if step == 0 or step == warm:  # data-dependent start; Repeated K-means after warm-up
+        # data-dependent start at step 0; Repeated K-means after warm-up (version 4: over
+        # `kmeans_steps` steps from there, a stage per step)
+        if step == 0 or warm <= step < warm + net.kmeans_steps:
             L = length_at(step)
             rng = np.random.default_rng([tc.seed, step, 7919])
             # kmeans_samples encoder outputs, whatever the stride (one output per `stride` nt)
@@ -110,7 +115,10 @@ def train_tokenizer(fasta, *, out: str | Path, quantizer: str | None = None, con
             was = net.training
             net.eval()
             with torch.no_grad():
-                net.init_codebooks(x, max_samples=tc.kmeans_samples, generator=gen, start=step == 0)
+                if step == 0 or mc.kmeans_version < 4:
+                    net.init_codebooks(x, max_samples=tc.kmeans_samples, generator=gen, start=step == 0)
+                else:
+                    net.kmeans_stage(x, step - warm, max_samples=tc.kmeans_samples, generator=gen)
             net.train(was)
         elif step % tc.reseed_every == 0:
             net.quantizer.reseed_dead_codes(gen)

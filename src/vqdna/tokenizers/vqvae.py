@@ -20,7 +20,12 @@ import torch.nn.functional as F
 from ..config import TokenizerConfig
 from ..hub.convnext import Decoder, Encoder, InferenceDecoder, InferenceEncoder, onednn_available
 from ..hub.hrq import HierarchicalResidualQuantizer
-from ..hub.quantizer import PackedNearest
+from ..hub.quantizer import SUBSAMPLE_PER_CODE, PackedNearest
+
+
+# kmeans_version 4: Lloyd iterations of a level's refinement per training step (a pass over
+# 32,768 samples x 1,024 codes costs about a fifth of a `small` training step on one thread)
+LLOYD_PER_STEP = 4
 
 
 class VQDNAAutoencoder(nn.Module):
@@ -85,6 +90,33 @@ class VQDNAAutoencoder(nn.Module):
         self.quantizer.init_from_kmeans([z.float() for z in zs], iters=self.config.kmeans_iters,
                                         repeats=repeats, max_samples=max_samples,
                                         generator=generator, version=self.config.kmeans_version)
+
+    @property
+    def kmeans_steps(self) -> int:
+        """Training steps the end-of-warm-up k-means takes: 1, or with ``kmeans_version`` 4 per level
+        one for its seeds and one per :data:`LLOYD_PER_STEP` of its ``kmeans_iters`` refinement
+        iterations (12 for the `small` HRQ), so that no step holds much of it."""
+        if self.config.kmeans_version < 4:
+            return 1
+        return self.config.n_levels * (1 + math.ceil(self.config.kmeans_iters / LLOYD_PER_STEP))
+
+    def kmeans_stage(self, idx: torch.Tensor, step: int, *, max_samples: int, generator=None) -> None:
+        """``kmeans_version`` 4, step ``step`` (0 .. ``kmeans_steps`` - 1) after warm-up: the encoder
+        outputs of ``idx`` (this step's encoder), then for one level either its seeds (the Repeated
+        K-means on :data:`SUBSAMPLE_PER_CODE` points per code; only the windows those need are
+        encoded) or up to :data:`LLOYD_PER_STEP` Lloyd iterations on all samples from the codebook
+        as it is (a stage stops early once the k-means has converged). The codebook is all the
+        state between stages, so a run killed and resumed in between repeats nothing."""
+        c = self.config
+        per_level = 1 + math.ceil(c.kmeans_iters / LLOYD_PER_STEP)
+        level, j = divmod(step, per_level)
+        if j == 0:
+            need = SUBSAMPLE_PER_CODE * c.codebook_sizes[level]
+            idx = idx[:math.ceil(need * c.stride / idx.shape[1])]
+        zs = self.encoder(idx, c.levels)
+        iters = c.kmeans_iters if j == 0 else min(LLOYD_PER_STEP, c.kmeans_iters - (j - 1) * LLOYD_PER_STEP)
+        self.quantizer.kmeans_stage([z.float() for z in zs], level, "refine" if j else "seed", iters=iters,
+                                    repeats=c.kmeans_repeats, max_samples=max_samples, generator=generator)
 
     def flops_per_nucleotide(self, *, decoder: bool = False, search: bool = True) -> float:
         """FLOPs per nucleotide of tokenization: 2 per multiply-add of every convolution and
