@@ -280,6 +280,15 @@ def test_finetune_recipes_presets_yaml_and_overrides(tmp_path):
         finetune_config("cpu", tokenizer_lr_scale=0.1)
     with pytest.raises(ValueError, match="tokenizer_lr_scale = -1.0"):
         finetune_config("cpu", unfreeze_tokenizer=True, tokenizer_lr_scale=-1.0)
+    # the position embeddings' share: a parameter group of its own only when it is not 1
+    from vqdna.lm.finetune import lr_scales
+
+    assert lr_scales(finetune_config("cpu")) == ()
+    assert lr_scales(finetune_config("cpu", position_lr_scale=10.0)) == (("position_embeddings", 10.0),)
+    assert lr_scales(finetune_config("cpu", unfreeze_tokenizer=True, position_lr_scale=10.0)) == (
+        ("tok_encoder", 0.1), ("position_embeddings", 10.0))
+    with pytest.raises(ValueError, match="position_lr_scale = -2.0"):
+        finetune_config("cpu", position_lr_scale=-2.0)
 
 
 def test_finetune_flops_count_an_unfrozen_encoder(tiny_lm):

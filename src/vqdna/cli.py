@@ -289,7 +289,7 @@ def finetune_recipe(a):
         lr=a.lr, epochs=a.epochs, patience=a.patience, max_train=a.max_train, method=a.method,
         lora_dropout=a.lora_dropout, batch_size=a.batch_size, pooling=a.pooling,
         unfreeze_tokenizer=True if a.unfreeze_tokenizer else None, tokenizer_lr_scale=a.tokenizer_lr_scale,
-        max_length=a.max_length,
+        position_lr_scale=a.position_lr_scale, max_length=a.max_length,
         gradient_checkpointing=True if a.gradient_checkpointing else None,
         shift_augment=True if a.shift_augment else None, shift_average=True if a.shift_average else None))
 
@@ -506,6 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tokenizer-lr-scale", type=float,
                    help="with --unfreeze-tokenizer: the encoder's learning rate as a share of --lr "
                         "(default: the recipe's)")
+    s.add_argument("--position-lr-scale", type=float,
+                   help="the absolute position embeddings' learning rate as a share of --lr (default 1)")
     s.add_argument("--max-length", type=int,
                    help="training truncates sequences to this many tokens (up to the LM's own max_length; "
                         "default: the recipe's, 512)")

@@ -512,6 +512,11 @@ class FinetuneConfig:
     # mouse0 never left chance. 0.1 and 0.3 tied on the dev sets of mouse3 and mouse0 (mean dev
     # MCC 0.645 / 0.640); 0.1 had a quarter of the seed spread (benchmarks/results/indomain-unfrozen/)
     tokenizer_lr_scale: float = 0.1
+    # the absolute position embeddings' learning rate as a share of `lr` (1 = the LM's): masked-LM
+    # pre-training on windows at random offsets leaves them at their initial size while the code
+    # vectors grow, so a task that reads positions (a motif at a fixed offset) starts with little
+    # of them; a larger share lets fine-tuning grow them back (benchmarks/results/stride4-pretraining/)
+    position_lr_scale: float = 1.0
     head_dropout: float = 0.1
     # batch-normalise the pooled vector entering the head: mean-pooled states barely differ between
     # sequences, and an unnormalised head learns slowly (see hub.modeling_vqdna.ClassificationHead)
@@ -569,6 +574,8 @@ def validate_finetune_config(c: FinetuneConfig) -> None:
         raise ValueError(f"pooling must be '' (the LM's), 'mean', 'cls' or 'meanmax', not {c.pooling!r}")
     if c.decay not in ("linear", "cosine"):
         raise ValueError(f"decay must be 'linear' or 'cosine', not {c.decay!r}")
+    if c.position_lr_scale < 0:
+        raise ConfigError(f"fine-tuning config: position_lr_scale = {c.position_lr_scale} must be >= 0")
     if c.tokenizer_lr_scale < 0:
         raise ConfigError(f"fine-tuning config: tokenizer_lr_scale = {c.tokenizer_lr_scale} must be >= 0")
     if given(c, "tokenizer_lr_scale") and not c.unfreeze_tokenizer:

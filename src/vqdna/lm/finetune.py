@@ -305,7 +305,7 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
                        min_lr_ratio=0.0, eval_every=steps_per_epoch, checkpoint_every=0,
                        best_metric=f"dev_{primary_metric(kind)}", progress=progress,
                        log_name=f"finetune seed {seed}", unit="rows",
-                       lr_scales=(("tok_encoder", cfg.tokenizer_lr_scale),) if cfg.unfreeze_tokenizer else ())
+                       lr_scales=lr_scales(cfg))
     state = train_loop(ClassifierStep(net), cfg=loop, get_batch=get_batch, evaluate=evaluate, out_dir=None,
                        runtime=runtime, hooks=Hooks(snapshot=lambda _: trainable_state(model)), units_per_batch=bs)
     best = state["best"]
@@ -331,6 +331,16 @@ def _unprefixed(metrics: dict, prefix: str) -> dict:
 
 
 # ---------------------------------------------------------------- the stage
+
+
+def lr_scales(cfg: FinetuneConfig) -> tuple:
+    """(parameter-name fragment, share of ``cfg.lr``) pairs of the training loop's parameter groups."""
+    out = []
+    if cfg.unfreeze_tokenizer:
+        out.append(("tok_encoder", cfg.tokenizer_lr_scale))
+    if cfg.position_lr_scale != 1.0:
+        out.append(("position_embeddings", cfg.position_lr_scale))
+    return tuple(out)
 
 
 def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, config: FinetuneConfig | None = None,
