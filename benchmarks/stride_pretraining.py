@@ -51,7 +51,9 @@ VARIANTS.update({k: dict(position_scale=f) for k, (_, f) in SCALED_POSITIONS.ite
 # for the random-init control alike (one protocol for both rows)
 FINETUNE_VARIANTS = {"base-poslr10": ("base", dict(position_lr_scale=10.0)),
                      "random-poslr10": ("random", dict(position_lr_scale=10.0)),
-                     "lr5e-4-poslr10": ("lr5e-4", dict(position_lr_scale=10.0))}
+                     "lr5e-4-poslr10": ("lr5e-4", dict(position_lr_scale=10.0)),
+                     "base-poslr3": ("base", dict(position_lr_scale=3.0)),
+                     "random-poslr3": ("random", dict(position_lr_scale=3.0))}
 VARIANTS.update({k: dict(finetune=ft) for k, (_, ft) in FINETUNE_VARIANTS.items()})
 POSITIONS = "vqdna.encoder.embeddings.position_embeddings.weight"
 
