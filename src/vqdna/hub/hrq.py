@@ -97,21 +97,18 @@ class HierarchicalResidualQuantizer(nn.Module):
         """codes (n_levels, ...) -> the embedding the decoder and the language model read."""
         return self.combine([vq.lookup(c) for vq, c in zip(self.quantizers, codes)])
 
-    @torch.no_grad()
-    def init_from_kmeans(self, zs: list[torch.Tensor], *, iters: int, repeats: int, max_samples: int,
-                         generator: torch.Generator | None = None, version: int = 3) -> None:
-        """Repeated K-means on each level in turn: level l sees H(l) built from the
-        freshly initialised codebooks of the levels above it."""
+    def _level_inputs(self, zs: list[torch.Tensor], *, blocked: bool = True):
+        """Yield ``(level, quantizer, H(l))`` level by level. H(l + 1) is built from level l's codebook
+        as it is once the caller's turn is over, so a caller may (re)initialise a level before the
+        next one reads it. ``blocked``: the nearest codes in row blocks (no (N, K) distance matrix);
+        ``False`` keeps ``kmeans_version`` 1-2's whole-matrix search, bit for bit."""
         h_prev = q_prev = q_sum = None
         for level, (z, vq) in enumerate(zip(zs, self.quantizers)):
             h = self.level_input(level, z, h_prev, q_prev, q_sum)
-            flat = h.reshape(-1, h.shape[-1]).float()
-            if flat.shape[0] > max_samples:
-                flat = flat[torch.randperm(flat.shape[0], generator=generator)[:max_samples].to(flat.device)]
-            vq.init_from_kmeans(flat, iters=iters, repeats=repeats, generator=generator, version=version)
+            yield level, vq, h
             if level == len(self.quantizers) - 1:
                 break  # no level below reads this one's codes
-            if version >= 3:  # the nearest codes in row blocks, without the whole (N, K) distance matrix
+            if blocked:
                 codes = nearest_centroids(h.reshape(-1, h.shape[-1]).float(), vq.embed)[1].view(h.shape[:-1])
             else:
                 codes = vq.nearest(h)
@@ -120,24 +117,25 @@ class HierarchicalResidualQuantizer(nn.Module):
             q_sum = q if q_sum is None else q_sum + q
 
     @torch.no_grad()
+    def init_from_kmeans(self, zs: list[torch.Tensor], *, iters: int, repeats: int, max_samples: int,
+                         generator: torch.Generator | None = None, version: int = 3) -> None:
+        """Repeated K-means on each level in turn: level l sees H(l) built from the
+        freshly initialised codebooks of the levels above it."""
+        for _, vq, h in self._level_inputs(zs, blocked=version >= 3):
+            vq.init_from_kmeans(_samples(h, max_samples, generator), iters=iters, repeats=repeats,
+                                generator=generator, version=version)
+
+    @torch.no_grad()
     def kmeans_stage(self, zs: list[torch.Tensor], level: int, stage: str, *, iters: int, repeats: int,
                      max_samples: int, generator: torch.Generator | None = None) -> None:
         """``kmeans_version`` 4: one stage (``"seed"`` or ``"refine"``, see
         :meth:`EMAVectorQuantizer.kmeans_stage`) of level ``level``'s k-means, whose H(l) is built
         from the codebooks of the levels above as they are now."""
-        h_prev = q_prev = q_sum = None
-        for lv in range(level + 1):
-            h = self.level_input(lv, zs[lv], h_prev, q_prev, q_sum)
+        for lv, vq, h in self._level_inputs(zs):
             if lv == level:
-                break
-            vq = self.quantizers[lv]
-            q = vq.lookup(nearest_centroids(h.reshape(-1, h.shape[-1]).float(), vq.embed)[1].view(h.shape[:-1]))
-            h_prev, q_prev = h, q.to(h.dtype)
-            q_sum = q_prev if q_sum is None else q_sum + q_prev
-        flat = h.reshape(-1, h.shape[-1]).float()
-        if flat.shape[0] > max_samples:
-            flat = flat[torch.randperm(flat.shape[0], generator=generator)[:max_samples].to(flat.device)]
-        self.quantizers[level].kmeans_stage(flat, stage, iters=iters, repeats=repeats, generator=generator)
+                vq.kmeans_stage(_samples(h, max_samples, generator), stage, iters=iters, repeats=repeats,
+                                generator=generator)
+                return
 
     @torch.no_grad()
     def reseed_dead_codes(self, generator: torch.Generator | None = None) -> list[int]:
@@ -145,3 +143,11 @@ class HierarchicalResidualQuantizer(nn.Module):
         if not self.last_inputs:
             return [0] * len(self.quantizers)
         return [vq.reseed_dead_codes(x, generator) for vq, x in zip(self.quantizers, self.last_inputs)]
+
+
+def _samples(h: torch.Tensor, max_samples: int, generator: torch.Generator | None) -> torch.Tensor:
+    """H(l) as (N, D) float rows, at most ``max_samples`` of them (a random subset)."""
+    flat = h.reshape(-1, h.shape[-1]).float()
+    if flat.shape[0] > max_samples:
+        flat = flat[torch.randperm(flat.shape[0], generator=generator)[:max_samples].to(flat.device)]
+    return flat

@@ -108,8 +108,7 @@ class VQDNAAutoencoder(nn.Module):
         as it is (a stage stops early once the k-means has converged). The codebook is all the
         state between stages, so a run killed and resumed in between repeats nothing."""
         c = self.config
-        per_level = 1 + math.ceil(c.kmeans_iters / LLOYD_PER_STEP)
-        level, j = divmod(step, per_level)
+        level, j = divmod(step, self.kmeans_steps // c.n_levels)  # j: 0 the seeds, then refinement steps
         if j == 0:
             need = SUBSAMPLE_PER_CODE * c.codebook_sizes[level]
             idx = idx[:math.ceil(need * c.stride / idx.shape[1])]
