@@ -48,6 +48,21 @@ def test_full_budget():
                                        f).names
 
 
+def test_full_fast_budget_changes_only_attention_dropout_and_kmeans():
+    """issue 19: `full` made to fit 2 hours; every other number (rows, tasks, training rows, seeds,
+    epochs, lr) is full's, and the committed full folder still resumes with `full` only."""
+    from dataclasses import asdict
+
+    f, ff = bm.BUDGETS["full"], bm.BUDGETS["full-fast"]
+    changed = {k for k, v in asdict(ff).items() if asdict(f)[k] != v}
+    assert changed == {"name", "kmeans_version", "lm_overrides", "ft_overrides"}
+    assert ff.kmeans_version == 4 and ff.lm_overrides == {"attention_dropout": 0.0}
+    assert ff.finetune_config().attention_dropout == 0.0 and f.finetune_config().attention_dropout is None
+    assert ff.finetune_config().pooling == f.finetune_config().pooling
+    old = json.loads((ROOT / "benchmarks" / "results" / "full" / "benchmark.json").read_text())["budget"]
+    assert same_budget(old, f) and not same_budget(old, ff)
+
+
 def test_full_budget_seed_rule():
     f = bm.BUDGETS["full"]
     # the budget's own rule: 3 seeds on the 5 tasks of <= 4,904 training rows (mouse3, mouse2,

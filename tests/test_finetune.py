@@ -302,3 +302,30 @@ def test_finetune_flops_count_an_unfrozen_encoder(tiny_lm):
     assert 0 < encoder < tok.flops_per_nucleotide()
     frozen = finetune_flops_per_sequence(tiny_lm, 100)
     assert finetune_flops_per_sequence(tiny_lm, 100, unfrozen_tokenizer=True) == pytest.approx(frozen + 3 * encoder * 100)
+
+
+def test_attention_dropout_is_the_lms_unless_given(tiny_lm, lm_tasks, tmp_path):
+    """FinetuneConfig.attention_dropout: None keeps the LM's own (BERT's 0.1); a value replaces it
+    in every layer and in the saved model; out of [0, 1) it is refused before any work."""
+    from vqdna.config import finetune_config
+
+    def attention_p(model):
+        return {m.p for n, m in model.named_modules() if n.endswith("attention.self.dropout")}
+
+    assert finetune_config("cpu").attention_dropout is None
+    assert attention_p(build_classifier(tiny_lm, num_labels=2)) == {0.1}
+    assert attention_p(build_classifier(tiny_lm, num_labels=2, attention_dropout=0.0)) == {0.0}
+    y = tmp_path / "ft.yaml"
+    y.write_text("preset: cpu\nattention_dropout: null\n")
+    assert finetune_config(str(y)).attention_dropout is None
+    with pytest.raises(ValueError, match="attention_dropout = 1.5"):
+        finetune_config("cpu", attention_dropout=1.5)
+    # without attention dropout the same seed trains another model, saved with its dropout
+    out = tmp_path / "ft0"
+    cfg = FinetuneConfig(epochs=1, batch_size=16, lr=3e-3, eval_batch_size=64, attention_dropout=0.0)
+    r0 = finetune(tiny_lm, lm_tasks["classification"], out=out, seeds=1, config=cfg, progress=False)
+    r1 = finetune(tiny_lm, lm_tasks["classification"], out=tmp_path / "ft1", seeds=1,
+                  config=FinetuneConfig(epochs=1, batch_size=16, lr=3e-3, eval_batch_size=64), progress=False)
+    assert json.loads((out / "config.json").read_text())["attention_probs_dropout_prob"] == 0.0
+    assert r0["config"]["attention_dropout"] == 0.0 and r1["config"]["attention_dropout"] is None
+    assert r0["per_seed"][0]["history"] != r1["per_seed"][0]["history"]

@@ -187,7 +187,10 @@ _KINDS = {"int": (int, "an integer"), "float": (float, "a number"), "str": (str,
 
 def _kind_of(field) -> tuple[type, str, bool]:
     """(element type, its name, is a tuple) of a dataclass field, from its annotation (tuple
-    fields: the type of their default's elements)."""
+    fields: the type of their default's elements; ``float | None``: a float, None allowed)."""
+    if field.type.endswith(" | None"):
+        kind, text = _KINDS[field.type[:-len(" | None")]]
+        return kind, text, False
     if field.type == "tuple":
         kind, text = _KINDS[type(field.default[0]).__name__]
         return kind, text, True
@@ -256,6 +259,8 @@ def check_fields(config, stage: str = "") -> None:
     """Check (and normalise) the type and range of every field of a stage config, before any
     work: the one rule for YAML, presets, flags, library overrides and files that hold a config."""
     for f in fields(config):
+        if getattr(config, f.name) is None and f.type.endswith(" | None"):  # "not set" (the field's comment says what then)
+            continue
         kind, _, many = _kind_of(f)
         value = check_value(f.name, getattr(config, f.name), origin(config, f.name), kind, many=many, stage=stage)
         setattr(config, f.name, value)
@@ -518,6 +523,12 @@ class FinetuneConfig:
     # of them; a larger share lets fine-tuning grow them back (benchmarks/results/stride4-pretraining/)
     position_lr_scale: float = 1.0
     head_dropout: float = 0.1
+    # dropout on the attention probabilities while fine-tuning; None = the LM's own (BERT's 0.1,
+    # unless pre-training set another). 0 is MosaicBERT's and DNABERT-2's choice, and on a CPU it
+    # is what lets SDPA run its flash kernel: with dropout it falls back to the math kernel, which
+    # draws one random number per attention score (B x heads x L x L) and fine-tunes the tiny LM
+    # 1.3-1.5x slower (benchmarks/finetune_speed.py)
+    attention_dropout: float | None = None
     # batch-normalise the pooled vector entering the head: mean-pooled states barely differ between
     # sequences, and an unnormalised head learns slowly (see hub.modeling_vqdna.ClassificationHead)
     head_norm: bool = True

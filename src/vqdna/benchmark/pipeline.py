@@ -148,7 +148,8 @@ def pretrain_cell(name: str, corpus: dict, tdir: Path, budget: Budget, device) -
         pretrain([codes_dir], out=lm_dir, config=budget.lm_config, max_steps=budget.lm_steps, resume=True,
                  device=device, progress=False,
                  overrides=dict(seq_length=seq_len, batch_size=budget.lm_batch, eval_every=budget.lm_steps,
-                                checkpoint_every=max(budget.lm_steps // 3, 1), eval_windows=budget.lm_eval_windows))
+                                checkpoint_every=max(budget.lm_steps // 3, 1), eval_windows=budget.lm_eval_windows,
+                                **budget.lm_overrides))
     pretrain_s = time.time() - t0
     lm = read_json(mpath)
     costs = lm_costs(lm_dir, tokens_512)

@@ -372,7 +372,7 @@ def _budget_section(res: dict) -> list[str]:
              f"{b['lm_batch']} windows of {b['window_nt']} nt = {b['lm_steps'] * b['lm_batch'] * b['window_nt']:,} "
              f"nucleotides per tokenizer; window length in tokens = round({b['window_nt']} / nucleotides per token "
              f"on the corpus), so the window covers the same DNA for every tokenizer and nucleotides seen differ "
-             f"only by that rounding (column above)")
+             f"only by that rounding (column above)" + (f"; LM overrides {b['lm_overrides']}" if b.get("lm_overrides") else ""))
     rows = ", ".join(f"{t} {x['used']:,} of {x['of']:,}" for t, x in res.get("train_rows", {}).items())
     method = cfg.get("method", b.get("ft_method", "lora"))
     what = _METHODS.get(method, method)
@@ -391,7 +391,8 @@ def _budget_section(res: dict) -> list[str]:
     L.append(f"- seeds: {_seed_line(res)}")
     if cfg:
         keep = ("method", "lr", "epochs", "patience", "batch_size", "weight_decay", "warmup_ratio", "decay", "lora_r",
-                "lora_alpha", "lora_dropout", "head_dropout", "head_norm", "pooling", "max_length", "precision")
+                "lora_alpha", "lora_dropout", "head_dropout", "attention_dropout", "head_norm", "pooling", "max_length",
+                "precision")
         L.append("- FinetuneConfig of the cells: " + ", ".join(f"{k}={cfg[k]}" for k in keep if k in cfg))
     refs = ["bag of k-mers (k = 1..6) logistic / ridge regression on the same subsampled rows (`kmer-bag`)"]
     if "kmer-bag-all" in res["reference"]:

@@ -90,7 +90,7 @@ def phase_codes(tok, sequences, stride: int, *, where: str, keys=None) -> list:
 
 
 def build_classifier(model_dir, *, num_labels: int, head_dropout: float = 0.1, head_norm: bool = True,
-                     regression_mean: float = 0.0,
+                     attention_dropout: float | None = None, regression_mean: float = 0.0,
                      regression_std: float = 1.0, id2label: dict | None = None,
                      random_init: bool = False, pooling: str = "",
                      tokenizer_encoder=None) -> VQDNAForSequenceClassification:
@@ -111,6 +111,8 @@ def build_classifier(model_dir, *, num_labels: int, head_dropout: float = 0.1, h
     cfg.architectures = ["VQDNAForSequenceClassification"]
     cfg.classifier_dropout = head_dropout
     cfg.classifier_norm = head_norm
+    if attention_dropout is not None:  # else the LM's own
+        cfg.attention_probs_dropout_prob = float(attention_dropout)
     if pooling:
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
@@ -246,7 +248,7 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
     id2label = {v: k for k, v in task.label_names.items()} if task.label_names else None
     torch.manual_seed(seed)
     model = build_classifier(lm_dir, num_labels=num_labels, head_dropout=cfg.head_dropout, head_norm=cfg.head_norm,
-                             regression_mean=mean,
+                             attention_dropout=cfg.attention_dropout, regression_mean=mean,
                              regression_std=std, id2label=id2label, random_init=random_init,
                              pooling=cfg.pooling,
                              tokenizer_encoder=Path(lm_dir) / "tokenizer" if cfg.unfreeze_tokenizer else None)
