@@ -104,12 +104,12 @@ def test_task_names_and_tokenizer_parsing():
         bm.parse_tokenizers("char,wordpiece")
 
 
-def test_shards_balance_cost_and_keep_every_tokenizer():
-    groups = bm.shard_tokenizers(list(bm.ALL_TOKENIZERS), 2)
-    assert sorted(sum(groups, [])) == sorted(bm.ALL_TOKENIZERS) and len(groups) == 2
-    cost = [sum(bm._COST[n] for n in g) for g in groups]
-    assert max(cost) - min(cost) <= max(bm._COST.values())
-    assert bm.shard_tokenizers(["char"], 4) == [["char"]]
+def test_row_queue_holds_every_row_once_most_expensive_first():
+    units = bm.row_queue(list(bm.ALL_TOKENIZERS))
+    assert sorted(sum(units, [])) == sorted(bm.ALL_TOKENIZERS) and all(len(u) == 1 for u in units)
+    cost = [bm._COST[u[0]] for u in units]
+    assert cost == sorted(cost, reverse=True)
+    assert bm.row_queue(["char"]) == [["char"]]
 
 
 def test_jobs_run_tokenizers_in_parallel_processes(bench, tmp_path):

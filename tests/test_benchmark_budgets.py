@@ -100,8 +100,8 @@ def test_row_names():
 
 def test_shards_keep_a_pipeline_with_its_random_control():
     names = bm.parse_rows(None, bm.BUDGETS["full"]).names
-    groups = bm.shard_tokenizers(names, 2)
-    assert len(groups) == 2
+    groups = bm.row_queue(names)
+    assert len(groups) == 6 and groups[0] == ["hrq", "hrq-random"]
     assert sorted(sum(groups, [])) == sorted(n for n in names if not n.startswith("kmer-bag"))
     for g in groups:
         for base in ("hrq", "char"):

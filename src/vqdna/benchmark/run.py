@@ -1,4 +1,4 @@
-"""Run (or resume) a benchmark: :func:`run_benchmark`, and ``--jobs N`` shards."""
+"""Run (or resume) a benchmark: :func:`run_benchmark`, and ``--jobs N`` processes that share a queue of rows."""
 from __future__ import annotations
 
 import os
@@ -15,7 +15,7 @@ from .references import reference_cell
 from .report import aggregate
 from .rows import RowPlan, is_pipeline, learned_row, parse_rows, random_base
 
-__all__ = ["run_benchmark", "shard_tokenizers"]
+__all__ = ["row_queue", "run_benchmark"]
 
 
 def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seeds: int | None = None,
@@ -30,8 +30,9 @@ def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seed
     number needs another ``out``). ``work``: where the corpus slice, tokenizers, code stores and
     language models go (default ``out/work``; put it elsewhere to keep ``out`` small, and give
     the same one to resume). ``jobs``: rows run in that many processes at once (each with its
-    share of the torch threads; see :func:`shard_tokenizers`); the cells are independent files,
-    so the parent only prepares the shared inputs first and assembles the tables after.
+    share of the torch threads), each taking the next unit of :func:`row_queue` when its last is
+    done; the cells are independent files, so the parent only prepares the shared inputs first
+    and assembles the tables after.
     ``report=False``: write the cells only (the shards)."""
     from ..sequence.tasks import load_task
 
@@ -74,7 +75,7 @@ def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seed
                               f"reference: {ref} on {tn}")
     units = plan.units()
     if jobs > 1 and len(units) > 1:
-        _run_shards(shard_tokenizers(plan.names, jobs), corpus=corpus, tasks=tasks, budget=budget, out=out,
+        _run_shards(row_queue(plan.names), jobs, corpus=corpus, tasks=tasks, budget=budget, out=out,
                     seeds=seeds, max_train=max_train, small_task_rows=small_task_rows,
                     large_task_seeds=large_task_seeds, device=device, work=work)
     for unit in units:
@@ -145,7 +146,7 @@ def _run_row(name, ledger: Ledger, corpus_info, task_list, task_obj, task_seeds,
         log(f"{name} / {tn}: linear probe test {c['metric']} = {c['score']:.4f}")
 
 
-# relative cost of one row (training + stride-1 sequences cost most); only for balancing shards.
+# relative cost of one row (training + stride-1 sequences cost most); only for ordering the queue.
 # A random-init control costs about its pipeline's fine-tuning share; a strided learned row is
 # counted as its stride-1 row (tokenizer training dominates; its LM reads fewer tokens). From the
 # `full` table's row times (benchmarks/results/full/, "Wall time"): the CNN's 15 epochs with early
@@ -162,20 +163,15 @@ def _row_cost(name: str) -> float:
     return _COST.get(learned[0] if learned else name, 1.0)
 
 
-def shard_tokenizers(names: list[str], jobs: int) -> list[list[str]]:
-    """Split rows into ``jobs`` groups of about equal cost (greedy, most expensive first). A
-    pipeline and its random-init controls stay in one group (the controls read its LM); the
-    k-mer references are left out (the parent computes them)."""
+def row_queue(names: list[str]) -> list[list[str]]:
+    """The units of work of ``--jobs`` processes, most expensive first: a pipeline with its
+    random-init controls (they read its LM), or one reference row (the CNN; the k-mer references
+    are left out, the parent computes them). Each process takes the next unit when its last one
+    is done, so the processes stay busy to the end whatever the cost estimates miss (fixed
+    groups, the rule before, can leave a core idle for the end of the run)."""
     plan = RowPlan(pipelines=[n for n in names if is_pipeline(n)], random=[n for n in names if random_base(n)],
                    references=[n for n in names if n == "cnn"])
-    units = plan.units()
-    groups: list[list[str]] = [[] for _ in range(min(jobs, len(units)))]
-    load = [0.0] * len(groups)
-    for u in sorted(units, key=lambda u: -sum(_row_cost(n) for n in u)):
-        i = load.index(min(load))
-        groups[i].extend(u)
-        load[i] += sum(_row_cost(n) for n in u)
-    return [g for g in groups if g]
+    return sorted(plan.units(), key=lambda u: -sum(_row_cost(n) for n in u))
 
 
 def exit_with_parent(parent: int, *, every: float = 5.0) -> None:
@@ -186,6 +182,11 @@ def exit_with_parent(parent: int, *, every: float = 5.0) -> None:
     import threading
     import time as _time
 
+    global _WATCHED
+    if _WATCHED == parent:  # a queue worker runs many units: one watcher is enough
+        return
+    _WATCHED = parent
+
     def watch():
         while True:
             _time.sleep(every)
@@ -193,6 +194,9 @@ def exit_with_parent(parent: int, *, every: float = 5.0) -> None:
                 os._exit(3)
 
     threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+_WATCHED = None  # the parent that exit_with_parent watches in this process
 
 
 def _shard_main(threads: int, kwargs: dict, parent: int | None = None) -> None:
@@ -204,23 +208,25 @@ def _shard_main(threads: int, kwargs: dict, parent: int | None = None) -> None:
     run_benchmark(**kwargs)
 
 
-def _run_shards(groups: list[list[str]], **kwargs) -> None:
-    """Run each group of rows in its own (spawned) process; raise if one fails."""
+def _run_shards(units: list[list[str]], jobs: int, **kwargs) -> None:
+    """Run the units in ``jobs`` (spawned) processes, each taking the next unit when it is free
+    (units start in the queue's order); raise if one fails."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     import torch
 
-    threads = max(1, torch.get_num_threads() // len(groups))
-    log(f"{len(groups)} processes x {threads} thread(s): " + " | ".join(",".join(g) for g in groups))
+    jobs = min(jobs, len(units))
+    threads = max(1, torch.get_num_threads() // jobs)
+    log(f"{jobs} processes x {threads} thread(s); rows in this order: " + " | ".join(",".join(u) for u in units))
     errors = {}
-    with ProcessPoolExecutor(len(groups), mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_shard_main, threads, dict(kwargs, tokenizers=g, jobs=1, report=False),
-                               os.getpid()): ",".join(g) for g in groups}
-        for f in as_completed(futures):  # a failed shard is said when it fails, not when the last one ends
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_shard_main, threads, dict(kwargs, tokenizers=u, jobs=1, report=False),
+                               os.getpid()): ",".join(u) for u in units}
+        for f in as_completed(futures):  # a failed unit is said when it fails, not when the last one ends
             if f.exception() is not None:
                 errors[futures[f]] = f.exception()
-                log(f"shard {futures[f]} FAILED: {f.exception()!r} (the other shards go on)")
+                log(f"rows {futures[f]} FAILED: {f.exception()!r} (the other rows go on)")
     if errors:
         raise RuntimeError("benchmark shard(s) failed: " + "; ".join(f"{g}: {e!r}" for g, e in errors.items())
                            + " (the finished cells are kept; run again with the same --out to resume)")
