@@ -342,3 +342,21 @@ def test_random_corruptions_give_a_clean_error(folder_kinds, tmp_path_factory, c
     if rc == 2:
         error_line(cap.out + cap.err)
     shutil.rmtree(work)
+
+
+def test_a_recorded_tokenizer_hash_of_another_type_is_a_clean_error(tiny_lm, tmp_path):
+    """A config.json whose tokenizer_sha256 is a number (found by the fuzz test above) is named
+    as damaged, not a TypeError."""
+    import json
+    import shutil
+
+    from vqdna.io import FileFormatError
+    from vqdna.lm.artifacts import load_model_tokenizer
+
+    m = tmp_path / "m"
+    shutil.copytree(tiny_lm, m)
+    cfg = json.loads((m / "config.json").read_text())
+    cfg["tokenizer_sha256"] = 7
+    (m / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(FileFormatError, match="tokenizer sha256 is 7"):
+        load_model_tokenizer(m)

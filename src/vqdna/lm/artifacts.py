@@ -43,6 +43,9 @@ def check_tokenizer(path, expected_sha256: str | None, *, recorded: str = "the c
     (``expected_sha256``; None or "": nothing was recorded, nothing to check)."""
     if not expected_sha256:
         return
+    if not isinstance(expected_sha256, str):  # a damaged config.json / manifest.json (found by the fuzz test)
+        raise FileFormatError(f"{path}: {recorded} tokenizer sha256 is {expected_sha256!r}, not a hex string: "
+                              f"the file that records it is damaged")
     check_model_folder(path)  # a damaged file is named as damaged, not as "another tokenizer"
     got = tokenizer_sha256(path)
     if got != expected_sha256:
