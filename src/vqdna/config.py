@@ -527,7 +527,7 @@ class FinetuneConfig:
     # unless pre-training set another). 0 is MosaicBERT's and DNABERT-2's choice, and on a CPU it
     # is what lets SDPA run its flash kernel: with dropout it falls back to the math kernel, which
     # draws one random number per attention score (B x heads x L x L) and fine-tunes the tiny LM
-    # 1.3-1.5x slower (benchmarks/finetune_speed.py)
+    # 1.1-1.8x slower at 30-300 tokens (benchmarks/finetune_speed.py)
     attention_dropout: float | None = None
     # batch-normalise the pooled vector entering the head: mean-pooled states barely differ between
     # sequences, and an unnormalised head learns slowly (see hub.modeling_vqdna.ClassificationHead)
