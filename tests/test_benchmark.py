@@ -105,11 +105,11 @@ def test_task_names_and_tokenizer_parsing():
 
 
 def test_row_queue_holds_every_row_once_most_expensive_first():
-    units = bm.row_queue(list(bm.ALL_TOKENIZERS))
+    units = bm.row_queue(bm.parse_rows(list(bm.ALL_TOKENIZERS), bm.BUDGETS["quick"]))
     assert sorted(sum(units, [])) == sorted(bm.ALL_TOKENIZERS) and all(len(u) == 1 for u in units)
     cost = [bm._COST[u[0]] for u in units]
     assert cost == sorted(cost, reverse=True)
-    assert bm.row_queue(["char"]) == [["char"]]
+    assert bm.row_queue(bm.parse_rows("char", bm.BUDGETS["quick"])) == [["char"]]
 
 
 def test_jobs_run_tokenizers_in_parallel_processes(bench, tmp_path):

@@ -99,8 +99,9 @@ def test_row_names():
 
 
 def test_shards_keep_a_pipeline_with_its_random_control():
-    names = bm.parse_rows(None, bm.BUDGETS["full"]).names
-    groups = bm.row_queue(names)
+    plan = bm.parse_rows(None, bm.BUDGETS["full"])
+    names = plan.names
+    groups = bm.row_queue(plan)
     assert len(groups) == 6 and groups[0] == ["hrq", "hrq-random"]
     assert sorted(sum(groups, [])) == sorted(n for n in names if not n.startswith("kmer-bag"))
     for g in groups:

@@ -185,11 +185,14 @@ _KINDS = {"int": (int, "an integer"), "float": (float, "a number"), "str": (str,
           "bool": (bool, "true or false")}
 
 
+_OPTIONAL = " | None"  # a field annotated ``float | None``: None means "not set" (its comment says what then)
+
+
 def _kind_of(field) -> tuple[type, str, bool]:
     """(element type, its name, is a tuple) of a dataclass field, from its annotation (tuple
-    fields: the type of their default's elements; ``float | None``: a float, None allowed)."""
-    if field.type.endswith(" | None"):
-        kind, text = _KINDS[field.type[:-len(" | None")]]
+    fields: the type of their default's elements; ``float | None``: a float, or None)."""
+    if field.type.endswith(_OPTIONAL):
+        kind, text = _KINDS[field.type[:-len(_OPTIONAL)]]
         return kind, text, False
     if field.type == "tuple":
         kind, text = _KINDS[type(field.default[0]).__name__]
@@ -259,7 +262,7 @@ def check_fields(config, stage: str = "") -> None:
     """Check (and normalise) the type and range of every field of a stage config, before any
     work: the one rule for YAML, presets, flags, library overrides and files that hold a config."""
     for f in fields(config):
-        if getattr(config, f.name) is None and f.type.endswith(" | None"):  # "not set" (the field's comment says what then)
+        if getattr(config, f.name) is None and f.type.endswith(_OPTIONAL):
             continue
         kind, _, many = _kind_of(f)
         value = check_value(f.name, getattr(config, f.name), origin(config, f.name), kind, many=many, stage=stage)

@@ -13,7 +13,7 @@ from .inputs import prepare_corpus, resolve_tasks
 from .pipeline import finetune_cell, pretrain_cell, probe_cell
 from .references import reference_cell
 from .report import aggregate
-from .rows import RowPlan, is_pipeline, learned_row, parse_rows, random_base
+from .rows import RowPlan, learned_row, parse_rows, random_base
 
 __all__ = ["row_queue", "run_benchmark"]
 
@@ -75,7 +75,7 @@ def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seed
                               f"reference: {ref} on {tn}")
     units = plan.units()
     if jobs > 1 and len(units) > 1:
-        _run_shards(row_queue(plan.names), jobs, corpus=corpus, tasks=tasks, budget=budget, out=out,
+        _run_shards(row_queue(plan), jobs, corpus=corpus, tasks=tasks, budget=budget, out=out,
                     seeds=seeds, max_train=max_train, small_task_rows=small_task_rows,
                     large_task_seeds=large_task_seeds, device=device, work=work)
     for unit in units:
@@ -163,14 +163,11 @@ def _row_cost(name: str) -> float:
     return _COST.get(learned[0] if learned else name, 1.0)
 
 
-def row_queue(names: list[str]) -> list[list[str]]:
-    """The units of work of ``--jobs`` processes, most expensive first: a pipeline with its
-    random-init controls (they read its LM), or one reference row (the CNN; the k-mer references
-    are left out, the parent computes them). Each process takes the next unit when its last one
-    is done, so the processes stay busy to the end whatever the cost estimates miss (fixed
-    groups, the rule before, can leave a core idle for the end of the run)."""
-    plan = RowPlan(pipelines=[n for n in names if is_pipeline(n)], random=[n for n in names if random_base(n)],
-                   references=[n for n in names if n == "cnn"])
+def row_queue(plan: RowPlan) -> list[list[str]]:
+    """The plan's units of work (:meth:`RowPlan.units`: a pipeline with its random-init controls,
+    or the CNN) for ``--jobs`` processes, most expensive first. Each process takes the next unit
+    when its last one is done, so the processes stay busy to the end whatever the cost estimates
+    miss (fixed groups, the rule before, can leave a core idle for the end of the run)."""
     return sorted(plan.units(), key=lambda u: -sum(_row_cost(n) for n in u))
 
 
@@ -182,11 +179,6 @@ def exit_with_parent(parent: int, *, every: float = 5.0) -> None:
     import threading
     import time as _time
 
-    global _WATCHED
-    if _WATCHED == parent:  # a queue worker runs many units: one watcher is enough
-        return
-    _WATCHED = parent
-
     def watch():
         while True:
             _time.sleep(every)
@@ -196,16 +188,12 @@ def exit_with_parent(parent: int, *, every: float = 5.0) -> None:
     threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
-_WATCHED = None  # the parent that exit_with_parent watches in this process
-
-
-def _shard_main(threads: int, kwargs: dict, parent: int | None = None) -> None:
+def _worker_start(threads: int, parent: int) -> None:
+    """Once in each queue process: its share of the threads, and stop when the parent is gone."""
     import torch
 
-    if parent is not None:
-        exit_with_parent(parent)
+    exit_with_parent(parent)
     torch.set_num_threads(threads)
-    run_benchmark(**kwargs)
 
 
 def _run_shards(units: list[list[str]], jobs: int, **kwargs) -> None:
@@ -220,9 +208,10 @@ def _run_shards(units: list[list[str]], jobs: int, **kwargs) -> None:
     threads = max(1, torch.get_num_threads() // jobs)
     log(f"{jobs} processes x {threads} thread(s); rows in this order: " + " | ".join(",".join(u) for u in units))
     errors = {}
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_shard_main, threads, dict(kwargs, tokenizers=u, jobs=1, report=False),
-                               os.getpid()): ",".join(u) for u in units}
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_start,
+                             initargs=(threads, os.getpid())) as pool:
+        futures = {pool.submit(run_benchmark, **kwargs, tokenizers=u, jobs=1, report=False): ",".join(u)
+                   for u in units}
         for f in as_completed(futures):  # a failed unit is said when it fails, not when the last one ends
             if f.exception() is not None:
                 errors[futures[f]] = f.exception()
