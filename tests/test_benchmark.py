@@ -331,3 +331,79 @@ def test_strided_row_names():
     assert bm.parse_rows("hrq", unfreeze).pipelines == ["hrq"]
     with pytest.raises(ValueError, match="stride-1 tokenizer"):
         bm.parse_rows("hrq,hrq-s4", unfreeze)
+
+
+# ---------------------------------------------------------------- issue 19 item 6: the queue and the code cache
+
+
+def test_work_queue_splits_the_cnn_row_by_task_and_keeps_pipelines_whole():
+    plan = bm.parse_rows(None, bm.BUDGETS["full"])
+    work = {"big": 6.0, "mid": 3.0, "small": 1.0}
+    queue = bm.work_queue(plan, work)
+    cnn = [tasks for rows, tasks in queue if rows == ["cnn"]]
+    assert sorted(cnn) == [["big"], ["mid"], ["small"]]  # every task once, one task per unit
+    assert all(tasks is None for rows, tasks in queue if rows != ["cnn"])
+    rows_once = [r for rows, tasks in queue if rows != ["cnn"] for r in rows]
+    assert sorted(rows_once) == sorted(n for n in plan.names if not n.startswith("kmer-bag") and n != "cnn")
+    # most expensive first: the whole hrq unit leads, the CNN's tasks come by size
+    assert queue[0][0] == ["hrq", "hrq-random"]
+    assert cnn == [["big"], ["mid"], ["small"]]
+
+
+def test_only_tasks_is_checked(bench):
+    kw = dict(budget="test", out=bench["out"])
+    with pytest.raises(ValueError, match="report=False"):
+        bm.run_benchmark("char", [str(bench["genome"])], [str(bench["task"])], only_tasks=["tata_toy"], **kw)
+    with pytest.raises(ValueError, match="nosuch"):
+        bm.run_benchmark("char", [str(bench["genome"])], [str(bench["task"])], only_tasks=["nosuch"],
+                         report=False, **kw)
+
+
+def test_jobs_queue_runs_the_cnn_row_task_by_task(bench9, tmp_path):
+    out = tmp_path / "q"
+    res = bm.run_benchmark("char,cnn", [str(bench9["genome"])], bench9["tasks"], out=out, jobs=2,
+                           **{**bench9["kw"], "work": tmp_path / "w"})
+    # the parent computed only the k-mer references; the CNN's two tasks came from queue processes
+    assert res["run"]["computed_cells"] == 2
+    for t in ("tata_toy", "tf0"):
+        a, b = (json.loads((o / "cells" / f"cnn__{t}__reference.json").read_text()) for o in (out, bench9["out"]))
+        assert a["seeds"] == b["seeds"] and a["train_rows"] == b["train_rows"]
+    assert set(res["reference"]) == {"kmer-bag", "cnn"} and set(res["finetune"]) == {"char"}
+
+
+def test_code_cache_encodes_each_row_once_per_tokenizer(bench9):
+    """The benchmark's cells of one row share a CodeCache: the codes it serves are the ones a fresh
+    encode gives (so the probe and the random-init cells are unchanged), for a learned tokenizer."""
+    from vqdna.benchmark.pipeline import probe_features
+    from vqdna.lm.artifacts import tokenizer_sha256
+    from vqdna.lm.inference import CodeCache, tokenize
+    from vqdna.sequence.tasks import Split, load_task
+    from vqdna.tokenizers import load_tokenizer
+
+    tdir = bench9["kw"]["work"] / "hrq"
+    tok, tid = load_tokenizer(tdir / "tokenizer"), tokenizer_sha256(tdir / "tokenizer")
+    task = load_task(bench9["tasks"][0])
+    cache = CodeCache()
+    rows = [5, 1, 7]
+    first = cache.tokenize(tok, tid, task.train, rows)
+    assert cache.encoded == 3 and cache.reused == 0
+    whole = cache.tokenize(tok, tid, task.train)  # 3 rows served, the others encoded (in other batches)
+    assert cache.encoded == len(task.train) and cache.reused == 3
+    fresh = tokenize(tok, task.train.sequences)
+    assert all(np.array_equal(a, b) for a, b in zip(whole, fresh))
+    assert all(np.array_equal(a, fresh[i]) for a, i in zip(first, rows))
+    cache.tokenize(tok, "another tokenizer", task.train, [1])  # another id: encoded again
+    assert cache.encoded == len(task.train) + 1
+    unsaved = Split(sequences=task.train.sequences[:2], labels=task.train.labels[:2])
+    cache.tokenize(tok, tid, unsaved)
+    cache.tokenize(tok, tid, unsaved)  # no file, no key: encoded both times
+    assert cache.encoded == len(task.train) + 5
+    # the probe's features from cached codes equal those from the sequences
+    seqs = task.dev.sequences
+    a = probe_features("hrq", tdir, seqs)
+    b = probe_features("hrq", tdir, [], codes=cache.tokenize(tok, tid, task.dev))
+    assert np.array_equal(a, b)
+    c = probe_features("char", bench9["kw"]["work"] / "char", seqs)
+    ctok = load_tokenizer(bench9["kw"]["work"] / "char" / "tokenizer")
+    d = probe_features("char", bench9["kw"]["work"] / "char", [], codes=tokenize(ctok, seqs))
+    assert np.array_equal(c, d)

@@ -67,10 +67,10 @@ from .pipeline import lm_costs, probe_features
 from .report import aggregate, render_markdown
 from .rows import (ALL_TOKENIZERS, LEARNED, REFERENCES, STRIDES, RowPlan, is_pipeline, learned_row, parse_rows,
                    parse_tokenizers, random_base)
-from .run import _COST, row_queue, run_benchmark
+from .run import _COST, row_queue, run_benchmark, work_queue
 
 __all__ = ["run_benchmark", "BUDGETS", "FULL_RECIPE", "PUBLIC_BUDGETS", "Budget", "get_budget", "ALL_TOKENIZERS",
            "LEARNED", "REFERENCES", "STRIDES", "RowPlan", "is_pipeline", "learned_row", "parse_rows",
            "parse_tokenizers", "random_base", "task_name",
            "resolve_tasks", "prepare_corpus", "cell_path", "read_cell", "write_cell", "lm_costs", "probe_features",
-           "aggregate", "render_markdown", "row_queue", "PAPER_GUE", "_COST"]
+           "aggregate", "render_markdown", "row_queue", "work_queue", "PAPER_GUE", "_COST"]

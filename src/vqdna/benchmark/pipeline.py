@@ -22,7 +22,9 @@ import numpy as np
 
 from ..codes import store_status, write_codes
 from ..evaluate import linear_probe
+from ..lm.artifacts import tokenizer_sha256
 from ..lm.finetune import finetune
+from ..lm.inference import CodeCache
 from ..lm.pretrain import pretrain
 from ..io import read_json, write_json_atomic
 from ..sequence.subsample import stratified_subsample
@@ -179,16 +181,17 @@ def _input_mode(lm_dir: Path) -> str:
 
 
 def finetune_cell(name: str, task: str, task_dir: Path, tdir: Path, budget: Budget, *, seeds: int, device,
-                  random_init: bool = False) -> dict:
+                  random_init: bool = False, code_cache: CodeCache | None = None) -> dict:
     """Fine-tune ``tdir/lm`` on ``task_dir`` (``random_init``: from random weights that keep only
     the frozen codebooks); the fine-tuned weights are not kept, the full result is
-    ``tdir/ft[-random]/TASK.results.json``."""
+    ``tdir/ft[-random]/TASK.results.json``. ``code_cache``: the task's codes, shared with the
+    row's other cells (:class:`~vqdna.lm.inference.CodeCache`)."""
     sub = "ft-random" if random_init else "ft"
     ft_dir = tdir / sub / task
     cfg = budget.finetune_config()
     t0 = time.time()
     r = finetune(tdir / "lm", task_dir, out=ft_dir, seeds=seeds, config=cfg, device=device, progress=False,
-                 random_init=random_init, grid=budget.grid)
+                 random_init=random_init, grid=budget.grid, code_cache=code_cache)
     metric = r["metric"]
     tokens = r["train_tokens_mean"]
     cell = {"tokenizer": name, "task": task, "kind": "finetune", "budget": budget.name, "metric": metric,
@@ -213,33 +216,46 @@ def finetune_cell(name: str, task: str, task_dir: Path, tdir: Path, budget: Budg
     return cell
 
 
-def probe_features(name: str, tdir: Path, seqs: list[str]) -> np.ndarray:
+def probe_features(name: str, tdir: Path, seqs: list[str], *, codes: list[np.ndarray] | None = None) -> np.ndarray:
     """(N, dim) mean-pooled frozen token embeddings. Learned tokenizers: the quantized
     embedding ``tok.embed`` (their codebook vectors, mean over levels). Hand-crafted tokenizers
     have no codebook, so their vectors are the rows of the pre-trained LM's input embedding
     table (:meth:`~vqdna.hub.modeling_vqdna.VQDNAModel.token_embedding_table`) for their tokens. After a
     short pre-training these rows are still close to their random initialisation, so for a large
-    vocabulary the probe is close to a *random projection of the bag of tokens* (itself a strong feature)."""
+    vocabulary the probe is close to a *random projection of the bag of tokens* (itself a strong feature).
+    ``codes``: the tokenizer's codes of ``seqs`` when the caller has them (then nothing is encoded)."""
+    import torch
+
     from ..lm.artifacts import load_backbone
     from ..tokenizers import load_tokenizer
 
     tok = load_tokenizer(tdir / "tokenizer")
     if learned_row(name) is not None:
+        if codes is not None:
+            return np.stack([tok.embed_codes(torch.from_numpy(np.asarray(c))).mean(0).numpy()
+                             for c in codes]).astype(np.float32)
         out = []
         for i in range(0, len(seqs), 512):
             out.extend(e.mean(0).numpy() for e in tok.embed(seqs[i:i + 512]))
         return np.stack(out).astype(np.float32)
     table = load_backbone(tdir / "lm").token_embedding_table(0).float().numpy()
-    codes = tok.encode(seqs)
+    codes = tok.encode(seqs) if codes is None else codes
     return np.stack([table[c[0]].mean(0) for c in codes]).astype(np.float32)
 
 
-def probe_cell(name: str, task_name_: str, task, tdir: Path, budget: Budget) -> dict:
+def probe_cell(name: str, task_name_: str, task, tdir: Path, budget: Budget, *,
+               code_cache: CodeCache | None = None) -> dict:
+    """The linear probe of row ``name`` on ``task``; ``code_cache``: as for :func:`finetune_cell`."""
+    from ..tokenizers import load_tokenizer
+
     t0 = time.time()
     idx = stratified_subsample(task.train.labels, budget.max_train, task.kind, seed=0)
-    seqs = {"train": [task.train.sequences[i] for i in idx], "dev": task.dev.sequences, "test": task.test.sequences}
+    rows = {"train": idx, "dev": None, "test": None}
+    cache, tok_id = code_cache if code_cache is not None else CodeCache(), tokenizer_sha256(tdir / "tokenizer")
+    tok = load_tokenizer(tdir / "tokenizer")
     y = {"train": task.train.labels[idx], "dev": task.dev.labels, "test": task.test.labels}
-    X = {k: probe_features(name, tdir, v) for k, v in seqs.items()}
+    X = {k: probe_features(name, tdir, [], codes=cache.tokenize(tok, tok_id, task.splits[k], r))
+         for k, r in rows.items()}
     r = {k: v for k, v in linear_probe(X, y, task.kind).items() if k in PROBE_KEYS}
     source = ("tokenizer quantized embedding (tok.embed)" if learned_row(name) is not None
               else "pre-trained LM input embedding table")

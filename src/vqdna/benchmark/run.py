@@ -4,24 +4,28 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 
 from ..data.genomes import resolve_fasta
 from ..io import portable_path, read_json, write_json_atomic
 from .budgets import budget_dict, get_budget, same_budget
 from .cells import Ledger, log, read_cell
 from .inputs import prepare_corpus, resolve_tasks
+from ..lm.inference import CodeCache
 from .pipeline import finetune_cell, pretrain_cell, probe_cell
 from .references import reference_cell
 from .report import aggregate
 from .rows import RowPlan, learned_row, parse_rows, random_base
 
-__all__ = ["row_queue", "run_benchmark"]
+__all__ = ["row_queue", "work_queue", "run_benchmark"]
 
 
 def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seeds: int | None = None,
                   max_train: int | None = None, small_task_rows: int | None = None,
                   large_task_seeds: int | None = None, device: str | None = "cpu", work=None, jobs: int = 1,
-                  report: bool = True) -> dict | None:
+                  report: bool = True, only_tasks: Sequence[str] | None = None) -> dict | None:
     """Run (or resume) the benchmark; returns the aggregated results (also written to ``out``).
 
     ``tokenizers``: the rows (:mod:`vqdna.benchmark.rows`), comma-separated or a list; ``None``
@@ -33,7 +37,8 @@ def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seed
     share of the torch threads), each taking the next unit of :func:`row_queue` when its last is
     done; the cells are independent files, so the parent only prepares the shared inputs first
     and assembles the tables after.
-    ``report=False``: write the cells only (the shards)."""
+    ``report=False``: write the cells only (the shards). ``only_tasks``: compute only the cells of
+    these task names (as the cells name them; how the queue splits the CNN row), with ``report=False``."""
     from ..sequence.tasks import load_task
 
     t_start = time.time()
@@ -52,6 +57,13 @@ def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seed
     corpus_files = resolve_fasta([str(c) for c in ([corpus] if isinstance(corpus, (str, Path)) else corpus)])
     corpus_info = prepare_corpus(corpus_files, work, b)
     task_list = resolve_tasks(tasks, work)
+    if only_tasks is not None:
+        if report:
+            raise ValueError("only_tasks computes part of a table: call it with report=False")
+        unknown = set(only_tasks) - {t for t, _ in task_list}
+        if unknown:
+            raise ValueError(f"only_tasks {sorted(unknown)} are not among the tasks {[t for t, _ in task_list]}")
+        task_list = [(t, d) for t, d in task_list if t in set(only_tasks)]
     loaded: dict = {}
 
     def task_obj(tn, td):
@@ -75,12 +87,14 @@ def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seed
                               f"reference: {ref} on {tn}")
     units = plan.units()
     if jobs > 1 and len(units) > 1:
-        _run_shards(row_queue(plan), jobs, corpus=corpus, tasks=tasks, budget=budget, out=out,
+        work_of = {tn: task_work(task_obj(tn, td), b) for tn, td in task_list}
+        _run_shards(work_queue(plan, work_of), jobs, corpus=corpus, tasks=tasks, budget=budget, out=out,
                     seeds=seeds, max_train=max_train, small_task_rows=small_task_rows,
                     large_task_seeds=large_task_seeds, device=device, work=work)
     for unit in units:
+        cache = CodeCache()  # a pipeline's rows (fine-tune, probe, random init) encode each task row once
         for name in unit:
-            _run_row(name, ledger, corpus_info, task_list, task_obj, task_seeds, work, b, device)
+            _run_row(name, ledger, corpus_info, task_list, task_obj, task_seeds, work, b, device, cache)
     if not report:
         return None
     results = aggregate(out, plan, [t for t, _ in task_list], b, corpus_info,
@@ -112,8 +126,10 @@ def _rebuild_if_lost(name, pre: dict | None, ledger: Ledger, corpus_info, task_l
         log(f"{name}: WARNING the rebuilt LM's validation loss {new:.5f} differs from the pretrain cell's {old:.5f}")
 
 
-def _run_row(name, ledger: Ledger, corpus_info, task_list, task_obj, task_seeds, work: Path, b, device) -> None:
-    """Every cell of one row (a pipeline, a random-init control or the cnn reference)."""
+def _run_row(name, ledger: Ledger, corpus_info, task_list, task_obj, task_seeds, work: Path, b, device,
+             cache: CodeCache) -> None:
+    """Every cell of one row (a pipeline, a random-init control or the cnn reference); ``cache``
+    holds the task codes of the row's tokenizer for the unit's other rows."""
     if name == "cnn":
         for tn, td in task_list:
             c = ledger.ensure("cnn", tn, "reference",
@@ -130,7 +146,7 @@ def _run_row(name, ledger: Ledger, corpus_info, task_list, task_obj, task_seeds,
         for tn, td in task_list:
             c = ledger.ensure(name, tn, "finetune",
                               lambda: finetune_cell(name, tn, td, tdir, b, seeds=task_seeds(tn, td), device=device,
-                                                    random_init=True),
+                                                    random_init=True, code_cache=cache),
                               lambda: f"{name}: fine-tuning {tn} from a random-init LM ({task_seeds(tn, td)} seed(s))")
             log(f"{name} / {tn}: fine-tune test {c['metric']} = {c['score']:.4f}")
         return
@@ -139,10 +155,11 @@ def _run_row(name, ledger: Ledger, corpus_info, task_list, task_obj, task_seeds,
     _rebuild_if_lost(name, pre, ledger, corpus_info, task_list, tdir, b, device)
     for tn, td in task_list:
         c = ledger.ensure(name, tn, "finetune",
-                          lambda: finetune_cell(name, tn, td, tdir, b, seeds=task_seeds(tn, td), device=device),
+                          lambda: finetune_cell(name, tn, td, tdir, b, seeds=task_seeds(tn, td), device=device,
+                                                code_cache=cache),
                           lambda: f"{name}: fine-tuning {tn} ({task_seeds(tn, td)} seed(s))")
         log(f"{name} / {tn}: fine-tune test {c['metric']} = {c['score']:.4f}")
-        c = ledger.ensure(name, tn, "probe", lambda: probe_cell(name, tn, task_obj(tn, td), tdir, b))
+        c = ledger.ensure(name, tn, "probe", lambda: probe_cell(name, tn, task_obj(tn, td), tdir, b, code_cache=cache))
         log(f"{name} / {tn}: linear probe test {c['metric']} = {c['score']:.4f}")
 
 
@@ -163,12 +180,34 @@ def _row_cost(name: str) -> float:
     return _COST.get(learned[0] if learned else name, 1.0)
 
 
+def task_work(task, b) -> float:
+    """A task's share of a row's fine-tuning work: seeds x training rows used x mean length."""
+    n = min(len(task.train), b.max_train)
+    return b.seeds_for(len(task.train)) * n * float(np.mean([len(s) for s in task.train.sequences]))
+
+
 def row_queue(plan: RowPlan) -> list[list[str]]:
     """The plan's units of work (:meth:`RowPlan.units`: a pipeline with its random-init controls,
     or the CNN) for ``--jobs`` processes, most expensive first. Each process takes the next unit
     when its last one is done, so the processes stay busy to the end whatever the cost estimates
     miss (fixed groups, the rule before, can leave a core idle for the end of the run)."""
     return sorted(plan.units(), key=lambda u: -sum(_row_cost(n) for n in u))
+
+
+def work_queue(plan: RowPlan, task_work_: dict[str, float]) -> list[tuple[list[str], list[str] | None]]:
+    """The ``--jobs`` queue: (rows, task names or None for all) per unit, most expensive first.
+    A pipeline unit takes every task (its LM is pre-trained once); the CNN row, which needs no
+    pre-training, is one unit per task (its cost shared by ``task_work_``), so the last units
+    are small and fill whichever process is free: with whole rows the last row could leave a
+    core idle for most of an hour (the `full-fast` table's 2 h 16 min against a 124 min split)."""
+    total = sum(task_work_.values()) or 1.0
+    out = []
+    for unit in row_queue(plan):
+        if unit == ["cnn"]:
+            out += [(["cnn"], [t], _row_cost("cnn") * w / total) for t, w in task_work_.items()]
+        else:
+            out.append((unit, None, sum(_row_cost(n) for n in unit)))
+    return [(rows, tasks) for rows, tasks, _ in sorted(out, key=lambda u: -u[2])]
 
 
 def exit_with_parent(parent: int, *, every: float = 5.0) -> None:
@@ -196,9 +235,9 @@ def _worker_start(threads: int, parent: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_shards(units: list[list[str]], jobs: int, **kwargs) -> None:
-    """Run the units in ``jobs`` (spawned) processes, each taking the next unit when it is free
-    (units start in the queue's order); raise if one fails."""
+def _run_shards(units: list[tuple[list[str], list[str] | None]], jobs: int, **kwargs) -> None:
+    """Run the units of :func:`work_queue` in ``jobs`` (spawned) processes, each taking the next
+    unit when it is free (units start in the queue's order); raise if one fails."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -206,12 +245,13 @@ def _run_shards(units: list[list[str]], jobs: int, **kwargs) -> None:
 
     jobs = min(jobs, len(units))
     threads = max(1, torch.get_num_threads() // jobs)
-    log(f"{jobs} processes x {threads} thread(s); rows in this order: " + " | ".join(",".join(u) for u in units))
+    names = {i: ",".join(rows) + (f" on {','.join(tasks)}" if tasks else "") for i, (rows, tasks) in enumerate(units)}
+    log(f"{jobs} processes x {threads} thread(s); units in this order: " + " | ".join(names.values()))
     errors = {}
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_start,
                              initargs=(threads, os.getpid())) as pool:
-        futures = {pool.submit(run_benchmark, **kwargs, tokenizers=u, jobs=1, report=False): ",".join(u)
-                   for u in units}
+        futures = {pool.submit(run_benchmark, **kwargs, tokenizers=rows, jobs=1, report=False, only_tasks=tasks):
+                   names[i] for i, (rows, tasks) in enumerate(units)}
         for f in as_completed(futures):  # a failed unit is said when it fails, not when the last one ends
             if f.exception() is not None:
                 errors[futures[f]] = f.exception()

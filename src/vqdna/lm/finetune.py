@@ -65,8 +65,8 @@ from ..sequence.subsample import stratified_subsample as subsample  # the benchm
 from ..sequence.tasks import Task, load_task
 from ..train import Hooks, is_main_process, loop_config, setup_runtime, train_loop
 from .artifacts import (backbone_weights, check_model_files, copy_tokenizer, load_model_tokenizer, resolve_model,
-                        save_model, save_tokenizer, tokenizer_encoder_spec)
-from .inference import collate, predict_codes, tokenize
+                        save_model, save_tokenizer, tokenizer_encoder_spec, tokenizer_sha256)
+from .inference import CodeCache, collate, predict_codes, tokenize
 from ..hub.modeling_vqdna import POOLINGS, VQDNAConfig, VQDNAForSequenceClassification
 
 METHODS = FINETUNE_METHODS  # FinetuneConfig.method (defined with the config, vqdna.config)
@@ -346,8 +346,10 @@ def lr_scales(cfg: FinetuneConfig) -> tuple:
 
 
 def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, config: FinetuneConfig | None = None,
-             random_init: bool = False, device: str | None = None, progress: bool = True) -> dict:
-    """Fine-tune ``model_dir`` (from ``vqdna pretrain``) on the task folder ``task_dir``; see the module doc."""
+             random_init: bool = False, device: str | None = None, progress: bool = True,
+             code_cache: CodeCache | None = None) -> dict:
+    """Fine-tune ``model_dir`` (from ``vqdna pretrain``) on the task folder ``task_dir``; see the module doc.
+    ``code_cache``: task codes kept across calls that share a tokenizer (:class:`~vqdna.lm.inference.CodeCache`)."""
     t0 = time.time()
     cfg = config or finetune_config()  # the default recipe, cpu
     validate_finetune_config(cfg)
@@ -371,10 +373,10 @@ def finetune(model_dir, task_dir, *, out, seeds: int = 3, grid: bool = False, co
     t_tok = time.time()
     train_idx = subsample(task.train.labels, cfg.max_train, task.kind, seed=0)
     # only the training rows that are used get tokenized (codes["train"] is indexed like the split)
-    codes = {s: tokenize(tok, task.splits[s].sequences, where=f"{task.splits[s].path}: row")
-             for s in ("dev", "test")}
-    used = tokenize(tok, [task.train.sequences[i] for i in train_idx], where=f"{task.train.path}: row")
-    codes["train"] = dict(zip(train_idx.tolist(), used))
+    cache = code_cache if code_cache is not None else CodeCache()
+    tok_id = "char (nucleotides)" if cfg.unfreeze_tokenizer else tokenizer_sha256(model_dir / "tokenizer")
+    codes = {s: cache.tokenize(tok, tok_id, task.splits[s]) for s in ("dev", "test")}
+    codes["train"] = dict(zip(train_idx.tolist(), cache.tokenize(tok, tok_id, task.train, train_idx)))
     stride = getattr(tok, "stride", 1) or 1
     if stride > 1 and (cfg.shift_augment or cfg.shift_average):
         rows = {"train": train_idx.tolist(), "dev": range(len(task.dev)), "test": range(len(task.test))}

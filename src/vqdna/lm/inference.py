@@ -33,16 +33,51 @@ from ..hub.modeling_vqdna import CLS, PAD, VQDNAForSequenceClassification, VQDNA
 
 
 def tokenize(tokenizer: GenomeTokenizer, seqs: Sequence[str], *, where: str = "sequence",
-             batch: int = 4096) -> list[np.ndarray]:
-    """Codes ``(n_levels, n_tokens)`` per sequence; a sequence that gives no token is an error."""
+             batch: int = 4096, rows: Sequence[int] | None = None) -> list[np.ndarray]:
+    """Codes ``(n_levels, n_tokens)`` per sequence; a sequence that gives no token is an error
+    that names it as ``where`` + its 1-based number (``rows[i]``: its 0-based row in a file)."""
     out: list[np.ndarray] = []
     for i in range(0, len(seqs), batch):
         out.extend(np.asarray(c, dtype=np.int64) for c in tokenizer.encode(list(seqs[i:i + batch])))
     for i, c in enumerate(out):
         if c.shape[-1] == 0:
-            raise ValueError(f"{where} {i + 1}: no tokens (sequence too short for the "
-                             f"{tokenizer.tokenizer_type} tokenizer)")
+            raise ValueError(f"{where} {(i if rows is None else rows[i]) + 1}: no tokens (sequence too short "
+                             f"for the {tokenizer.tokenizer_type} tokenizer)")
     return out
+
+
+class CodeCache:
+    """Codes of task rows kept in memory, so that runs with one tokenizer encode each row once.
+
+    The benchmark's fine-tuning, random-init and probe cells of a row read the same task rows
+    with the same frozen tokenizer; each used to encode them again (about 7 of the 71 CPU-minutes
+    of the `full-fast` table's hrq unit). Keys are (tokenizer id, file, row): the id is the
+    tokenizer folder's sha256 (:data:`vqdna.lm.artifacts.tokenizer_sha256`, what code manifests
+    and model configs record), so runs of different tokenizers that share a cache cannot read
+    each other's codes. Codes are those :func:`tokenize` gives (encoding is per sequence, so
+    which rows are encoded together does not change them; tested)."""
+
+    def __init__(self):
+        self._codes: dict[tuple[str, str, int], np.ndarray] = {}
+        self.encoded = self.reused = 0  # rows encoded / rows served from the cache
+
+    def tokenize(self, tokenizer: GenomeTokenizer, tokenizer_id: str, split, rows: Sequence[int] | None = None
+                 ) -> list[np.ndarray]:
+        """Codes of ``split``'s rows (a :class:`vqdna.sequence.tasks.Split`; ``rows``: indices,
+        default all), encoding only those not cached for ``tokenizer_id``. A split read from no
+        file (``path`` None) has no key to be found by again: it is encoded, not cached."""
+        rows = list(range(len(split.sequences))) if rows is None else [int(i) for i in rows]
+        if split.path is None:
+            self.encoded += len(rows)
+            return tokenize(tokenizer, [split.sequences[i] for i in rows], where="row", rows=rows)
+        key = (tokenizer_id, str(Path(split.path).resolve()))
+        todo = [i for i in rows if (*key, i) not in self._codes]
+        if todo:
+            new = tokenize(tokenizer, [split.sequences[i] for i in todo], where=f"{split.path}: row", rows=todo)
+            self._codes.update({(*key, i): c for i, c in zip(todo, new)})
+        self.encoded += len(todo)
+        self.reused += len(rows) - len(todo)
+        return [self._codes[(*key, i)] for i in rows]
 
 
 def chunks_of(codes: Sequence[np.ndarray], max_tokens: int) -> list[tuple[int, int, int]]:
