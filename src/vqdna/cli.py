@@ -604,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--budget", choices=BUDGET_NAMES, default="quick",
                    help="quick: tiny LM, 1 seed, 1,000 rows per task, ~15 min; standard: 3 seeds, 1,000 rows, ~35 min "
                         "with --jobs 2; full: 3 seeds, 10,000 rows, the CNN and random-init rows, hours; full-fast: full "
-                        "without attention dropout (2 h 16 min with --jobs 2 on 2 idle cores); indomain: "
+                        "without attention dropout (2 h 0 min with --jobs 2 on 2 idle cores); indomain: "
                         "full with early stopping for every row (up to 15 epochs, patience 3), for an in-domain "
                         "--corpus (`vqdna data corpus`); indomain-wide: its 128 x 2 LM (about the CNN's cost); "
                         "indomain-grid: its dev-set grid for the LM and the CNN alike; indomain-long: 4x its "
@@ -621,7 +621,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(budget default 1)")
     s.add_argument("--jobs", type=int, default=1,
                    help="run the rows in N processes at once (e.g. one per core; threads are shared out); each "
-                        "process takes the next row when it is done, the most expensive first")
+                        "process takes the next unit of work when it is done, the most expensive first (a "
+                        "pipeline with its random-init control, or the CNN on one task)")
     s.add_argument("--device", default="cpu")
     add_threads_argument(s)
     s.set_defaults(func=cmd_benchmark)

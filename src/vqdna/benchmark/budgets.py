@@ -214,7 +214,7 @@ BUDGETS["indomain-unfrozen"] = replace(BUDGETS["indomain-long"], name="indomain-
 # fine-tuning (MosaicBERT's and DNABERT-2's choice): with it SDPA runs its flash kernel on a CPU,
 # where attention dropout falls back to the math kernel and draws one random number per attention
 # score; fine-tuning was 70% of an LM row and runs 1.1-1.8x faster at 30-300 tokens
-# (benchmarks/finetune_speed.py). Measured: 2 h 16 min with --jobs 2 (benchmarks/results/full-fast/).
+# (benchmarks/finetune_speed.py). Measured: 2 h 0 min with --jobs 2 (benchmarks/results/full-fast/; 2 h 16 min before the task-split queue).
 # The tokenizers' k-means is version 4, the default (no training step stalls; `full` pins 1).
 BUDGETS["full-fast"] = replace(BUDGETS["full"], name="full-fast", kmeans_version=4,
                                lm_overrides=dict(attention_dropout=0.0),

@@ -10,10 +10,10 @@ import numpy as np
 
 from ..data.genomes import resolve_fasta
 from ..io import portable_path, read_json, write_json_atomic
+from ..lm.inference import CodeCache
 from .budgets import budget_dict, get_budget, same_budget
 from .cells import Ledger, log, read_cell
 from .inputs import prepare_corpus, resolve_tasks
-from ..lm.inference import CodeCache
 from .pipeline import finetune_cell, pretrain_cell, probe_cell
 from .references import reference_cell
 from .report import aggregate
@@ -34,7 +34,7 @@ def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seed
     number needs another ``out``). ``work``: where the corpus slice, tokenizers, code stores and
     language models go (default ``out/work``; put it elsewhere to keep ``out`` small, and give
     the same one to resume). ``jobs``: rows run in that many processes at once (each with its
-    share of the torch threads), each taking the next unit of :func:`row_queue` when its last is
+    share of the torch threads), each taking the next unit of :func:`work_queue` when its last is
     done; the cells are independent files, so the parent only prepares the shared inputs first
     and assembles the tables after.
     ``report=False``: write the cells only (the shards). ``only_tasks``: compute only the cells of
@@ -194,17 +194,17 @@ def row_queue(plan: RowPlan) -> list[list[str]]:
     return sorted(plan.units(), key=lambda u: -sum(_row_cost(n) for n in u))
 
 
-def work_queue(plan: RowPlan, task_work_: dict[str, float]) -> list[tuple[list[str], list[str] | None]]:
+def work_queue(plan: RowPlan, work_per_task: dict[str, float]) -> list[tuple[list[str], list[str] | None]]:
     """The ``--jobs`` queue: (rows, task names or None for all) per unit, most expensive first.
     A pipeline unit takes every task (its LM is pre-trained once); the CNN row, which needs no
-    pre-training, is one unit per task (its cost shared by ``task_work_``), so the last units
+    pre-training, is one unit per task (its cost shared by ``work_per_task``, :func:`task_work`), so the last units
     are small and fill whichever process is free: with whole rows the last row could leave a
     core idle for most of an hour (the `full-fast` table's 2 h 16 min against a 124 min split)."""
-    total = sum(task_work_.values()) or 1.0
+    total = sum(work_per_task.values()) or 1.0
     out = []
     for unit in row_queue(plan):
         if unit == ["cnn"]:
-            out += [(["cnn"], [t], _row_cost("cnn") * w / total) for t, w in task_work_.items()]
+            out += [(["cnn"], [t], _row_cost("cnn") * w / total) for t, w in work_per_task.items()]
         else:
             out.append((unit, None, sum(_row_cost(n) for n in unit)))
     return [(rows, tasks) for rows, tasks, _ in sorted(out, key=lambda u: -u[2])]
