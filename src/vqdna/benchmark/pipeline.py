@@ -216,30 +216,24 @@ def finetune_cell(name: str, task: str, task_dir: Path, tdir: Path, budget: Budg
     return cell
 
 
-def probe_features(name: str, tdir: Path, seqs: list[str], *, codes: list[np.ndarray] | None = None) -> np.ndarray:
-    """(N, dim) mean-pooled frozen token embeddings. Learned tokenizers: the quantized
-    embedding ``tok.embed`` (their codebook vectors, mean over levels). Hand-crafted tokenizers
+def probe_features(name: str, tdir: Path, codes: list[np.ndarray]) -> np.ndarray:
+    """(N, dim) mean-pooled frozen token embeddings of the sequences whose codes (from
+    ``tdir/tokenizer``) are ``codes``. Learned tokenizers: the quantized embedding
+    (``tok.embed_codes``: their codebook vectors, mean over levels). Hand-crafted tokenizers
     have no codebook, so their vectors are the rows of the pre-trained LM's input embedding
     table (:meth:`~vqdna.hub.modeling_vqdna.VQDNAModel.token_embedding_table`) for their tokens. After a
     short pre-training these rows are still close to their random initialisation, so for a large
-    vocabulary the probe is close to a *random projection of the bag of tokens* (itself a strong feature).
-    ``codes``: the tokenizer's codes of ``seqs`` when the caller has them (then nothing is encoded)."""
+    vocabulary the probe is close to a *random projection of the bag of tokens* (itself a strong feature)."""
     import torch
 
     from ..lm.artifacts import load_backbone
     from ..tokenizers import load_tokenizer
 
-    tok = load_tokenizer(tdir / "tokenizer")
     if learned_row(name) is not None:
-        if codes is not None:
-            return np.stack([tok.embed_codes(torch.from_numpy(np.asarray(c))).mean(0).numpy()
-                             for c in codes]).astype(np.float32)
-        out = []
-        for i in range(0, len(seqs), 512):
-            out.extend(e.mean(0).numpy() for e in tok.embed(seqs[i:i + 512]))
-        return np.stack(out).astype(np.float32)
+        tok = load_tokenizer(tdir / "tokenizer")
+        return np.stack([tok.embed_codes(torch.from_numpy(np.asarray(c))).mean(0).numpy()
+                         for c in codes]).astype(np.float32)
     table = load_backbone(tdir / "lm").token_embedding_table(0).float().numpy()
-    codes = tok.encode(seqs) if codes is None else codes
     return np.stack([table[c[0]].mean(0) for c in codes]).astype(np.float32)
 
 
@@ -254,8 +248,7 @@ def probe_cell(name: str, task_name_: str, task, tdir: Path, budget: Budget, *,
     cache, tok_id = code_cache if code_cache is not None else CodeCache(), tokenizer_sha256(tdir / "tokenizer")
     tok = load_tokenizer(tdir / "tokenizer")
     y = {"train": task.train.labels[idx], "dev": task.dev.labels, "test": task.test.labels}
-    X = {k: probe_features(name, tdir, [], codes=cache.tokenize(tok, tok_id, task.splits[k], r))
-         for k, r in rows.items()}
+    X = {k: probe_features(name, tdir, cache.tokenize(tok, tok_id, task.splits[k], r)) for k, r in rows.items()}
     r = {k: v for k, v in linear_probe(X, y, task.kind).items() if k in PROBE_KEYS}
     source = ("tokenizer quantized embedding (tok.embed)" if learned_row(name) is not None
               else "pre-trained LM input embedding table")

@@ -245,8 +245,8 @@ def _run_shards(units: list[tuple[list[str], list[str] | None]], jobs: int, **kw
 
     jobs = min(jobs, len(units))
     threads = max(1, torch.get_num_threads() // jobs)
-    names = {i: ",".join(rows) + (f" on {','.join(tasks)}" if tasks else "") for i, (rows, tasks) in enumerate(units)}
-    log(f"{jobs} processes x {threads} thread(s); units in this order: " + " | ".join(names.values()))
+    names = [",".join(rows) + (f" on {','.join(tasks)}" if tasks else "") for rows, tasks in units]
+    log(f"{jobs} processes x {threads} thread(s); units in this order: " + " | ".join(names))
     errors = {}
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_start,
                              initargs=(threads, os.getpid())) as pool:
