@@ -232,9 +232,18 @@ def _mean(cells: list[dict]) -> dict:
     return r
 
 
+def rows_with_cells(s: Settings, out: Path) -> tuple:
+    """The LM rows that ``--rows`` names or that have a finished cell in OUT (in table order): one
+    ``--rows`` run at a time adds its row to the table without dropping the others'."""
+    done = {p.name.split("_", 1)[0] for p in (out / "cells").glob("*.json")}
+    return tuple(r for r in LM_ROWS if r in s.rows or r in done)
+
+
 def collect(s: Settings, out: Path, info: dict | None = None) -> dict:
-    """results.json: the table (``rows``), the chance levels, the task, the estimates, every cell."""
+    """results.json: the table (``rows``: every LM row with cells in OUT), the chance levels, the task,
+    the estimates, every cell."""
     info = info or task_info(s)
+    s = dataclasses.replace(s, rows=rows_with_cells(s, out))
     details = t6.gather(s, out)
     cells = out / "cells"
     rows: dict = {}
@@ -341,6 +350,8 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default="benchmarks/results/sars-cov-2-lengths",
                     help="where results.json, results.md and settings.json go (default %(default)s)")
     ap.add_argument("--estimate", action="store_true", help="print the CPU time of every LM row and stop")
+    ap.add_argument("--collect", action="store_true",
+                    help="rebuild the results from OUT's finished cells (every row that has any), train nothing")
     t6.add_arguments(ap, S)
     ap.add_argument("--tree", help=f"Auspice tree JSON (default {S.tree})")
     ap.add_argument("--reference", help=f"reference FASTA (default {S.reference})")
@@ -370,7 +381,7 @@ def main(argv=None) -> int:
             print(f"{row}: {e['total_min'] / 60:.1f} CPU-hours ({cells})")
         return 0
     t0 = time.time()
-    results = run(s, Path(a.out))
+    results = collect(s, Path(a.out)) if a.collect else run(s, Path(a.out))
     publish(results, s, Path(a.results))
     print(render(results))
     t6.log(f"done in {(time.time() - t0) / 60:.1f} min; {Path(a.results) / 'results.md'}")

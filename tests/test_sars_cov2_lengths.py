@@ -111,3 +111,12 @@ def test_lm_path_end_to_end_with_a_char_row(tmp_path):
     saved = json.loads((tmp_path / "results" / "results.json").read_text())
     assert saved["rows"]["char"]["100"]["seeds"] == 2
     assert json.loads((tmp_path / "results" / "settings.json").read_text())["rows"] == ["char"]
+    # a run of another row (here: none) still tables every row that has cells in OUT, and --collect
+    # rebuilds the same table from the cells without training anything
+    again = sc.collect(sc.dataclasses.replace(s, rows=()), out)
+    assert again["rows"] == r["rows"] and list(again["details"]["settings"]["rows"]) == ["char"]
+    assert sc.main(["--collect", "--out", str(out), "--results", str(tmp_path / "re"), "--tree", s.tree,
+                    "--reference", s.reference, "--tasks-dir", s.tasks_dir, "--lengths", "100,300,whole",
+                    "--label-level", "2", "--min-class-size", "5", "--min-classes", "3",
+                    "--max-train-per-class", "4"]) == 0
+    assert json.loads((tmp_path / "re" / "results.json").read_text())["rows"] == r["rows"]
