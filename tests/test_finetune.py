@@ -329,3 +329,43 @@ def test_attention_dropout_is_the_lms_unless_given(tiny_lm, lm_tasks, tmp_path):
     assert json.loads((out / "config.json").read_text())["attention_probs_dropout_prob"] == 0.0
     assert r0["config"]["attention_dropout"] == 0.0 and r1["config"]["attention_dropout"] is None
     assert r0["per_seed"][0]["history"] != r1["per_seed"][0]["history"]
+
+
+def test_small_batches_start_the_head_statistics_from_training_rows(tiny_lm):
+    """Batches under SMALL_BATCH rows are normalised with running statistics, started from the pooled
+    vectors of training rows (not BatchNorm's 0 / 1): calibrate_head sets them before the first step."""
+    from vqdna.hub.modeling_vqdna import SMALL_BATCH
+    from vqdna.lm.finetune import calibrate_head
+    from vqdna.lm.inference import pooled_features
+
+    model = build_classifier(tiny_lm, num_labels=2)
+    rng = np.random.default_rng(0)
+    codes = [np.stack([rng.integers(0, 64, n), rng.integers(0, 128, n)]) for n in rng.integers(20, 60, 12)]
+    calibrate_head(model, codes, seed=0, batch_size=4, rows=8)
+    picked = np.random.default_rng((0, 1)).permutation(12)[:8]
+    with torch.no_grad():
+        want = pooled_features(model.eval().vqdna, [codes[i] for i in picked])
+    assert torch.allclose(model.classifier.norm.running_mean, want.mean(0), atol=1e-5)
+    assert torch.allclose(model.classifier.norm.running_var, want.var(0), atol=1e-5)
+    assert SMALL_BATCH > 2
+
+
+def test_finetune_calibrates_the_head_for_small_batches_only(tiny_lm, lm_tasks, monkeypatch):
+    from vqdna.hub.modeling_vqdna import ClassificationHead
+    from vqdna.lm.artifacts import load_model_tokenizer
+    from vqdna.lm.finetune import train_one
+    from vqdna.lm.inference import tokenize
+    from vqdna.sequence.tasks import load_task
+
+    calls = []
+    real = ClassificationHead.calibrate
+    monkeypatch.setattr(ClassificationHead, "calibrate", lambda self, pooled: (calls.append(len(pooled)), real(self, pooled)))
+    task = load_task(lm_tasks["classification"])
+    tok = load_model_tokenizer(tiny_lm)
+    codes = {sp: tokenize(tok, getattr(task, sp).sequences, where=sp) for sp in ("train", "dev", "test")}
+    rows = np.arange(len(task.train.labels))
+    for bs in (2, 16):
+        cfg = FinetuneConfig(epochs=1, batch_size=bs, lr=3e-3, eval_batch_size=64)
+        r = train_one(tiny_lm, task, codes, rows, cfg, seed=0)
+        assert 0 <= r["test"]["accuracy"] <= 1
+    assert calls == [64]  # batch 2: once, from 64 training rows; batch 16: batch statistics, no calibration

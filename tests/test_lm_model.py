@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vqdna.hub.modeling_vqdna import CLS, MASK, PAD, VQDNAConfig, VQDNAForMaskedLM, VQDNAForSequenceClassification
+from vqdna.hub.modeling_vqdna import CLS, MASK, PAD, SMALL_BATCH, VQDNAConfig, VQDNAForMaskedLM, VQDNAForSequenceClassification
 
 torch.set_num_threads(1)
 VOCAB = [16, 32]
@@ -122,7 +122,7 @@ def test_classification_and_regression_heads():
 
 
 def test_head_batch_normalises_pooled_vector_and_saves_running_stats(tmp_path):
-    ids = random_ids(B=6, seed=3)
+    ids = random_ids(B=SMALL_BATCH + 2, seed=3)
     clf = with_books(VQDNAForSequenceClassification(tiny_config(num_labels=2, classifier_dropout=0.0)))
     head = clf.classifier
     with torch.no_grad():
@@ -146,6 +146,35 @@ def test_head_batch_normalises_pooled_vector_and_saves_running_stats(tmp_path):
     # the switch: no normalisation at all
     plain = with_books(VQDNAForSequenceClassification(tiny_config(num_labels=2, classifier_norm=False))).eval()
     assert plain.classifier.norm is None
+
+
+def test_head_normalises_a_small_batch_with_running_statistics():
+    """Two rows would make every batch-normalised feature +-1: a batch under SMALL_BATCH rows updates
+    the running statistics and is normalised with them; calibrate() starts them from given rows."""
+    ids = random_ids(B=SMALL_BATCH + 4, seed=5)
+    clf = with_books(VQDNAForSequenceClassification(tiny_config(num_labels=3, classifier_dropout=0.0)))
+    head = clf.classifier
+    with torch.no_grad():
+        pooled = clf.pooled(ids)
+        head.calibrate(pooled)
+        assert torch.allclose(head.norm.running_mean, pooled.mean(0)) and torch.allclose(head.norm.running_var, pooled.var(0))
+        clf.train()
+        pair = pooled[:2]
+        out = clf.head(pair)
+        mean = 0.9 * pooled.mean(0) + 0.1 * pair.mean(0)  # BatchNorm's momentum 0.1, unbiased variance
+        var = 0.9 * pooled.var(0) + 0.1 * pair.var(0)
+        assert torch.allclose(head.norm.running_mean, mean, atol=1e-6) and torch.allclose(head.norm.running_var, var, atol=1e-6)
+        z = (pair - mean) / torch.sqrt(var + 1e-5)
+        assert torch.allclose(out, head.out_proj(torch.tanh(head.dense(z))), atol=1e-5)
+        assert not torch.allclose(z.abs(), torch.ones_like(z), atol=1e-2)  # not the +-1 of batch statistics
+        before = head.norm.running_mean.clone()
+        clf.head(pooled[:1])  # one row: normalised with the running statistics, which it cannot update
+        assert torch.equal(head.norm.running_mean, before)
+        # never calibrated (e.g. a transformers Trainer): the first small batch starts the statistics
+        fresh = with_books(VQDNAForSequenceClassification(tiny_config(num_labels=3, classifier_dropout=0.0))).train()
+        fresh.head(pooled[2:5])
+        assert torch.allclose(fresh.classifier.norm.running_mean, pooled[2:5].mean(0), atol=1e-6)
+        assert torch.allclose(fresh.classifier.norm.running_var, pooled[2:5].var(0), atol=1e-6)
 
 
 def test_chunked_inference_averages_chunks():

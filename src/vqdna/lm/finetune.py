@@ -23,7 +23,9 @@ weight with mean+max pooling, lr 1e-3, up to 15 epochs with early stopping on de
   backward pass (long inputs).
 * the head batch-normalises the pooled vector (see :class:`~vqdna.hub.modeling_vqdna.ClassificationHead`
   for why; ``head_norm=False`` turns it off); its running statistics belong to the best epoch's
-  saved state like the trainable weights.
+  saved state like the trainable weights. A batch of fewer than ``SMALL_BATCH`` (8) rows (long
+  inputs) is normalised with the running statistics, which :func:`calibrate_head` starts from 64
+  training rows' pooled vectors before the first step.
 * dev is scored after every epoch; the best epoch (primary metric: MCC for classification,
   Spearman for regression) is kept and the test split is scored **once**, with its weights.
   ``patience`` > 0 stops after that many epochs without a better dev score (the CNN
@@ -66,8 +68,8 @@ from ..sequence.tasks import Task, load_task
 from ..train import Hooks, is_main_process, loop_config, setup_runtime, train_loop
 from .artifacts import (backbone_weights, check_model_files, copy_tokenizer, load_model_tokenizer, resolve_model,
                         save_model, save_tokenizer, tokenizer_encoder_spec, tokenizer_sha256)
-from .inference import CodeCache, collate, predict_codes, tokenize
-from ..hub.modeling_vqdna import POOLINGS, VQDNAConfig, VQDNAForSequenceClassification
+from .inference import CodeCache, collate, pooled_features, predict_codes, tokenize
+from ..hub.modeling_vqdna import POOLINGS, SMALL_BATCH, VQDNAConfig, VQDNAForSequenceClassification
 
 METHODS = FINETUNE_METHODS  # FinetuneConfig.method (defined with the config, vqdna.config)
 
@@ -256,6 +258,8 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
     if cfg.gradient_checkpointing:
         model.activation_checkpointing_enable()  # before LoRA wraps it; transformers' per-layer recompute
     train_codes = [codes["train"][i][:, :max_len] for i in train_idx]
+    if cfg.head_norm and cfg.batch_size < SMALL_BATCH:  # the head normalises with running statistics: start them
+        calibrate_head(model, train_codes, seed=seed, batch_size=cfg.eval_batch_size)
     phases = codes.get("phases") or {}  # {split: [codes read from nucleotide k] for k = 1..stride-1}
     train_phases = [train_codes] + ([[ph[i][:, :max_len] for i in train_idx] for ph in phases.get("train", [])]
                                     if cfg.shift_augment else [])
@@ -325,6 +329,19 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
     return dict(seed=seed, best_epoch=epoch_of(best["step"]), epochs_run=epoch_of(state["step"]), dev=_unprefixed(best["metrics"], "dev_"), test=test,
                 history=history, trainable_parameters=n_trainable, steps=state["step"], train_rows=len(train_codes),
                 train_time_s=train_time, wall_time_s=time.time() - t0, model=final)
+
+
+@torch.no_grad()
+def calibrate_head(model: VQDNAForSequenceClassification, train_codes: list, *, seed: int, batch_size: int,
+                   rows: int = 64) -> None:
+    """Start the head's running statistics from the pooled vectors of ``rows`` training rows (a
+    seeded draw): a batch of fewer than SMALL_BATCH rows is normalised with them (ClassificationHead)."""
+    pick = np.random.default_rng((seed, 1)).permutation(len(train_codes))[:rows]
+    was = model.training
+    model.eval()
+    pooled = pooled_features(model.vqdna, [train_codes[i] for i in pick], batch_size=batch_size)
+    model.train(was)
+    model.classifier.calibrate(pooled)
 
 
 def _unprefixed(metrics: dict, prefix: str) -> dict:
