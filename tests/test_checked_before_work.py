@@ -77,7 +77,8 @@ def test_yaml_value_of_the_wrong_type_names_file_key_and_value(tiny_lm, lm_tasks
 @pytest.mark.parametrize("flag,value,field", [
     ("--epochs", "0", "epochs = 0"), ("--epochs", "-1", "epochs = -1"), ("--batch-size", "0", "batch_size = 0"),
     ("--lr", "0", "lr = 0.0"), ("--max-length", "0", "max_length = 0"), ("--max-length", "-5", "max_length = -5"),
-    ("--seeds", "0", "seeds = 0")])
+    ("--seeds", "0", "seeds = 0"), ("--backbone-lr-scale", "-1", "backbone_lr_scale = -1.0"),
+    ("--position-lr-scale", "-2", "position_lr_scale = -2.0")])
 def test_finetune_flag_out_of_range_is_refused(tiny_lm, lm_tasks, tmp_path, capsys, flag, value, field):
     out = tmp_path / "ft"
     fails_naming(capsys, *finetune_argv(tiny_lm, lm_tasks, out, flag, value), names=[field, f"flag {flag}"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vqdna.lm.finetune import apply_method, build_classifier, finetune, subsample
-from vqdna.config import FinetuneConfig
+from vqdna.config import FinetuneConfig, finetune_config
 
 torch.set_num_threads(1)
 QUICK = FinetuneConfig(epochs=2, batch_size=16, lr=3e-3, eval_batch_size=64)
@@ -289,6 +289,26 @@ def test_finetune_recipes_presets_yaml_and_overrides(tmp_path):
         ("tok_encoder", 0.1), ("position_embeddings", 10.0))
     with pytest.raises(ValueError, match="position_lr_scale = -2.0"):
         finetune_config("cpu", position_lr_scale=-2.0)
+    with pytest.raises(ValueError, match="backbone_lr_scale = -0.1"):
+        finetune_config("cpu", backbone_lr_scale=-0.1)
+
+
+def test_backbone_lr_scale_slows_every_lm_weight_but_not_the_head(tiny_lm):
+    """backbone_lr_scale: the LM's weights (LoRA adapters too) in groups at that share of lr, the new
+    head at lr; the position embeddings keep their own share."""
+    from vqdna.lm.finetune import lr_scales
+    from vqdna.train import LoopConfig, make_optimizer
+
+    for method in ("full", "lora"):
+        cfg = finetune_config("cpu", method=method, backbone_lr_scale=0.1, position_lr_scale=10.0)
+        net = apply_method(build_classifier(tiny_lm, num_labels=2), method)
+        opt = make_optimizer(net, LoopConfig(max_steps=1, lr=1e-3, lr_scales=lr_scales(cfg)))
+        scale_of = {id(p): g["lr_scale"] for g in opt.param_groups for p in g["params"]}
+        named = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
+        head = [scale_of[id(p)] for n, p in named if "classifier." in n]
+        lm = [(n, scale_of[id(p)]) for n, p in named if "classifier." not in n]
+        assert head and set(head) == {1.0}
+        assert lm and all(s == (10.0 if "position_embeddings" in n else 0.1) for n, s in lm)
 
 
 def test_finetune_flops_count_an_unfrozen_encoder(tiny_lm):

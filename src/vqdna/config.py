@@ -525,6 +525,12 @@ class FinetuneConfig:
     # vectors grow, so a task that reads positions (a motif at a fixed offset) starts with little
     # of them; a larger share lets fine-tuning grow them back (benchmarks/results/stride4-pretraining/)
     position_lr_scale: float = 1.0
+    # every other pre-trained LM weight's learning rate as a share of `lr` (the new head always trains
+    # at `lr`); 1 = the cpu recipe. Few rows of long, near-identical inputs need less: on whole
+    # SARS-CoV-2 genomes (240 rows, 3 epochs, bpe LM) every weight at lr 1e-3 left the model at
+    # chance (9.6% test accuracy) where a head on the frozen LM reached 50.0% and every weight at
+    # 1e-4 36.9% (benchmarks/results/sars-cov-2-lengths/)
+    backbone_lr_scale: float = 1.0
     head_dropout: float = 0.1
     # dropout on the attention probabilities while fine-tuning; None = the LM's own (BERT's 0.1,
     # unless pre-training set another). 0 is MosaicBERT's and DNABERT-2's choice, and on a CPU it
@@ -588,8 +594,9 @@ def validate_finetune_config(c: FinetuneConfig) -> None:
         raise ValueError(f"pooling must be '' (the LM's), 'mean', 'cls' or 'meanmax', not {c.pooling!r}")
     if c.decay not in ("linear", "cosine"):
         raise ValueError(f"decay must be 'linear' or 'cosine', not {c.decay!r}")
-    if c.position_lr_scale < 0:
-        raise ConfigError(f"fine-tuning config: position_lr_scale = {c.position_lr_scale} must be >= 0")
+    for name in ("position_lr_scale", "backbone_lr_scale"):
+        if getattr(c, name) < 0:
+            raise ConfigError(f"fine-tuning config: {name} = {getattr(c, name)} (from {origin(c, name)}) must be >= 0")
     if c.tokenizer_lr_scale < 0:
         raise ConfigError(f"fine-tuning config: tokenizer_lr_scale = {c.tokenizer_lr_scale} must be >= 0")
     if given(c, "tokenizer_lr_scale") and not c.unfreeze_tokenizer:

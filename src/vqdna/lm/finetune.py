@@ -359,6 +359,8 @@ def lr_scales(cfg: FinetuneConfig) -> tuple:
         out.append(("tok_encoder", cfg.tokenizer_lr_scale))
     if cfg.position_lr_scale != 1.0:
         out.append(("position_embeddings", cfg.position_lr_scale))
+    if cfg.backbone_lr_scale != 1.0:  # the first fragment that matches wins: the two above keep their share
+        out.append(("vqdna.", cfg.backbone_lr_scale))
     return tuple(out)
 
 
