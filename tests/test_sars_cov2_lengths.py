@@ -120,3 +120,10 @@ def test_lm_path_end_to_end_with_a_char_row(tmp_path):
                     "--label-level", "2", "--min-class-size", "5", "--min-classes", "3",
                     "--max-train-per-class", "4"]) == 0
     assert json.loads((tmp_path / "re" / "results.json").read_text())["rows"] == r["rows"]
+    # a fine-tuning variant outside the table: the same rows, the LM frozen
+    variants = load_benchmark_script("sars_cov2_finetune_variants")
+    log = tmp_path / "variants.jsonl"
+    assert variants.main(["--row", "char", "--length", "300", "--tag", "head", "--set", '{"method": "head"}',
+                          "--out", str(out), "--log", str(log)]) == 0
+    v = json.loads(log.read_text())
+    assert v["extra"] == {"method": "head"} and v["bs"] == 4 and 0 <= v["test_acc"] <= 1
