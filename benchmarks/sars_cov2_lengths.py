@@ -264,10 +264,11 @@ def collect(s: Settings, out: Path, info: dict | None = None) -> dict:
     return dict(lengths=list(s.lengths), rows=rows, task=info, estimates=estimate(s, info), details=details)
 
 
-def publish(results: dict, s: Settings, where: Path) -> None:
+def publish(results: dict, where: Path) -> None:
+    """results.json, results.md and settings.json (the settings of the table: its rows are every row tabled)."""
     where.mkdir(parents=True, exist_ok=True)
     t6.write(where / "results.json", results)
-    t6.write(where / "settings.json", json.loads(json.dumps(dataclasses.asdict(s))))
+    t6.write(where / "settings.json", json.loads(json.dumps(results["details"]["settings"])))
     (where / "results.md").write_text(render(results))
 
 
@@ -382,7 +383,7 @@ def main(argv=None) -> int:
         return 0
     t0 = time.time()
     results = collect(s, Path(a.out)) if a.collect else run(s, Path(a.out))
-    publish(results, s, Path(a.results))
+    publish(results, Path(a.results))
     print(render(results))
     t6.log(f"done in {(time.time() - t0) / 60:.1f} min; {Path(a.results) / 'results.md'}")
     return 0

@@ -105,7 +105,7 @@ def test_lm_path_end_to_end_with_a_char_row(tmp_path):
     assert not fit["fits"] and "> max 400" in fit["reason"]
     assert sc.Settings.training_genomes(s)[0].endswith("train_genomes.fa")
     assert r["details"]["pretrain"]["char"]["corpus_nucleotides"] == 600 * r["task"]["whole"]["tips_per_split"]["train"]
-    sc.publish(r, s, tmp_path / "results")
+    sc.publish(r, tmp_path / "results")
     md = (tmp_path / "results" / "results.md").read_text()
     assert "| char | " in md and "does not fit [1]" in md and "Chance: 33.3% accuracy" in md
     saved = json.loads((tmp_path / "results" / "results.json").read_text())
