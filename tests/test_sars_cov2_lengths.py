@@ -99,6 +99,8 @@ def test_lm_path_end_to_end_with_a_char_row(tmp_path):
     for row in ("kmer-bag", "kmer-bag-all", "char", "char-probe"):
         assert set(r["rows"][row]) == ({"100", "300", "whole"} if row.startswith("kmer") else {"100", "300"})
     assert r["rows"]["char"]["300"]["seeds"] == 2 and 0 <= r["rows"]["char"]["300"]["macro_f1"] <= 1
+    # the table's long-input recipe: the LM at 0.1x the head's lr in every fine-tuned cell
+    assert {c["config"]["backbone_lr_scale"] for v in r["details"]["seeds"].values() for c in v} == {0.1}
     assert r["rows"]["kmer-bag"]["whole"]["train_rows"] == 12
     assert r["rows"]["kmer-bag-all"]["whole"]["train_rows"] == r["task"]["whole"]["train_rows_all"]
     fit = r["details"]["fit"]["char_whole"]
@@ -108,6 +110,7 @@ def test_lm_path_end_to_end_with_a_char_row(tmp_path):
     sc.publish(r, tmp_path / "results")
     md = (tmp_path / "results" / "results.md").read_text()
     assert "| char | " in md and "does not fit [1]" in md and "Chance: 33.3% accuracy" in md
+    assert "the LM's weights at 0.1 the head's lr" in md
     saved = json.loads((tmp_path / "results" / "results.json").read_text())
     assert saved["rows"]["char"]["100"]["seeds"] == 2
     assert json.loads((tmp_path / "results" / "settings.json").read_text())["rows"] == ["char"]

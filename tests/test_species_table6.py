@@ -51,6 +51,13 @@ def test_per_length_settings():
     assert t6.per_length((900, 112, 28), lengths, 32000) == 28
     with pytest.raises(ValueError, match="one value or one per length"):
         t6.per_length((1, 2), lengths, 1000)
+    ap = t6.argparse.ArgumentParser()
+    t6.add_arguments(ap, t6.Settings())
+    s = t6.parse_settings(ap.parse_args(["--lengths", "1000,8000,32000", "--backbone-lr-scale", "1,0.3,0.1"]))
+    assert s.backbone_lr_scale == (1.0, 0.3, 0.1)
+    assert t6.finetune_recipe(32000, s).backbone_lr_scale == 0.1 and t6.finetune_recipe(1000, s).backbone_lr_scale == 1
+    with pytest.raises(ValueError, match="one value or one per length"):
+        t6.parse_settings(ap.parse_args(["--lengths", "1000,8000", "--backbone-lr-scale", "1,0.3,0.1"]))
 
 
 def test_tables_from_cells():
