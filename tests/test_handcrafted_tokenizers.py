@@ -310,6 +310,33 @@ def test_bpe_small_vocab_compresses(small_bpe):
     assert "CACGTG" in strings or "TATAAAAG" in strings
 
 
+def test_bpe_identity_covers_its_vocabulary(tmp_path):
+    """Two BPE vocabularies of one size share a config.json but not an identity: code shards made
+    with one are refused by the other (the tokenizer hash covers bpe.json)."""
+    from vqdna.io import FileFormatError, weights_sha256
+
+    a = BPETokenizer.train(motif_corpus(seed=1, n_seqs=10), vocab_size=40, chunk_length=200)
+    b = BPETokenizer.train(motif_corpus(seed=2, n_seqs=10), vocab_size=40, chunk_length=200)
+    a.info, b.info = {}, {}  # config.json alike: type, size, file name
+    a.save_pretrained(tmp_path / "a")
+    b.save_pretrained(tmp_path / "b")
+    assert a.token_strings() != b.token_strings()
+    assert (tmp_path / "a" / "config.json").read_text() == (tmp_path / "b" / "config.json").read_text()
+    assert weights_sha256(tmp_path / "a") != weights_sha256(tmp_path / "b")
+    a.save_pretrained(tmp_path / "a2")
+    assert weights_sha256(tmp_path / "a2") == weights_sha256(tmp_path / "a")
+    CharTokenizer().save_pretrained(tmp_path / "char")  # no tokenizer file: config.json alone, as before
+    from vqdna.io import file_sha256
+    assert weights_sha256(tmp_path / "char") == file_sha256(tmp_path / "char" / "config.json")
+    (tmp_path / "a" / "bpe.json").unlink()
+    with pytest.raises(FileNotFoundError, match="names tokenizer_file 'bpe.json', which is missing"):
+        weights_sha256(tmp_path / "a")
+    cfg = json.loads((tmp_path / "b" / "config.json").read_text())
+    (tmp_path / "b" / "config.json").write_text(json.dumps({**cfg, "tokenizer_file": 3}))
+    with pytest.raises(FileFormatError, match="tokenizer_file is 3"):
+        weights_sha256(tmp_path / "b")
+
+
 def test_bpe_train_inputs_and_options(tmp_path):
     seqs = motif_corpus(seed=3, n_seqs=10)
     as_records = [(f"r{i}", s.lower()) for i, s in enumerate(seqs)]

@@ -195,12 +195,26 @@ def file_sha256(path, block: int = 1 << 20) -> str:
 
 
 def weights_sha256(folder: str | os.PathLike) -> str:
-    """A model or tokenizer folder's identity: the sha256 of its ``model.safetensors``, or of its
-    ``config.json`` when it has no weights (a hand-crafted tokenizer). Code manifests and model
-    configs record it for the tokenizer they were made with (``vqdna.lm.artifacts.tokenizer_sha256``)."""
+    """A model or tokenizer folder's identity: the sha256 of its ``model.safetensors``; without
+    weights (a hand-crafted tokenizer), of its ``config.json``, and, when the config names a
+    ``tokenizer_file`` (BPE's merges and vocabulary, ``bpe.json``), the sha256 of the two files'
+    hashes: two BPE vocabularies of one size differ there, not in config.json. Code manifests and
+    model configs record it for the tokenizer they were made with
+    (``vqdna.lm.artifacts.tokenizer_sha256``)."""
     folder = Path(folder)
     weights = folder / "model.safetensors"
-    return file_sha256(weights if weights.exists() else folder / "config.json")
+    if weights.exists():
+        return file_sha256(weights)
+    config = folder / "config.json"
+    named = read_json(config).get("tokenizer_file") if config.exists() else None
+    if not named:
+        return file_sha256(config)
+    if not isinstance(named, str):
+        raise FileFormatError(f"{config}: tokenizer_file is {named!r}, not a file name")
+    file = folder / Path(named).name  # the file beside config.json, whatever path the field holds
+    if not file.exists():
+        raise FileNotFoundError(f"{folder}: {config.name} names tokenizer_file {named!r}, which is missing")
+    return hashlib.sha256(bytes.fromhex(file_sha256(config)) + bytes.fromhex(file_sha256(file))).hexdigest()
 
 
 # ---------------------------------------------------------------- safetensors

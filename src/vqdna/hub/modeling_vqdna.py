@@ -532,13 +532,17 @@ class ClassificationHead(nn.Module):
         self.dropout = nn.Dropout(p)
         self.dense = nn.Linear(config.pooled_size, config.hidden_size)
         self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+        # whether the running statistics hold data (calibrated, trained or loaded): read from
+        # num_batches_tracked once per head, not every step (a device-to-host sync on a GPU)
+        self._calibrated = False
 
     def forward(self, x):
         if self.norm is not None:
             if self.training and x.shape[0] < SMALL_BATCH:
                 if x.shape[0] > 1:  # update the running statistics only (one row has no variance)
                     with torch.no_grad():
-                        if int(self.norm.num_batches_tracked) == 0:  # never calibrated: start from this batch
+                        self._calibrated = self._calibrated or bool(self.norm.num_batches_tracked)
+                        if not self._calibrated:  # never calibrated: start from this batch
                             self.calibrate(x.detach())
                         else:
                             F.batch_norm(x.detach(), self.norm.running_mean, self.norm.running_var, training=True,
@@ -560,6 +564,7 @@ class ClassificationHead(nn.Module):
         self.norm.running_mean.copy_(pooled.mean(0))
         self.norm.running_var.copy_(pooled.var(0))
         self.norm.num_batches_tracked.fill_(1)
+        self._calibrated = True
 
 
 class VQDNAForSequenceClassification(VQDNAPreTrainedModel):
