@@ -29,8 +29,8 @@ from ..io import (FileFormatError, check_model_folder, check_tensors, load_safet
 from ..tokenizers.base import GenomeTokenizer
 from ..hub.modeling_vqdna import VQDNAConfig, VQDNAForMaskedLM, VQDNAForSequenceClassification, VQDNAModel
 
-# A tokenizer is identified by the sha256 of its weights (of config.json for a hand-crafted one
-# without weights); the one function that computes it, shared with the code store (vqdna.codes).
+# A tokenizer is identified by the sha256 of its weights (of config.json, and BPE's bpe.json, for a
+# hand-crafted one without weights); the one function that computes it, shared with the code store (vqdna.codes).
 tokenizer_sha256 = weights_sha256
 
 
