@@ -93,6 +93,8 @@ class Settings(t6.Settings):
     # finetune_variants.jsonl. Chosen on those dev numbers, for every LM row and length alike.
     backbone_lr_scale: tuple = (0.1,)
     seeds: int = 2
+    # every LM row beside its random-init control (fine-tuned and probed): what pre-training adds
+    random_controls: tuple = ("probe", "finetune")
     cost_window_nt: int = 29903  # costs per genome
 
     def task_folder(self, L, out: Path) -> Path:
@@ -259,13 +261,14 @@ def collect(s: Settings, out: Path, info: dict | None = None) -> dict:
                 rows.setdefault(ref, {})[str(L)] = dict(_mean([c]), train_rows=c["train_rows"])
         details.setdefault("references", {})[ref] = {str(L): t6.read(cells / f"{ref}_{L}.json") for L in s.lengths}
     for row in s.rows:
-        for L in s.lengths:
-            seeds = details["seeds"].get(f"{row}_{L}") or []
-            if seeds:
-                rows.setdefault(row, {})[str(L)] = _mean(seeds)
-            probe = (details.get("probe") or {}).get(f"{row}_{L}")
-            if probe:
-                rows.setdefault(f"{row}-probe", {})[str(L)] = _mean([probe])
+        for name in (row, f"{row}-random"):  # the row and its random-init control, where run
+            for L in s.lengths:
+                seeds = details["seeds"].get(f"{name}_{L}") or []
+                if seeds:
+                    rows.setdefault(name, {})[str(L)] = _mean(seeds)
+                probe = (details.get("probe") or {}).get(f"{name}_{L}")
+                if probe:
+                    rows.setdefault(f"{name}-probe", {})[str(L)] = _mean([probe])
     return dict(lengths=list(s.lengths), rows=rows, task=info, estimates=estimate(s, info), details=details)
 
 
@@ -299,9 +302,11 @@ def render(r: dict) -> str:
          f"{100 * ch['majority_accuracy']:.1f}% accuracy, {100 * ch['majority_macro_f1']:.1f}% macro-F1.", "",
          head, "|---|" + "---:|" * len(lengths)]
     notes = []
-    for row in list(REFERENCES) + list(s["rows"]) + [f"{x}-probe" for x in s["rows"]]:
+    lm = list(s["rows"])
+    for row in list(REFERENCES) + lm + [f"{x}-random" for x in lm] + [f"{x}-probe" for x in lm] + \
+            [f"{x}-random-probe" for x in lm]:
         got = r["rows"].get(row, {})
-        if row.endswith("-probe") and not got:
+        if row.endswith(("-probe", "-random")) and not got:
             continue
         cols = []
         for x in lengths:

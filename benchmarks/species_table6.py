@@ -111,6 +111,10 @@ class Settings:
     # can wash out what pre-training put there (benchmarks/results/sars-cov-2-lengths/)
     backbone_lr_scale: tuple = (1.0,)
     seeds: int = 3
+    # random-init controls per (row, length), what pre-training adds: "probe" (the same probe on the
+    # LM's architecture with random weights and the row's frozen vocabulary, seed 0) and/or
+    # "finetune" (the fine-tuning seeds from those random weights, the same recipe)
+    random_controls: tuple = ()
     checkpointing_from_nt: int = 8000  # gradient checkpointing at and above this length (memory ~ one layer)
     # "does not fit": tokens per sequence, one training step (time, memory), one seed (time; 0 = no cap)
     max_tokens: int = 16384  # stride 1 and char at 32k (32,000 tokens) do not fit; stride 4 (8,000) does
@@ -503,34 +507,44 @@ def fit_cell(row: str, L: int, passes: dict, s: Settings, out: Path) -> dict:
                 checkpointing=cfg.gradient_checkpointing, probe=probe, est_finetune_s=est, fits=not why, reason=why)
 
 
-def finetune_cell(row: str, L: int, seed: int, s: Settings, out: Path) -> dict:
+def finetune_cell(row: str, L: int, seed: int, s: Settings, out: Path, *, random_init: bool = False) -> dict:
+    """One fine-tuning seed of the row's LM (``random_init``: of its random-init control)."""
     from vqdna.lm.finetune import train_one
 
     task, codes = task_codes(row, L, s, out)
     cfg = finetune_recipe(L, s)
     idx = train_rows(task, L, s)
-    log(f"{row} {_len(L)} nt seed {seed}: fine-tuning on {len(idx)} rows, {cfg.epochs} epochs, batch {cfg.batch_size}")
-    r = train_one(out / "rows" / row / "lm", task, codes, idx, cfg, seed=seed)
-    return dict(row=row, length=L, seed=seed, accuracy=r["test"]["accuracy"], mcc=r["test"]["mcc"], test=r["test"],
+    name = f"{row}-random" if random_init else row
+    log(f"{name} {_len(L)} nt seed {seed}: fine-tuning on {len(idx)} rows, {cfg.epochs} epochs, batch {cfg.batch_size}")
+    r = train_one(out / "rows" / row / "lm", task, codes, idx, cfg, seed=seed, random_init=random_init)
+    return dict(row=name, length=L, seed=seed, accuracy=r["test"]["accuracy"], mcc=r["test"]["mcc"], test=r["test"],
                 dev=r["dev"], best_epoch=r["best_epoch"], steps=r["steps"], train_rows=r["train_rows"],
-                wall_s=r["wall_time_s"], config=dataclasses.asdict(cfg))
+                wall_s=r["wall_time_s"], config=dataclasses.asdict(cfg), random_init=random_init)
 
 
-def probe_cell(row: str, L: int, s: Settings, out: Path) -> dict:
+def probe_cell(row: str, L: int, s: Settings, out: Path, *, random_init: bool = False) -> dict:
     """The pre-trained LM frozen: mean+max pooled last hidden states of the same training rows, dev
     and test, and a logistic regression on them (C chosen on dev, :func:`vqdna.evaluate.linear_probe`).
     One forward pass per sequence and no fine-tuning steps: with tens of training rows per class a
-    probe shows what the pre-trained features hold where a few fine-tuning steps may not."""
+    probe shows what the pre-trained features hold where a few fine-tuning steps may not.
+    ``random_init``: the same on the LM's architecture with random weights (seed 0) that keeps only
+    the row's frozen vocabulary, the control: a random network's pooled states are a random
+    projection of the tokens, which a long input can make informative without any pre-training."""
     import torch
 
     from vqdna.evaluate import linear_probe
     from vqdna.lm.artifacts import load_backbone
+    from vqdna.lm.finetune import build_classifier
     from vqdna.lm.inference import pooled_features
 
     t0 = time.time()
     task, codes = task_codes(row, L, s, out)
     idx = train_rows(task, L, s)
-    backbone = load_backbone(out / "rows" / row / "lm").eval()
+    if random_init:
+        torch.manual_seed(0)
+        backbone = build_classifier(out / "rows" / row / "lm", num_labels=2, random_init=True).vqdna.eval()
+    else:
+        backbone = load_backbone(out / "rows" / row / "lm").eval()
     backbone.config.pooling = "meanmax"  # as the fine-tuning recipe's head reads it
     batch = max(1, 16384 // max_tokens_of(row, L, s, out))
     with torch.no_grad():
@@ -538,8 +552,9 @@ def probe_cell(row: str, L: int, s: Settings, out: Path) -> dict:
              for sp, rows in (("train", idx), ("dev", range(len(task.dev))), ("test", range(len(task.test))))}
     y = {"train": task.train.labels[idx], "dev": task.dev.labels, "test": task.test.labels}
     r = linear_probe(X, y, task.kind, seed=0)
-    log(f"{row} {_len(L)} nt probe: test accuracy {r['test']['accuracy']:.3f} ({time.time() - t0:.0f} s)")
-    return dict(row=row, length=L, accuracy=r["test"]["accuracy"], mcc=r["test"]["mcc"], test=r["test"],
+    name = f"{row}-random" if random_init else row
+    log(f"{name} {_len(L)} nt probe: test accuracy {r['test']['accuracy']:.3f} ({time.time() - t0:.0f} s)")
+    return dict(row=name, length=L, random_init=random_init, accuracy=r["test"]["accuracy"], mcc=r["test"]["mcc"], test=r["test"],
                 dev=r["dev"], param=r["value"], train_rows=len(idx), wall_s=time.time() - t0)
 
 
@@ -565,8 +580,8 @@ def kmer_cell(L, s: Settings, out: Path, *, row: str = "kmer-bag", folder: Path 
 # ---------------------------------------------------------------- the run
 
 
-# settings a resumed run may change: more rows or seeds only add cells; threads change no result but time
-RESUMABLE_CHANGES = ("rows", "seeds", "threads")
+# settings a resumed run may change: more rows, seeds or controls only add cells; threads change no result but time
+RESUMABLE_CHANGES = ("rows", "seeds", "threads", "random_controls")
 
 
 def check_settings(s: Settings, out: Path) -> None:
@@ -624,6 +639,12 @@ def run_row(row: str, s: Settings, out: Path, cell) -> None:
             c = cell(f"{row}_{L}_seed{seed}", lambda: finetune_cell(row, L, seed, s, out))
             log(f"{row} {_len(L)} nt seed {seed}: test accuracy {c['accuracy']:.3f} ({c['wall_s']:.0f} s)")
         cell(f"{row}_{L}_probe", lambda: probe_cell(row, L, s, out))
+        if "finetune" in s.random_controls:
+            for seed in range(s.seeds):
+                c = cell(f"{row}-random_{L}_seed{seed}", lambda: finetune_cell(row, L, seed, s, out, random_init=True))
+                log(f"{row}-random {_len(L)} nt seed {seed}: test accuracy {c['accuracy']:.3f} ({c['wall_s']:.0f} s)")
+        if "probe" in s.random_controls:
+            cell(f"{row}-random_{L}_probe", lambda: probe_cell(row, L, s, out, random_init=True))
 
 
 def machine() -> dict:
@@ -655,9 +676,10 @@ def gather(s: Settings, out: Path) -> dict:
         results["costs"][row] = read(cells / f"{row}_costs.json")
         for L in s.lengths:
             results["fit"][f"{row}_{L}"] = read(cells / f"{row}_{L}_fit.json")
-            found = (read(cells / f"{row}_{L}_seed{k}.json") for k in range(s.seeds))
-            results["seeds"][f"{row}_{L}"] = [c for c in found if c]
-            results.setdefault("probe", {})[f"{row}_{L}"] = read(cells / f"{row}_{L}_probe.json")
+            for name in (row, f"{row}-random"):  # the row, its random-init control (cells where run)
+                found = (read(cells / f"{name}_{L}_seed{k}.json") for k in range(s.seeds))
+                results["seeds"][f"{name}_{L}"] = [c for c in found if c]
+                results.setdefault("probe", {})[f"{name}_{L}"] = read(cells / f"{name}_{L}_probe.json")
     return results
 
 
@@ -795,7 +817,7 @@ def parse_settings(a, base: Settings | None = None, smoke=smoke_settings) -> Set
     if a.smoke:
         s = smoke(s)
     given = {k: v for k, v in vars(a).items() if v is not None and k in {f.name for f in dataclasses.fields(s)}}
-    for k in ("rows", "corpus"):
+    for k in ("rows", "corpus", "random_controls"):
         if k in given:
             given[k] = tuple(given[k].split(",")) if isinstance(given[k], str) else tuple(given[k])
     for k in ("lengths", "epochs", "max_train", "batch_rows", "backbone_lr_scale"):
@@ -810,7 +832,10 @@ def parse_settings(a, base: Settings | None = None, smoke=smoke_settings) -> Set
         if not (re.fullmatch(r"hrq-s[1248]", row) or row in ("bpe", "char")):
             raise SystemExit(f"--rows: unknown row {row!r}; rows are hrq-s1, hrq-s2, hrq-s4, hrq-s8, bpe, char")
     for k in ("epochs", "max_train", "batch_rows", "backbone_lr_scale"):
-        per_length(getattr(s, k), s.lengths, s.lengths[0])  # one value or one per length
+        per_length(getattr(s, k), s.lengths, s.lengths[0])
+    bad = set(s.random_controls) - {"probe", "finetune"}
+    if bad:
+        raise SystemExit(f"--random-controls: unknown {', '.join(sorted(bad))}; give probe and/or finetune")  # one value or one per length
     return s
 
 
@@ -868,6 +893,8 @@ def add_arguments(ap: argparse.ArgumentParser, S: Settings) -> None:
     ap.add_argument("--backbone-lr-scale", help="the LM's share of the fine-tuning lr per length, or one value "
                                                 "(default " + _csv(S.backbone_lr_scale) + ")")
     ap.add_argument("--seeds", type=int)
+    ap.add_argument("--random-controls", help="random-init controls per row and length, comma-separated: probe, "
+                                              "finetune (default " + (_csv(S.random_controls) or "none") + ")")
     ap.add_argument("--checkpointing-from-nt", type=int)
     ap.add_argument("--max-tokens", type=int, help=f"longer sequences do not fit (default {S.max_tokens})")
     ap.add_argument("--max-step-s", type=float, help=f"(default {S.max_step_s:g})")

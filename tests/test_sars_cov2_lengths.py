@@ -96,8 +96,13 @@ def test_lm_path_end_to_end_with_a_char_row(tmp_path):
     out = tmp_path / "out"
     r = sc.run(s, out)
     assert r["lengths"] == [100, 300, "whole"]
-    for row in ("kmer-bag", "kmer-bag-all", "char", "char-probe"):
+    for row in ("kmer-bag", "kmer-bag-all", "char", "char-probe", "char-random", "char-random-probe"):
         assert set(r["rows"][row]) == ({"100", "300", "whole"} if row.startswith("kmer") else {"100", "300"})
+    # the random-init controls: the same recipe and rows from random weights (their own cells)
+    rnd = r["details"]["seeds"]["char-random_300"]
+    assert len(rnd) == 2 and all(c["random_init"] and c["row"] == "char-random" for c in rnd)
+    assert [c["test"] for c in rnd] != [c["test"] for c in r["details"]["seeds"]["char_300"]]
+    assert r["details"]["probe"]["char-random_300"]["random_init"] is True
     assert r["rows"]["char"]["300"]["seeds"] == 2 and 0 <= r["rows"]["char"]["300"]["macro_f1"] <= 1
     # the table's long-input recipe: the LM at 0.1x the head's lr in every fine-tuned cell
     assert {c["config"]["backbone_lr_scale"] for v in r["details"]["seeds"].values() for c in v} == {0.1}
@@ -111,6 +116,7 @@ def test_lm_path_end_to_end_with_a_char_row(tmp_path):
     md = (tmp_path / "results" / "results.md").read_text()
     assert "| char | " in md and "does not fit [1]" in md and "Chance: 33.3% accuracy" in md
     assert "the LM's weights at 0.1 the head's lr" in md
+    assert "| char-random | " in md and "| char-random-probe | " in md
     saved = json.loads((tmp_path / "results" / "results.json").read_text())
     assert saved["rows"]["char"]["100"]["seeds"] == 2
     assert json.loads((tmp_path / "results" / "settings.json").read_text())["rows"] == ["char"]
