@@ -389,3 +389,45 @@ def test_finetune_calibrates_the_head_for_small_batches_only(tiny_lm, lm_tasks, 
         r = train_one(tiny_lm, task, codes, rows, cfg, seed=0)
         assert 0 <= r["test"]["accuracy"] <= 1
     assert calls == [64]  # batch 2: once, from 64 training rows; batch 16: batch statistics, no calibration
+
+
+def test_head_warmup_trains_the_head_alone_before_fine_tuning(tiny_lm, lm_tasks, monkeypatch):
+    """head_warmup_epochs (LP-FT): the head alone on the frozen LM's pooled vectors of the training
+    rows, its statistics from all of them; the LM's weights do not move; train_one runs it first
+    (no small-batch calibration then) and the config refuses a negative count."""
+    from vqdna.lm import finetune as ft
+    from vqdna.lm.artifacts import load_model_tokenizer
+    from vqdna.lm.inference import pooled_features, tokenize
+    from vqdna.sequence.tasks import load_task
+
+    task = load_task(lm_tasks["classification"])
+    tok = load_model_tokenizer(tiny_lm)
+    codes = {sp: tokenize(tok, getattr(task, sp).sequences, where=sp) for sp in ("train", "dev", "test")}
+    y = task.train.labels
+    torch.manual_seed(0)
+    model = build_classifier(tiny_lm, num_labels=2)
+    lm_before = {k: v.clone() for k, v in model.vqdna.state_dict().items()}
+    with torch.no_grad():
+        pooled = pooled_features(model.eval().vqdna, codes["train"])
+
+    def train_loss():
+        model.eval()
+        with torch.no_grad():
+            return float(model.loss(model.head(pooled.float()), torch.as_tensor(y)))
+
+    before = train_loss()
+    model.train()
+    last = ft.warm_head(model, codes["train"], y, epochs=60, lr=3e-3, weight_decay=0.0, seed=0, batch_size=64)
+    assert model.training  # as it was
+    assert np.isfinite(last) and train_loss() < 0.8 * before
+    assert all(torch.equal(v, lm_before[k]) for k, v in model.vqdna.state_dict().items())
+    assert int(model.classifier.norm.num_batches_tracked) > 1  # calibrated on all rows, then its batches
+    # train_one: the warm-up first (with the recipe's lr), then the usual loop
+    seen = []
+    monkeypatch.setattr(ft, "warm_head", lambda m, c, labels, **kw: seen.append((len(c), kw["epochs"], kw["lr"])))
+    monkeypatch.setattr(ft, "calibrate_head", lambda *a, **kw: seen.append("calibrate"))
+    cfg = FinetuneConfig(epochs=1, batch_size=2, lr=3e-3, eval_batch_size=64, head_warmup_epochs=5)
+    ft.train_one(tiny_lm, task, codes, np.arange(len(y)), cfg, seed=0)
+    assert seen == [(len(y), 5, 3e-3)]
+    with pytest.raises(ValueError, match="head_warmup_epochs = -1"):
+        finetune_config("cpu", head_warmup_epochs=-1)

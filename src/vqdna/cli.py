@@ -289,7 +289,8 @@ def finetune_recipe(a):
         lr=a.lr, epochs=a.epochs, patience=a.patience, max_train=a.max_train, method=a.method,
         lora_dropout=a.lora_dropout, batch_size=a.batch_size, pooling=a.pooling,
         unfreeze_tokenizer=True if a.unfreeze_tokenizer else None, tokenizer_lr_scale=a.tokenizer_lr_scale,
-        position_lr_scale=a.position_lr_scale, backbone_lr_scale=a.backbone_lr_scale, attention_dropout=a.attention_dropout, max_length=a.max_length,
+        position_lr_scale=a.position_lr_scale, backbone_lr_scale=a.backbone_lr_scale,
+        head_warmup_epochs=a.head_warmup_epochs, attention_dropout=a.attention_dropout, max_length=a.max_length,
         gradient_checkpointing=True if a.gradient_checkpointing else None,
         shift_augment=True if a.shift_augment else None, shift_average=True if a.shift_average else None))
 
@@ -511,6 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backbone-lr-scale", type=float,
                    help="every other pre-trained LM weight's learning rate as a share of --lr; the new head "
                         "trains at --lr (default 1; few rows of long inputs want less, e.g. 0.1)")
+    s.add_argument("--head-warmup-epochs", type=int,
+                   help="train the new head alone on the frozen LM's pooled vectors for this many epochs "
+                        "before every weight fine-tunes (LP-FT; default 0)")
     s.add_argument("--attention-dropout", type=float,
                    help="dropout on the attention probabilities (default: the LM's own, 0.1 for BERT); "
                         "0 lets a CPU run SDPA's flash kernel, 1.1-1.8x faster fine-tuning at 30-300 tokens")

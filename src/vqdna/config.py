@@ -531,6 +531,12 @@ class FinetuneConfig:
     # chance (9.6% test accuracy) where a head on the frozen LM reached 50.0% and every weight at
     # 1e-4 36.9% (benchmarks/results/sars-cov-2-lengths/)
     backbone_lr_scale: float = 1.0
+    # epochs of training the new head alone on the frozen LM's pooled vectors of the training rows
+    # before every weight fine-tunes (LP-FT, Kumar et al., ICLR 2022); 0 = off, the cpu recipe. A new
+    # head's first steps send large, random gradients into the LM; a head that already separates the
+    # classes sends small, useful ones. Costs one forward pass over the training rows (the vectors
+    # are cached, the head's epochs take milliseconds)
+    head_warmup_epochs: int = 0
     head_dropout: float = 0.1
     # dropout on the attention probabilities while fine-tuning; None = the LM's own (BERT's 0.1,
     # unless pre-training set another). 0 is MosaicBERT's and DNABERT-2's choice, and on a CPU it
@@ -594,7 +600,7 @@ def validate_finetune_config(c: FinetuneConfig) -> None:
         raise ValueError(f"pooling must be '' (the LM's), 'mean', 'cls' or 'meanmax', not {c.pooling!r}")
     if c.decay not in ("linear", "cosine"):
         raise ValueError(f"decay must be 'linear' or 'cosine', not {c.decay!r}")
-    for name in ("position_lr_scale", "backbone_lr_scale"):
+    for name in ("position_lr_scale", "backbone_lr_scale", "head_warmup_epochs"):
         if getattr(c, name) < 0:
             raise ConfigError(f"fine-tuning config: {name} = {getattr(c, name)} (from {origin(c, name)}) must be >= 0")
     if c.tokenizer_lr_scale < 0:

@@ -595,14 +595,14 @@ class VQDNAForSequenceClassification(VQDNAPreTrainedModel):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, **kwargs) -> SequenceClassifierOutput:
         logits = self.head(self.pooled(input_ids, attention_mask))
-        loss = None
-        if labels is not None:
-            if self.is_regression:
-                m, s = self.config.regression_mean, self.config.regression_std
-                loss = F.mse_loss((logits.squeeze(-1).float() - m) / s, (labels.float() - m) / s)
-            else:
-                loss = F.cross_entropy(logits.float(), labels.long())
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        return SequenceClassifierOutput(loss=None if labels is None else self.loss(logits, labels), logits=logits)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy, or for regression the MSE in standardised label units."""
+        if self.is_regression:
+            m, s = self.config.regression_mean, self.config.regression_std
+            return F.mse_loss((logits.squeeze(-1).float() - m) / s, (labels.float() - m) / s)
+        return F.cross_entropy(logits.float(), labels.long())
 
 
 def register_auto_classes() -> None:

@@ -258,7 +258,10 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
     if cfg.gradient_checkpointing:
         model.activation_checkpointing_enable()  # before LoRA wraps it; transformers' per-layer recompute
     train_codes = [codes["train"][i][:, :max_len] for i in train_idx]
-    if cfg.head_norm and cfg.batch_size < SMALL_BATCH:  # the head normalises with running statistics: start them
+    if cfg.head_warmup_epochs:  # LP-FT: the head first, on the frozen LM (its statistics from every training row)
+        warm_head(model, train_codes, y_train, epochs=cfg.head_warmup_epochs, lr=cfg.lr,
+                  weight_decay=cfg.weight_decay, seed=seed, batch_size=cfg.eval_batch_size)
+    elif cfg.head_norm and cfg.batch_size < SMALL_BATCH:  # the head normalises with running statistics: start them
         calibrate_head(model, train_codes, seed=seed, batch_size=cfg.eval_batch_size)
     phases = codes.get("phases") or {}  # {split: [codes read from nucleotide k] for k = 1..stride-1}
     train_phases = [train_codes] + ([[ph[i][:, :max_len] for i in train_idx] for ph in phases.get("train", [])]
@@ -342,6 +345,43 @@ def calibrate_head(model: VQDNAForSequenceClassification, train_codes: list, *, 
     pooled = pooled_features(model.vqdna, [train_codes[i] for i in pick], batch_size=batch_size)
     model.train(was)
     model.classifier.calibrate(pooled)
+
+
+#: rows per step of the head's warm-up: its batch normalisation reads a batch's own statistics
+HEAD_WARMUP_BATCH = 32
+
+
+def warm_head(model: VQDNAForSequenceClassification, train_codes: list, labels: np.ndarray, *, epochs: int,
+              lr: float, weight_decay: float, seed: int, batch_size: int) -> float:
+    """LP-FT's first stage (``FinetuneConfig.head_warmup_epochs``): the head alone, ``epochs`` of
+    AdamW at ``lr`` over the frozen LM's pooled vectors of the training rows (computed once, in
+    eval mode), batches of :data:`HEAD_WARMUP_BATCH` in a seeded order. Its running statistics start
+    from all of them. Returns the last epoch's mean training loss."""
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        device = next(model.classifier.parameters()).device
+        pooled = pooled_features(model.vqdna, train_codes, batch_size=batch_size).float().to(device)
+    model.classifier.calibrate(pooled)
+    model.classifier.train()
+    y = torch.as_tensor(np.asarray(labels)).to(device)
+    opt = torch.optim.AdamW(model.classifier.parameters(), lr=lr, weight_decay=weight_decay)
+    rng = np.random.default_rng((seed, 2))
+    last = float("nan")
+    for _ in range(epochs):
+        order, losses = rng.permutation(len(pooled)), []
+        for i in range(0, len(order), HEAD_WARMUP_BATCH):
+            rows = torch.from_numpy(order[i:i + HEAD_WARMUP_BATCH])
+            if len(rows) < 2 and len(order) > 1:  # one row has no batch statistics: it joins the next epoch
+                continue
+            loss = model.loss(model.head(pooled[rows]), y[rows])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        last = float(np.mean(losses)) if losses else last
+    model.train(was)
+    return last
 
 
 def _unprefixed(metrics: dict, prefix: str) -> dict:
