@@ -7,9 +7,12 @@ the LM's share of the learning rate change a cell. Appends a JSON line per run t
     python benchmarks/sars_cov2_finetune_variants.py --row bpe --length whole --batch 2 --tag head --set '{"method": "head"}'
     # the head before the small-batch fix: batch statistics at any batch size
     python benchmarks/sars_cov2_finetune_variants.py --row bpe --length 8000 --batch 2 --small-batch 1 --tag batch-stats
+    # LP-FT: the head first on the frozen LM (100 epochs on cached vectors), then the table's recipe;
+    # --random-init: the same on the row's random-init control
+    python benchmarks/sars_cov2_finetune_variants.py --row hrq-s8 --length whole --tag lpft100 --set '{"head_warmup_epochs": 100}'
 
-The table's recipe (``finetune_recipe`` of OUT/settings.json: cpu, 3 epochs, the table's batch per
-length) with the fields of ``--set`` replaced; the same training rows, dev and test as its cells.
+The table's recipe (``finetune_recipe`` of OUT/settings.json: cpu, the LM at 0.1x lr, 3 epochs, the
+table's batch per length) with the fields of ``--set`` replaced; the same training rows, dev and test as its cells.
 """
 import argparse
 import dataclasses
@@ -29,6 +32,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, help="rows per step (default: the table's for that length)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", required=True, help="the variant's name in the log")
+    ap.add_argument("--random-init", action="store_true",
+                    help="fine-tune the row's random-init control (its vocabulary, random LM weights) instead")
     ap.add_argument("--set", default="{}", help="JSON object of FinetuneConfig fields to replace")
     ap.add_argument("--small-batch", type=int, help="override SMALL_BATCH (1 = batch statistics at any batch size)")
     ap.add_argument("--out", default="runs/sars-cov-2-lengths", help="the table's OUT (default %(default)s)")
@@ -51,8 +56,8 @@ def main(argv=None) -> int:
     cfg = dataclasses.replace(sc.t6.finetune_recipe(L, s), **extra, **({"batch_size": a.batch} if a.batch else {}))
     idx = sc.t6.train_rows(task, L, s)
     t0 = time.time()
-    r = finetune.train_one(out / "rows" / a.row / "lm", task, codes, idx, cfg, seed=a.seed)
-    res = dict(tag=a.tag, row=a.row, L=str(L), bs=cfg.batch_size, seed=a.seed, extra=extra, small_batch=a.small_batch,
+    r = finetune.train_one(out / "rows" / a.row / "lm", task, codes, idx, cfg, seed=a.seed, random_init=a.random_init)
+    res = dict(tag=a.tag, row=f"{a.row}-random" if a.random_init else a.row, L=str(L), bs=cfg.batch_size, seed=a.seed, extra=extra, small_batch=a.small_batch,
                test_acc=r["test"]["accuracy"], test_f1=r["test"]["f1_macro"], dev_acc=r["dev"]["accuracy"],
                best_epoch=r["best_epoch"], history=r["history"], wall=time.time() - t0)
     print(json.dumps(res))

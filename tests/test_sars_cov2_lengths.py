@@ -136,3 +136,7 @@ def test_lm_path_end_to_end_with_a_char_row(tmp_path):
                           "--out", str(out), "--log", str(log)]) == 0
     v = json.loads(log.read_text())
     assert v["extra"] == {"method": "head"} and v["bs"] == 4 and 0 <= v["test_acc"] <= 1
+    assert variants.main(["--row", "char", "--length", "300", "--tag", "lpft", "--random-init", "--set",
+                          '{"head_warmup_epochs": 3}', "--out", str(out), "--log", str(log)]) == 0
+    v = json.loads(log.read_text().splitlines()[-1])
+    assert v["row"] == "char-random" and v["extra"] == {"head_warmup_epochs": 3} and 0 <= v["test_acc"] <= 1
