@@ -110,6 +110,9 @@ class Settings:
     # recipe as it is): on a long input whose signal is a few tokens, the full rate on every LM weight
     # can wash out what pre-training put there (benchmarks/results/sars-cov-2-lengths/)
     backbone_lr_scale: tuple = (1.0,)
+    # LP-FT per length (FinetuneConfig.head_warmup_epochs): epochs of the new head alone on the frozen
+    # LM before every weight fine-tunes, the warmed head kept as epoch 0 when dev prefers it; 0 = off
+    head_warmup_epochs: tuple = (0,)
     seeds: int = 3
     # random-init controls per (row, length), what pre-training adds: "probe" (the same probe on the
     # LM's architecture with random weights and the row's frozen vocabulary, seed 0) and/or
@@ -477,6 +480,7 @@ def finetune_recipe(L: int, s: Settings):
                            max_train=per_length(s.max_train, s.lengths, L),
                            batch_size=per_length(s.batch_rows, s.lengths, L), max_length=s.max_tokens,
                            backbone_lr_scale=per_length(s.backbone_lr_scale, s.lengths, L),
+                           head_warmup_epochs=per_length(s.head_warmup_epochs, s.lengths, L),
                            gradient_checkpointing=s.nucleotides(L) >= s.checkpointing_from_nt)
 
 
@@ -518,7 +522,7 @@ def finetune_cell(row: str, L: int, seed: int, s: Settings, out: Path, *, random
     log(f"{name} {_len(L)} nt seed {seed}: fine-tuning on {len(idx)} rows, {cfg.epochs} epochs, batch {cfg.batch_size}")
     r = train_one(out / "rows" / row / "lm", task, codes, idx, cfg, seed=seed, random_init=random_init)
     return dict(row=name, length=L, seed=seed, accuracy=r["test"]["accuracy"], mcc=r["test"]["mcc"], test=r["test"],
-                dev=r["dev"], best_epoch=r["best_epoch"], steps=r["steps"], train_rows=r["train_rows"],
+                dev=r["dev"], best_epoch=r["best_epoch"], history=r["history"], steps=r["steps"], train_rows=r["train_rows"],
                 wall_s=r["wall_time_s"], config=dataclasses.asdict(cfg), random_init=random_init)
 
 
@@ -731,7 +735,7 @@ def render(r: dict) -> str:
               f"and tokenizer genomes: {', '.join(s['corpus'])}. LM: hidden {s['lm_hidden']}, {s['lm_layers']} layers, "
               f"rotary positions, attention dropout 0. Fine-tuning: the cpu recipe (method "
               f"{cfg.get('method', 'full')}, lr {cfg.get('lr', 1e-3):g}, pooling {cfg.get('pooling', 'meanmax')}, "
-              f"the LM's lr share {list(s.get('backbone_lr_scale', [1.0]))} per length), epochs {list(s['epochs'])}, max train rows {list(s['max_train'])}, batch {list(s['batch_rows'])} per "
+              f"the LM's lr share {list(s.get('backbone_lr_scale', [1.0]))} and head warm-up epochs {list(s.get('head_warmup_epochs', [0]))} per length), epochs {list(s['epochs'])}, max train rows {list(s['max_train'])}, batch {list(s['batch_rows'])} per "
               f"length, gradient checkpointing from {s['checkpointing_from_nt']:,} nt; caps: {s['max_tokens']:,} "
               f"tokens, {s['max_step_s']:g} s and {s['max_memory_gb']:g} GB per step{seed_cap}.",
           f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; torch {m['torch']}; "
@@ -820,7 +824,7 @@ def parse_settings(a, base: Settings | None = None, smoke=smoke_settings) -> Set
     for k in ("rows", "corpus", "random_controls"):
         if k in given:
             given[k] = tuple(given[k].split(",")) if isinstance(given[k], str) else tuple(given[k])
-    for k in ("lengths", "epochs", "max_train", "batch_rows", "backbone_lr_scale"):
+    for k in ("lengths", "epochs", "max_train", "batch_rows", "backbone_lr_scale", "head_warmup_epochs"):
         if k in given:  # a length may be a name ('whole'); the lr share is a float
             conv = float if k == "backbone_lr_scale" else int
             given[k] = tuple(conv(v) if v.strip().isdigit() or k != "lengths" else v.strip()
@@ -831,7 +835,7 @@ def parse_settings(a, base: Settings | None = None, smoke=smoke_settings) -> Set
     for row in s.rows:
         if not (re.fullmatch(r"hrq-s[1248]", row) or row in ("bpe", "char")):
             raise SystemExit(f"--rows: unknown row {row!r}; rows are hrq-s1, hrq-s2, hrq-s4, hrq-s8, bpe, char")
-    for k in ("epochs", "max_train", "batch_rows", "backbone_lr_scale"):
+    for k in ("epochs", "max_train", "batch_rows", "backbone_lr_scale", "head_warmup_epochs"):
         per_length(getattr(s, k), s.lengths, s.lengths[0])
     bad = set(s.random_controls) - {"probe", "finetune"}
     if bad:
@@ -892,6 +896,8 @@ def add_arguments(ap: argparse.ArgumentParser, S: Settings) -> None:
     ap.add_argument("--batch-rows", help=f"sequences per fine-tuning step per length (default {_csv(S.batch_rows)})")
     ap.add_argument("--backbone-lr-scale", help="the LM's share of the fine-tuning lr per length, or one value "
                                                 "(default " + _csv(S.backbone_lr_scale) + ")")
+    ap.add_argument("--head-warmup-epochs", help="LP-FT: epochs of the head alone on the frozen LM before fine-tuning, "
+                                                 "per length or one value (default " + _csv(S.head_warmup_epochs) + ")")
     ap.add_argument("--seeds", type=int)
     ap.add_argument("--random-controls", help="random-init controls per row and length, comma-separated: probe, "
                                               "finetune (default " + (_csv(S.random_controls) or "none") + ")")

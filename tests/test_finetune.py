@@ -431,3 +431,34 @@ def test_head_warmup_trains_the_head_alone_before_fine_tuning(tiny_lm, lm_tasks,
     assert seen == [(len(y), 5, 3e-3)]
     with pytest.raises(ValueError, match="head_warmup_epochs = -1"):
         finetune_config("cpu", head_warmup_epochs=-1)
+
+
+def test_head_warmup_is_epoch_zero_kept_when_dev_prefers_it(tiny_lm, lm_tasks, monkeypatch):
+    """With LP-FT the warmed head on the frozen LM is scored on dev as epoch 0 and kept when no
+    fine-tuning epoch beats it (the LM's weights then come back unchanged); otherwise the best epoch."""
+    from vqdna.lm import finetune as ft
+    from vqdna.lm.artifacts import load_model_tokenizer
+    from vqdna.lm.inference import tokenize
+    from vqdna.sequence.tasks import load_task
+
+    task = load_task(lm_tasks["classification"])
+    tok = load_model_tokenizer(tiny_lm)
+    codes = {sp: tokenize(tok, getattr(task, sp).sequences, where=sp) for sp in ("train", "dev", "test")}
+    cfg = FinetuneConfig(epochs=2, batch_size=4, lr=3e-3, eval_batch_size=64, head_warmup_epochs=3)
+    lm0 = {k: v.clone() for k, v in build_classifier(tiny_lm, num_labels=2).vqdna.state_dict().items()}
+    real_score = ft.score
+    for dev_mcc, want_epoch in (([0.9, 0.1, 0.2], 0), ([0.1, 0.2, 0.5], 2)):
+        dev_calls = iter(dev_mcc)
+
+        def fake_score(kind, labels, pred, _calls=dev_calls):
+            m = real_score(kind, labels, pred)
+            if labels is task.dev.labels:
+                m["mcc"] = next(_calls)
+            return m
+
+        monkeypatch.setattr(ft, "score", fake_score)
+        r = ft.train_one(tiny_lm, task, codes, np.arange(len(task.train.labels)), cfg, seed=0)
+        assert [h["epoch"] for h in r["history"]] == [0, 1, 2]
+        assert r["best_epoch"] == want_epoch and r["dev"]["mcc"] == max(dev_mcc)
+        same = all(torch.equal(v, lm0[k]) for k, v in r["model"].vqdna.state_dict().items())
+        assert same == (want_epoch == 0)

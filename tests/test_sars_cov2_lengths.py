@@ -87,13 +87,21 @@ def test_tasks_share_tips_and_splits_and_the_references_run(tmp_path):
     assert sc.pass_seconds(1000) < sc.pass_seconds(1500) < sc.pass_seconds(1705)
 
 
-def test_lm_path_end_to_end_with_a_char_row(tmp_path):
+def test_lm_path_end_to_end_with_a_char_row(tmp_path, monkeypatch):
     """The k-mer references and one LM row (pre-trained on train_genomes.fa only) on a tiny tree;
     the whole genome does not fit the char row's 400 tokens."""
     s = settings(tmp_path, rows=("char",), pretrain_tflop=0.001, pretrain_window_nt=128, pretrain_batch=4,
                  min_pretrain_steps=4, epochs=(1,), batch_rows=(8, 4, 2), seeds=2, checkpointing_from_nt=10 ** 6,
                  max_tokens=400, max_step_s=120.0, cost_window_nt=256, cost_repeats=1, cost_timeout_s=120.0)
     out = tmp_path / "out"
+    from vqdna.lm import finetune as ft
+    real, inits = ft.train_one, []
+
+    def spy(*a, **kw):
+        inits.append(kw.get("random_init", False))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(ft, "train_one", spy)
     r = sc.run(s, out)
     assert r["lengths"] == [100, 300, "whole"]
     for row in ("kmer-bag", "kmer-bag-all", "char", "char-probe", "char-random", "char-random-probe"):
@@ -101,11 +109,15 @@ def test_lm_path_end_to_end_with_a_char_row(tmp_path):
     # the random-init controls: the same recipe and rows from random weights (their own cells)
     rnd = r["details"]["seeds"]["char-random_300"]
     assert len(rnd) == 2 and all(c["random_init"] and c["row"] == "char-random" for c in rnd)
-    assert [c["test"] for c in rnd] != [c["test"] for c in r["details"]["seeds"]["char_300"]]
+    assert sorted(inits) == [False] * 4 + [True] * 4  # 2 lengths x 2 seeds, each from its own weights
     assert r["details"]["probe"]["char-random_300"]["random_init"] is True
     assert r["rows"]["char"]["300"]["seeds"] == 2 and 0 <= r["rows"]["char"]["300"]["macro_f1"] <= 1
     # the table's long-input recipe: the LM at 0.1x the head's lr in every fine-tuned cell
     assert {c["config"]["backbone_lr_scale"] for v in r["details"]["seeds"].values() for c in v} == {0.1}
+    # and LP-FT: the warmed head is epoch 0 of every cell's history, a candidate for the best epoch
+    assert {c["config"]["head_warmup_epochs"] for v in r["details"]["seeds"].values() for c in v} == {100}
+    assert all(c["history"][0]["epoch"] == 0 and c["best_epoch"] in (0, 1)
+               for v in r["details"]["seeds"].values() for c in v)
     assert r["rows"]["kmer-bag"]["whole"]["train_rows"] == 12
     assert r["rows"]["kmer-bag-all"]["whole"]["train_rows"] == r["task"]["whole"]["train_rows_all"]
     fit = r["details"]["fit"]["char_whole"]

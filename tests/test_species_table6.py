@@ -58,6 +58,9 @@ def test_per_length_settings():
     assert t6.finetune_recipe(32000, s).backbone_lr_scale == 0.1 and t6.finetune_recipe(1000, s).backbone_lr_scale == 1
     with pytest.raises(ValueError, match="one value or one per length"):
         t6.parse_settings(ap.parse_args(["--lengths", "1000,8000", "--backbone-lr-scale", "1,0.3,0.1"]))
+    s = t6.parse_settings(ap.parse_args(["--lengths", "1000,8000", "--max-train", "0", "--batch-rows", "8",
+                                         "--head-warmup-epochs", "0,100"]))
+    assert t6.finetune_recipe(8000, s).head_warmup_epochs == 100 and t6.finetune_recipe(1000, s).head_warmup_epochs == 0
     assert t6.parse_settings(ap.parse_args(["--random-controls", "probe,finetune"])).random_controls == \
         ("probe", "finetune")
     with pytest.raises(SystemExit, match="--random-controls: unknown fine-tune"):
