@@ -98,6 +98,10 @@ class Settings:
     pretrain_window_nt: int = 2048  # nucleotides per pre-training window, every row (tokens = nt / stride)
     pretrain_batch: int = 16
     pretrain_lr: float = 2e-3  # the tiny preset's
+    # of the masked-LM's chosen positions, the share given a random code (PretrainConfig.mask_random_prob;
+    # BERT's 0.1): on near-identical genomes a random code looks like a variant, and the LM learns to
+    # put back the consensus (benchmarks/results/sars-cov-2-lengths/)
+    mask_random_prob: float = 0.1
     min_pretrain_steps: int = 20
     # fine-tuning, one value per length (or one for all)
     epochs: tuple = (3,)
@@ -271,7 +275,7 @@ def lm_overrides(s: Settings, seq: int) -> dict:
     return dict(hidden_size=s.lm_hidden, num_layers=s.lm_layers, num_heads=max(s.lm_hidden // 32, 1),
                 intermediate_size=2 * s.lm_hidden, position_embedding="rotary", attention_dropout=0.0,
                 max_length=max(seq, s.max_tokens, s.cost_window_nt),  # rotary: a bound, no table
-                seq_length=seq, batch_size=s.pretrain_batch, lr=s.pretrain_lr)
+                seq_length=seq, batch_size=s.pretrain_batch, lr=s.pretrain_lr, mask_random_prob=s.mask_random_prob)
 
 
 def pretrain_row(row: str, s: Settings, out: Path) -> dict:
@@ -593,7 +597,9 @@ def check_settings(s: Settings, out: Path) -> None:
     now = json.loads(json.dumps(dataclasses.asdict(s)))
     saved = read(out / "settings.json")
     if saved is not None:
-        differ = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
+        # a setting newer than the saved file ran at its default (defaults keep the earlier behaviour)
+        default = json.loads(json.dumps(dataclasses.asdict(type(s)())))
+        differ = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k, default.get(k)) != now[k])
         if differ:
             raise SystemExit(f"{out}: its cells were made with other {', '.join(differ)} ({out / 'settings.json'}); "
                              f"give another --out or the same settings")
@@ -823,7 +829,7 @@ def parse_settings(a, base: Settings | None = None, smoke=smoke_settings) -> Set
     given = {k: v for k, v in vars(a).items() if v is not None and k in {f.name for f in dataclasses.fields(s)}}
     for k in ("rows", "corpus", "random_controls"):
         if k in given:
-            given[k] = tuple(given[k].split(",")) if isinstance(given[k], str) else tuple(given[k])
+            given[k] = tuple(v for v in given[k].split(",") if v) if isinstance(given[k], str) else tuple(given[k])
     for k in ("lengths", "epochs", "max_train", "batch_rows", "backbone_lr_scale", "head_warmup_epochs"):
         if k in given:  # a length may be a name ('whole'); the lr share is a float
             conv = float if k == "backbone_lr_scale" else int
@@ -890,6 +896,8 @@ def add_arguments(ap: argparse.ArgumentParser, S: Settings) -> None:
     ap.add_argument("--pretrain-window-nt", type=int, help=f"(default {S.pretrain_window_nt})")
     ap.add_argument("--pretrain-batch", type=int)
     ap.add_argument("--pretrain-lr", type=float)
+    ap.add_argument("--mask-random-prob", type=float, help="share of the masked-LM's chosen positions given a random "
+                                                           f"code (default {S.mask_random_prob:g}, BERT's)")
     ap.add_argument("--epochs", help=f"per length, comma-separated, or one value (default {_csv(S.epochs)})")
     ap.add_argument("--max-train",
                     help=f"training rows per length, or one value; 0 = all (default {_csv(S.max_train)})")

@@ -88,3 +88,23 @@ def test_single_level_and_short_rows():
     ids[:, 0, 0] = 10 + CLS
     x, y = mask_codes(ids, [10], generator=torch.Generator().manual_seed(0))
     assert ((y[:, 0] != -100).sum(1) == 1).all()  # round(0.25 * 4) = 1
+
+
+def test_pretrain_config_shares_reach_the_masking():
+    """PretrainConfig.mask_random_prob / mask_keep_prob set the shares of the chosen positions
+    (no random codes at 0: every chosen position is [MASK] or its own code); bad shares are refused."""
+    import pytest
+
+    from vqdna.config import lm_configs
+    from vqdna.lm.pretrain import mask_shares
+
+    _, tc = lm_configs("tiny", {"mask_random_prob": 0.0, "mask_keep_prob": 0.2})
+    ids = make_ids()
+    x, y = mask_codes(ids, VOCAB, generator=torch.Generator().manual_seed(1), **mask_shares(tc))
+    chosen = y[:, 0] != -100
+    is_mask = x[:, 0] == VOCAB[0] + MASK
+    unchanged = (x == ids).all(1) & chosen
+    assert torch.equal(is_mask | unchanged, chosen)  # no random code anywhere
+    assert abs(unchanged.sum().item() / chosen.sum().item() - 0.2) < 0.03
+    with pytest.raises(ValueError, match="mask_random_prob"):
+        lm_configs("tiny", {"mask_random_prob": 0.9, "mask_keep_prob": 0.2})

@@ -1,6 +1,7 @@
 """benchmarks/species_table6.py (issue 12 must-have 4): the equal-compute arithmetic, the
 "does not fit" rule and the tables, without training anything."""
 
+import json
 import pytest
 from conftest import load_benchmark_script
 
@@ -61,6 +62,7 @@ def test_per_length_settings():
     s = t6.parse_settings(ap.parse_args(["--lengths", "1000,8000", "--max-train", "0", "--batch-rows", "8",
                                          "--head-warmup-epochs", "0,100"]))
     assert t6.finetune_recipe(8000, s).head_warmup_epochs == 100 and t6.finetune_recipe(1000, s).head_warmup_epochs == 0
+    assert t6.parse_settings(ap.parse_args(["--random-controls", ""])).random_controls == ()  # none
     assert t6.parse_settings(ap.parse_args(["--random-controls", "probe,finetune"])).random_controls == \
         ("probe", "finetune")
     with pytest.raises(SystemExit, match="--random-controls: unknown fine-tune"):
@@ -98,3 +100,19 @@ def test_tables_from_cells():
     assert "| char | 1.00 | – | does not fit [1] |" in md
     assert "[1] char at 32k: 32,000 tokens per sequence > max 16,384" in md
     assert "over 3,600 s" in md
+
+
+def test_pretraining_mask_setting_and_settings_from_before_it(tmp_path):
+    """--mask-random-prob reaches the LM's pre-training config; an OUT whose settings.json predates
+    a setting resumes when the setting is at its default, and refuses another value."""
+    ap = t6.argparse.ArgumentParser()
+    t6.add_arguments(ap, t6.Settings())
+    s = t6.parse_settings(ap.parse_args(["--mask-random-prob", "0"]))
+    assert t6.lm_overrides(s, 64)["mask_random_prob"] == 0.0
+    old = json.loads(json.dumps(t6.dataclasses.asdict(t6.Settings())))
+    del old["mask_random_prob"]
+    (tmp_path / "settings.json").write_text(json.dumps(old))
+    t6.check_settings(t6.Settings(), tmp_path)  # the default: resumes
+    (tmp_path / "settings.json").write_text(json.dumps(old))
+    with pytest.raises(SystemExit, match="mask_random_prob"):
+        t6.check_settings(s, tmp_path)

@@ -394,6 +394,12 @@ class LMTrainConfig:
     min_lr_ratio: float = 0.01  # cosine decays to lr * this
     mask_prob: float = 0.25  # share of positions masked (METHOD.md: 25%), 80/10/10
     mask_mode: str = "token"  # "token" (independent positions) or "span" (contiguous spans; METHOD.md open point)
+    # of the chosen positions, the share given a random code and the share left as they are (the
+    # rest become [MASK]); BERT's 10 / 10. A random code trains the LM to put back what the context
+    # predicts, and it cannot tell a random code from a real variant: on near-identical genomes that
+    # is a lesson to erase variants (benchmarks/results/sars-cov-2-lengths/)
+    mask_random_prob: float = 0.1
+    mask_keep_prob: float = 0.1
     span_mean: float = 8.0  # mean span length in span mode (geometric), ~ the tokenizer's receptive field
     val_block: int = 2048  # the corpus is cut into blocks of this many tokens ...
     val_every: int = 50  # ... and every val_every-th block is held out (training windows never touch it)
@@ -485,6 +491,9 @@ def validate_lm_config(m: LMConfig, t: LMTrainConfig | None = None) -> None:
         raise ValueError(f"mask_mode must be 'token' or 'span', not {t.mask_mode!r}")
     if not 0 < t.mask_prob < 1:
         raise ValueError(f"mask_prob must be in (0, 1), not {t.mask_prob}")
+    if min(t.mask_random_prob, t.mask_keep_prob) < 0 or t.mask_random_prob + t.mask_keep_prob > 1:
+        raise ValueError(f"mask_random_prob ({t.mask_random_prob}) and mask_keep_prob ({t.mask_keep_prob}) must be "
+                         ">= 0 with a sum <= 1")
     if t.val_every < 2 or t.val_block < t.seq_length:
         raise ValueError(f"need val_every >= 2 and val_block >= seq_length (got {t.val_every}, {t.val_block})")
 

@@ -241,6 +241,11 @@ def _complement(intervals, n):
     return out
 
 
+def mask_shares(tc) -> dict:
+    """mask_codes' shares of the chosen positions: [MASK] gets what random codes and kept ones leave."""
+    return dict(mask_token_prob=1.0 - tc.mask_random_prob - tc.mask_keep_prob, random_token_prob=tc.mask_random_prob)
+
+
 def with_cls(codes: np.ndarray, vocab_sizes) -> torch.Tensor:
     """Put [CLS] in front of (B, n_levels, W) codes -> (B, n_levels, W + 1) tensor."""
     cls = np.asarray([v + CLS for v in vocab_sizes], dtype=np.int64)
@@ -339,7 +344,8 @@ def pretrain(codes, *, out, config: str = "tiny", max_steps: int | None = None, 
     vw = vw[np.linspace(0, len(vw) - 1, min(tc.eval_windows, len(vw))).astype(int)]
     val_ids, val_labels = mask_codes(with_cls(sampler.gather(vw), vocab), vocab,
                                      generator=torch.Generator().manual_seed(tc.seed + 99991),
-                                     mask_prob=tc.mask_prob, mode=tc.mask_mode, span_mean=tc.span_mean)
+                                     mask_prob=tc.mask_prob, mode=tc.mask_mode, span_mean=tc.span_mean,
+                                     **mask_shares(tc))
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if runtime.is_main and progress:
         print(f"pretrain: {sum(len(s) for s in stores):,} tokens in {sum(s.n_records for s in stores)} records "
@@ -353,7 +359,7 @@ def pretrain(codes, *, out, config: str = "tiny", max_steps: int | None = None, 
         ids = with_cls(sampler.gather(sampler.sample(rng, micro)), vocab)
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         x, y = mask_codes(ids, vocab, generator=gen, mask_prob=tc.mask_prob, mode=tc.mask_mode,
-                          span_mean=tc.span_mean)
+                          span_mean=tc.span_mean, **mask_shares(tc))
         return {"input_ids": x, "labels": y}
 
     def evaluate(step_model, step):
