@@ -319,8 +319,11 @@ def render(r: dict) -> str:
             fit = d["fit"].get(f"{row}_{x}")
             if c:
                 sd = f" ± {100 * c['accuracy_std']:.1f}" if "accuracy_std" in c else ""
+                # the best epoch of each seed: 0 is the warmed head on the frozen LM (LP-FT), kept on dev
+                best = [str(e["best_epoch"]) for e in d["seeds"].get(f"{row}_{x}", []) if "best_epoch" in e]
                 cols.append(f"{100 * c['accuracy']:.1f}{sd} / {100 * c['macro_f1']:.1f}"
-                            + (f" ({c['seeds']} seeds)" if c["seeds"] > 1 else ""))
+                            + (f" ({c['seeds']} seeds" + (f", best epoch {'/'.join(best)}" if best else "") + ")"
+                               if c["seeds"] > 1 else ""))
             elif fit and not fit["fits"]:
                 notes.append(f"{row} at {t6._len(x)}: {fit['reason']}")
                 cols.append(f"does not fit [{len(notes)}]")
