@@ -121,22 +121,47 @@ def layer_probes(out: Path, row: str, L) -> None:
     y = {"train": task.train.labels[idx], "dev": task.dev.labels, "test": task.test.labels}
     splits = (("train", idx), ("dev", range(len(task.dev))), ("test", range(len(task.test))))
     batch = max(1, 16384 // t6.max_tokens_of(row, L, s, out))
-    print(f"\n{row} at {t6._len(L)} nt: the table's probe on each layer's pooled states (test / dev accuracy %)\n")
-    print("| LM | " + " | ".join(["embeddings"] + [f"layer {k}" for k in range(1, 1 + len(
-        backbone(out / 'rows' / row / 'lm', False).encoder.encoder.layer))]) + " |")
-    for name, random_init in (("pre-trained", False), ("random init", True)):
-        cells = []
-        for k in range(len(backbone(out / "rows" / row / "lm", random_init).encoder.encoder.layer) + 1):
-            bb = backbone(out / "rows" / row / "lm", random_init)
-            bb.config.pooling = "meanmax"
-            bb.encoder.encoder.layer = bb.encoder.encoder.layer[:k]  # the first k layers
-            with torch.no_grad():
-                X = {sp: pooled_features(bb, [codes[sp][i] for i in rows], batch_size=batch).numpy() for sp, rows in splits}
-            r = linear_probe(X, y, task.kind, seed=0)
-            cells.append(f"{100 * r['test']['accuracy']:.1f} / {100 * r['dev']['accuracy']:.1f}")
-        if random_init is False:
-            print("|---|" + "---:|" * len(cells))
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    lm = out / "rows" / row / "lm"
+    n_layers = len(backbone(lm, False).encoder.encoder.layer)
+
+    def probe(X) -> str:
+        r = linear_probe(X, y, task.kind, seed=0)
+        return f"{100 * r['test']['accuracy']:.1f} / {100 * r['dev']['accuracy']:.1f}"
+
+    def pooled(random_init: bool, k: int, pooling: str) -> dict:
+        bb = backbone(lm, random_init)
+        bb.config.pooling = pooling
+        bb.encoder.encoder.layer = bb.encoder.encoder.layer[:k]  # the first k layers
+        with torch.no_grad():
+            return {sp: pooled_features(bb, [codes[sp][i] for i in rows], batch_size=batch).numpy() for sp, rows in splits}
+
+    print(f"\n{row} at {t6._len(L)} nt: the table's probe on each layer's pooled states, and on all of them side "
+          f"by side (test / dev accuracy %)\n")
+    print("| LM | pooling | embeddings | " + " | ".join(f"layer {k}" for k in range(1, n_layers + 1)) + " | all |")
+    print("|---|---|" + "---:|" * (n_layers + 2))
+    for pooling in ("meanmax", "mean"):
+        for name, random_init in (("pre-trained", False), ("random init", True)):
+            X = [pooled(random_init, k, pooling) for k in range(n_layers + 1)]
+            every = {sp: np.concatenate([x[sp] for x in X], axis=1) for sp in X[0]}
+            print(f"| {name} | {pooling} | " + " | ".join(probe(x) for x in X + [every]) + " |", flush=True)
+    tables = {name: backbone(lm, r).embeddings.tables[0].weight.detach().numpy() for name, r in
+              (("pre-trained", False), ("random init", True))} if hasattr(backbone(lm, False).embeddings, "tables") else {}
+    if not tables:
+        return
+    V = backbone(lm, False).config.vocab_sizes[0]
+    print(f"\n{row}'s input vector table as a projection of the token counts (no layer, no LayerNorm; "
+          f"test / dev accuracy %)\n")
+    print("| features | dims | effective rank (centred table) | top-5 directions' variance | probe |")
+    print("|---|---:|---:|---:|---:|")
+    feats = lambda f: {sp: np.stack([f(codes[sp][i][0][codes[sp][i][0] < V]) for i in rows]) for sp, rows in splits}
+    print(f"| token counts | {V:,} | | | {probe(feats(lambda c: np.bincount(c, minlength=V) / max(len(c), 1)))} |")
+    for name, W in tables.items():
+        W = W[:V]
+        sv = np.linalg.svd(W - W.mean(0), compute_uv=False) ** 2
+        sv = sv / sv.sum()
+        erank = float(np.exp(-(sv * np.log(sv + 1e-30)).sum()))
+        print(f"| mean of the {name} table's vectors | {W.shape[1]} | {erank:.1f} | {100 * sv[:5].sum():.0f}% | "
+              f"{probe(feats(lambda c: W[c].mean(0)))} |")
 
 
 if __name__ == "__main__":

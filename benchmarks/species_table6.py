@@ -599,7 +599,9 @@ def check_settings(s: Settings, out: Path) -> None:
     if saved is not None:
         # a setting newer than the saved file ran at its default (defaults keep the earlier behaviour)
         default = json.loads(json.dumps(dataclasses.asdict(type(s)())))
-        differ = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k, default.get(k)) != now[k])
+        differ = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k, default.get(k)) != now[k]
+                        # a tokenizer given for a row added now: the saved rows keep theirs
+                        and not (k == "tokenizer_dirs" and saved.get(k, {}).items() <= now[k].items()))
         if differ:
             raise SystemExit(f"{out}: its cells were made with other {', '.join(differ)} ({out / 'settings.json'}); "
                              f"give another --out or the same settings")

@@ -116,3 +116,10 @@ def test_pretraining_mask_setting_and_settings_from_before_it(tmp_path):
     (tmp_path / "settings.json").write_text(json.dumps(old))
     with pytest.raises(SystemExit, match="mask_random_prob"):
         t6.check_settings(s, tmp_path)
+    # a tokenizer for a row added later resumes; another tokenizer for a row with cells does not
+    one = t6.dataclasses.replace(t6.Settings(), tokenizer_dirs={"bpe": "a"})
+    (tmp_path / "settings.json").unlink()
+    t6.check_settings(one, tmp_path)
+    t6.check_settings(t6.dataclasses.replace(one, tokenizer_dirs={"bpe": "a", "hrq-s8": "b"}), tmp_path)
+    with pytest.raises(SystemExit, match="tokenizer_dirs"):
+        t6.check_settings(t6.dataclasses.replace(one, tokenizer_dirs={"bpe": "c", "hrq-s8": "b"}), tmp_path)
