@@ -285,7 +285,7 @@ class Hooks:
     snapshot: Callable | None = None
 
 
-def _score(value) -> float:
+def comparable(value) -> float:
     """A metric as a comparable number: NaN ranks below everything."""
     value = float(value)
     return -math.inf if math.isnan(value) else value
@@ -355,7 +355,7 @@ def train_loop(model: torch.nn.Module, *, cfg: LoopConfig, get_batch: Callable, 
                 bar.write(f"[{cfg.log_name}] step {step}: " + _metrics_line(metrics))
             # a NaN score (e.g. Spearman of constant predictions) ranks below every number, but the
             # first evaluation is kept whatever it scored, so a run always has a best state
-            if cfg.best_metric and (best is None or _score(metrics[cfg.best_metric]) > _score(best["metrics"][cfg.best_metric])):
+            if cfg.best_metric and (best is None or comparable(metrics[cfg.best_metric]) > comparable(best["metrics"][cfg.best_metric])):
                 best = {"step": step, "metrics": metrics, "state": snapshot(model)}
                 since_best = 0
             else:

@@ -65,7 +65,7 @@ from ..io import load_safetensors, read_json, staged, write_json_atomic
 from ..metrics import primary_metric, score, summarize_seeds
 from ..sequence.subsample import stratified_subsample as subsample  # the benchmark's rows
 from ..sequence.tasks import Task, load_task
-from ..train import Hooks, _score, is_main_process, loop_config, setup_runtime, train_loop
+from ..train import Hooks, comparable, is_main_process, loop_config, setup_runtime, train_loop
 from .artifacts import (backbone_weights, check_model_files, copy_tokenizer, load_model_tokenizer, resolve_model,
                         save_model, save_tokenizer, tokenizer_encoder_spec, tokenizer_sha256)
 from .inference import CodeCache, collate, pooled_features, predict_codes, tokenize
@@ -322,7 +322,7 @@ def train_one(lm_dir, task: Task, codes: dict, train_idx: np.ndarray, cfg: Finet
     state = train_loop(ClassifierStep(net), cfg=loop, get_batch=get_batch, evaluate=evaluate, out_dir=None,
                        runtime=runtime, hooks=Hooks(snapshot=lambda _: trainable_state(model)), units_per_batch=bs)
     best = state["best"]
-    if warmed and _score(warmed["metrics"][loop.best_metric]) >= _score(best["metrics"][loop.best_metric]):
+    if warmed and comparable(warmed["metrics"][loop.best_metric]) >= comparable(best["metrics"][loop.best_metric]):
         best = warmed  # ties go to the simpler model
     history = [dict(epoch=epoch_of(h["step"]), **{k: v for k, v in h.items() if k.startswith("dev_")})
                for h in ([dict(step=0, **warmed["metrics"])] if warmed else []) + state["history"]]
