@@ -102,6 +102,7 @@ class Settings:
     # BERT's 0.1): on near-identical genomes a random code looks like a variant, and the LM learns to
     # put back the consensus (benchmarks/results/sars-cov-2-lengths/)
     mask_random_prob: float = 0.1
+    pretrain_seed: int = 0  # the LM's initialisation, windows and masks (LMTrainConfig.seed): pre-training's spread
     min_pretrain_steps: int = 20
     # fine-tuning, one value per length (or one for all)
     epochs: tuple = (3,)
@@ -275,7 +276,8 @@ def lm_overrides(s: Settings, seq: int) -> dict:
     return dict(hidden_size=s.lm_hidden, num_layers=s.lm_layers, num_heads=max(s.lm_hidden // 32, 1),
                 intermediate_size=2 * s.lm_hidden, position_embedding="rotary", attention_dropout=0.0,
                 max_length=max(seq, s.max_tokens, s.cost_window_nt),  # rotary: a bound, no table
-                seq_length=seq, batch_size=s.pretrain_batch, lr=s.pretrain_lr, mask_random_prob=s.mask_random_prob)
+                seq_length=seq, batch_size=s.pretrain_batch, lr=s.pretrain_lr, mask_random_prob=s.mask_random_prob,
+                seed=s.pretrain_seed)
 
 
 def pretrain_row(row: str, s: Settings, out: Path) -> dict:
@@ -898,6 +900,7 @@ def add_arguments(ap: argparse.ArgumentParser, S: Settings) -> None:
     ap.add_argument("--pretrain-window-nt", type=int, help=f"(default {S.pretrain_window_nt})")
     ap.add_argument("--pretrain-batch", type=int)
     ap.add_argument("--pretrain-lr", type=float)
+    ap.add_argument("--pretrain-seed", type=int, help=f"(default {S.pretrain_seed})")
     ap.add_argument("--mask-random-prob", type=float, help="share of the masked-LM's chosen positions given a random "
                                                            f"code (default {S.mask_random_prob:g}, BERT's)")
     ap.add_argument("--epochs", help=f"per length, comma-separated, or one value (default {_csv(S.epochs)})")

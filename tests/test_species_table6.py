@@ -109,6 +109,7 @@ def test_pretraining_mask_setting_and_settings_from_before_it(tmp_path):
     t6.add_arguments(ap, t6.Settings())
     s = t6.parse_settings(ap.parse_args(["--mask-random-prob", "0"]))
     assert t6.lm_overrides(s, 64)["mask_random_prob"] == 0.0
+    assert t6.lm_overrides(t6.parse_settings(ap.parse_args(["--pretrain-seed", "3"])), 64)["seed"] == 3
     old = json.loads(json.dumps(t6.dataclasses.asdict(t6.Settings())))
     del old["mask_random_prob"]
     (tmp_path / "settings.json").write_text(json.dumps(old))
