@@ -397,7 +397,8 @@ class LMTrainConfig:
     # of the chosen positions, the share given a random code and the share left as they are (the
     # rest become [MASK]); BERT's 10 / 10. A random code trains the LM to put back what the context
     # predicts, and it cannot tell a random code from a real variant: on near-identical genomes that
-    # is a lesson to erase variants (benchmarks/results/sars-cov-2-lengths/)
+    # is a lesson to erase variants. A bpe LM on whole SARS-CoV-2 genomes: 96.7% lineage accuracy
+    # with 0 against 91.3% with 0.1 (two pre-training seeds; benchmarks/results/sars-cov-2-lengths/)
     mask_random_prob: float = 0.1
     mask_keep_prob: float = 0.1
     span_mean: float = 8.0  # mean span length in span mode (geometric), ~ the tokenizer's receptive field
