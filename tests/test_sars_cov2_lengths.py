@@ -87,7 +87,7 @@ def test_tasks_share_tips_and_splits_and_the_references_run(tmp_path):
     assert sc.pass_seconds(1000) < sc.pass_seconds(1500) < sc.pass_seconds(1705)
 
 
-def test_lm_path_end_to_end_with_a_char_row(tmp_path, monkeypatch):
+def test_lm_path_end_to_end_with_a_char_row(tmp_path, monkeypatch, capsys):
     """The k-mer references and one LM row (pre-trained on train_genomes.fa only) on a tiny tree;
     the whole genome does not fit the char row's 400 tokens."""
     s = settings(tmp_path, rows=("char",), pretrain_tflop=0.001, pretrain_window_nt=128, pretrain_batch=4,
@@ -122,6 +122,12 @@ def test_lm_path_end_to_end_with_a_char_row(tmp_path, monkeypatch):
     assert r["rows"]["kmer-bag-all"]["whole"]["train_rows"] == r["task"]["whole"]["train_rows_all"]
     fit = r["details"]["fit"]["char_whole"]
     assert not fit["fits"] and "> max 400" in fit["reason"]
+    # the feature diagnostics read the same OUT: one probe row per LM and pooling, every layer and all
+    fd = load_benchmark_script("sars_cov2_feature_diagnostics")
+    capsys.readouterr()
+    fd.layer_probes(out, "char", 300)
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| pre-trained", "| random"))]
+    assert len(table) == 4 and all(line.count("/") == 4 for line in table)  # embeddings, 2 layers, all
     assert sc.Settings.training_genomes(s)[0].endswith("train_genomes.fa")
     assert r["details"]["pretrain"]["char"]["corpus_nucleotides"] == 600 * r["task"]["whole"]["tips_per_split"]["train"]
     sc.publish(r, tmp_path / "results")
