@@ -66,6 +66,14 @@ def cosine(table: torch.Tensor, pairs) -> np.ndarray:
     return torch.nn.functional.cosine_similarity(table[a], table[b], dim=-1).numpy()
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sars_cov2_lengths as sc  # noqa: E402  (the table: its settings, tasks and probes)
+import species_table6 as t6  # noqa: E402
+
+#: the two LMs compared, as the table's probes build them
+LMS = (("pre-trained", False), ("random init", True))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="runs/sars-cov-2-lengths", help="the table's OUT (default %(default)s)")
@@ -82,23 +90,13 @@ def main(argv=None) -> int:
     return 0
 
 
-def backbone(lm: Path, random_init: bool):
-    from vqdna.lm.artifacts import load_backbone
-    from vqdna.lm.finetune import build_classifier
-
-    if random_init:  # as the table's random-init probe: seed 0, the row's frozen vocabulary
-        torch.manual_seed(0)
-        return build_classifier(lm, num_labels=2, random_init=True).vqdna.eval()
-    return load_backbone(lm).eval()
-
-
 def variant_tokens(lm: Path, row: str) -> None:
     vocab = json.loads((lm / "tokenizer" / "bpe.json").read_text())["model"]["vocab"]
     subs = one_substitution_pairs(vocab)
     rand = random_pairs(vocab, max(len(subs), 1000))
     rows = []
-    for name, random_init in (("pre-trained", False), ("random init", True)):
-        table = backbone(lm, random_init).embeddings.tables[0].weight.detach()
+    for name, random_init in LMS:
+        table = t6.frozen_backbone(lm, random_init=random_init).embeddings.tables[0].weight.detach()
         cs, cr = cosine(table, subs), cosine(table, rand)
         rows.append((name, np.median(cs), np.median(cr), float((cs > np.quantile(cr, 0.99)).mean())))
     print(f"{row} LM: {len(subs):,} same-length token pairs one substitution apart, "
@@ -110,9 +108,6 @@ def variant_tokens(lm: Path, row: str) -> None:
 
 
 def layer_probes(out: Path, row: str, L) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import sars_cov2_lengths as sc
-    import species_table6 as t6
     from vqdna.evaluate import linear_probe
     from vqdna.lm.inference import pooled_features
 
@@ -125,17 +120,18 @@ def layer_probes(out: Path, row: str, L) -> None:
     y = {"train": task.train.labels[idx], "dev": task.dev.labels, "test": task.test.labels}
     splits = (("train", idx), ("dev", range(len(task.dev))), ("test", range(len(task.test))))
     batch = max(1, 16384 // t6.max_tokens_of(row, L, s, out))
-    lm = out / "rows" / row / "lm"
-    n_layers = len(backbone(lm, False).encoder.encoder.layer)
+    models = {name: t6.frozen_backbone(out / "rows" / row / "lm", random_init=r) for name, r in LMS}
+    layers = {name: bb.encoder.encoder.layer for name, bb in models.items()}
+    n_layers = len(layers["pre-trained"])
 
     def probe(X) -> str:
         r = linear_probe(X, y, task.kind, seed=0)
         return f"{100 * r['test']['accuracy']:.1f} / {100 * r['dev']['accuracy']:.1f}"
 
-    def pooled(random_init: bool, k: int, pooling: str) -> dict:
-        bb = backbone(lm, random_init)
+    def pooled(name: str, k: int, pooling: str) -> dict:
+        bb = models[name]
         bb.config.pooling = pooling
-        bb.encoder.encoder.layer = bb.encoder.encoder.layer[:k]  # the first k layers
+        bb.encoder.encoder.layer = layers[name][:k]  # the first k layers
         with torch.no_grad():
             return {sp: pooled_features(bb, [codes[sp][i] for i in rows], batch_size=batch).numpy() for sp, rows in splits}
 
@@ -144,23 +140,21 @@ def layer_probes(out: Path, row: str, L) -> None:
     print("| LM | pooling | embeddings | " + " | ".join(f"layer {k}" for k in range(1, n_layers + 1)) + " | all |")
     print("|---|---|" + "---:|" * (n_layers + 2))
     for pooling in ("meanmax", "mean"):
-        for name, random_init in (("pre-trained", False), ("random init", True)):
-            X = [pooled(random_init, k, pooling) for k in range(n_layers + 1)]
+        for name in models:
+            X = [pooled(name, k, pooling) for k in range(n_layers + 1)]
             every = {sp: np.concatenate([x[sp] for x in X], axis=1) for sp in X[0]}
             print(f"| {name} | {pooling} | " + " | ".join(probe(x) for x in X + [every]) + " |", flush=True)
-    tables = {name: backbone(lm, r).embeddings.tables[0].weight.detach().numpy() for name, r in
-              (("pre-trained", False), ("random init", True))} if hasattr(backbone(lm, False).embeddings, "tables") else {}
-    if not tables:
+    if not hasattr(models["pre-trained"].embeddings, "tables"):  # learned input vectors only (not a codebook)
         return
-    V = backbone(lm, False).config.vocab_sizes[0]
+    V = models["pre-trained"].config.vocab_sizes[0]
     print(f"\n{row}'s input vector table as a projection of the token counts (no layer, no LayerNorm; "
           f"test / dev accuracy %)\n")
     print("| features | dims | effective rank (centred table) | top-5 directions' variance | probe |")
     print("|---|---:|---:|---:|---:|")
     feats = lambda f: {sp: np.stack([f(codes[sp][i][0][codes[sp][i][0] < V]) for i in rows]) for sp, rows in splits}
     print(f"| token counts | {V:,} | | | {probe(feats(lambda c: np.bincount(c, minlength=V) / max(len(c), 1)))} |")
-    for name, W in tables.items():
-        W = W[:V]
+    for name, bb in models.items():
+        W = bb.embeddings.tables[0].weight.detach().numpy()[:V]
         sv = np.linalg.svd(W - W.mean(0), compute_uv=False) ** 2
         sv = sv / sv.sum()
         erank = float(np.exp(-(sv * np.log(sv + 1e-30)).sum()))

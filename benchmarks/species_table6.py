@@ -543,18 +543,12 @@ def probe_cell(row: str, L: int, s: Settings, out: Path, *, random_init: bool = 
     import torch
 
     from vqdna.evaluate import linear_probe
-    from vqdna.lm.artifacts import load_backbone
-    from vqdna.lm.finetune import build_classifier
     from vqdna.lm.inference import pooled_features
 
     t0 = time.time()
     task, codes = task_codes(row, L, s, out)
     idx = train_rows(task, L, s)
-    if random_init:
-        torch.manual_seed(0)
-        backbone = build_classifier(out / "rows" / row / "lm", num_labels=2, random_init=True).vqdna.eval()
-    else:
-        backbone = load_backbone(out / "rows" / row / "lm").eval()
+    backbone = frozen_backbone(out / "rows" / row / "lm", random_init=random_init)
     backbone.config.pooling = "meanmax"  # as the fine-tuning recipe's head reads it
     batch = max(1, 16384 // max_tokens_of(row, L, s, out))
     with torch.no_grad():
@@ -566,6 +560,20 @@ def probe_cell(row: str, L: int, s: Settings, out: Path, *, random_init: bool = 
     log(f"{name} {_len(L)} nt probe: test accuracy {r['test']['accuracy']:.3f} ({time.time() - t0:.0f} s)")
     return dict(row=name, length=L, random_init=random_init, accuracy=r["test"]["accuracy"], mcc=r["test"]["mcc"], test=r["test"],
                 dev=r["dev"], param=r["value"], train_rows=len(idx), wall_s=time.time() - t0)
+
+
+def frozen_backbone(lm_dir: Path, *, random_init: bool = False):
+    """The LM's backbone in eval mode; ``random_init``: its architecture with random weights (seed 0)
+    and the row's frozen vocabulary, the probes' random-init control."""
+    import torch
+
+    from vqdna.lm.artifacts import load_backbone
+    from vqdna.lm.finetune import build_classifier
+
+    if random_init:
+        torch.manual_seed(0)
+        return build_classifier(lm_dir, num_labels=2, random_init=True).vqdna.eval()
+    return load_backbone(lm_dir).eval()
 
 
 def kmer_cell(L, s: Settings, out: Path, *, row: str = "kmer-bag", folder: Path | None = None,
