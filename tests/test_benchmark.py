@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from vqdna import benchmark as bm
 
@@ -292,10 +293,23 @@ def test_a_shard_stops_when_its_parent_is_killed(tmp_path):
 
 def test_strided_hrq_row_end_to_end(tmp_path, yeast_genome):
     """`hrq-s4` (and its random-init control) through the `test` budget: one code per 4 nt, so the
-    LM window of 60 nt holds 15 tokens; every cell exists and the report shows the stride."""
+    LM window of 60 nt holds 15 tokens; every cell exists and the report shows the stride. The run
+    changes the budget by ``settings`` (``vqdna benchmark --set``): each stage is built with them."""
     task = _toy_task(tmp_path / "tata_toy", yeast_genome, 40, seed=5)
     out = tmp_path / "out"
-    res = bm.run_benchmark("hrq-s4,hrq-s4-random", [str(yeast_genome)], [str(task)], budget="test", out=out)
+    settings = {"tok_overrides": {"codebook_sizes": [64, 32]}, "lm_overrides": {"lr": 5e-4},
+                "ft_overrides": {"position_lr_scale": 3}}
+    res = bm.run_benchmark("hrq-s4,hrq-s4-random", [str(yeast_genome)], [str(task)], budget="test", out=out,
+                           settings=settings)
+    budget = json.loads((out / "benchmark.json").read_text())["budget"]
+    assert budget["tok_overrides"]["codebook_sizes"] == [64, 32] and budget["tok_overrides"]["warmup_steps"] == 3
+    lm = yaml.safe_load((out / "work" / "hrq-s4" / "lm" / "pretrain_config.yaml").read_text())
+    assert lm["train"]["lr"] == 5e-4
+    for row in ("hrq-s4", "hrq-s4-random"):
+        cell = json.loads((out / "cells" / f"{row}__tata_toy__finetune.json").read_text())
+        assert cell["config"]["position_lr_scale"] == 3, row
+    with pytest.raises(ValueError, match="another budget"):  # the folder holds the changed budget
+        bm.run_benchmark("hrq-s4", [str(yeast_genome)], [str(task)], budget="test", out=out)
     names = {p.name for p in (out / "cells").glob("*.json")}
     for n in ("hrq-s4__corpus__pretrain", "hrq-s4__tata_toy__finetune", "hrq-s4__tata_toy__probe",
               "hrq-s4-random__tata_toy__finetune", "kmer-bag__tata_toy__reference"):
@@ -304,7 +318,7 @@ def test_strided_hrq_row_end_to_end(tmp_path, yeast_genome):
     assert c["nt_per_token"] == pytest.approx(4, rel=0.02) and c["tokenizer_stride"] == 4
     assert c["tokens_per_512nt"] == 128 and c["seq_length_tokens"] == round(bm.BUDGETS["test"].window_nt / 4)
     tok = json.loads((out / "work" / "hrq-s4" / "tokenizer" / "config.json").read_text())
-    assert tok["model"]["stride"] == 4 and len(tok["model"]["codebook_sizes"]) == 2  # HRQ: two levels
+    assert tok["model"]["stride"] == 4 and tok["model"]["codebook_sizes"] == [64, 32]  # HRQ: two levels, as set
     assert res["pretraining_gain"]["hrq-s4"]["random_row"] == "hrq-s4-random"
     md = (out / "results.md").read_text()
     for text in ("| hrq-s4 |", "| hrq-s4-random (no pre-training) |", "(stride 4)", "`hrq-s4` = hrq with stride 4"):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from vqdna import benchmark as bm
-from vqdna.benchmark.budgets import same_budget
+from vqdna.benchmark.budgets import budget_dict, same_budget
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,6 +126,38 @@ def test_cli_benchmark_options():
     a = build_parser().parse_args(["benchmark", "--corpus", "c.fa", "--tasks", "t", "--out", "o", "--budget", "full",
                                    "--small-task-rows", "4392"])
     assert a.tokenizers is None and a.budget == "full" and a.small_task_rows == 4392 and a.large_task_seeds is None
+
+
+def test_settings_merge_objects_and_refuse_bad_fields_before_work():
+    """``--set``: an object merges into the budget's own, a scalar replaces (an int stands for a
+    float); an unknown budget or stage field, a bad value or a wrong kind is refused by name."""
+    from vqdna.cli import budget_settings, build_parser
+
+    pairs = ['tok_overrides={"codebook_sizes": [512, 256], "dead_code_threshold": 0.5}', "ft_lr=1",
+             'ft_overrides={"position_lr_scale": 3}', "lm_config=small"]
+    a = build_parser().parse_args(["benchmark", "--corpus", "c.fa", "--tasks", "t", "--out", "o"]
+                                  + [x for p in pairs for x in ("--set", p)])
+    settings = budget_settings(a.set)
+    assert settings["lm_config"] == "small" and settings["ft_lr"] == 1
+    b = bm.get_budget("full", settings, seeds=1)
+    full = bm.BUDGETS["full"]
+    assert b.tok_overrides == dict(full.tok_overrides, codebook_sizes=[512, 256], dead_code_threshold=0.5)
+    assert b.ft_overrides == {"pooling": "meanmax", "position_lr_scale": 3} and b.finetune_config().position_lr_scale == 3
+    assert b.ft_lr == 1.0 and isinstance(b.ft_lr, float) and b.lm_config == "small" and b.seeds == 1
+    assert full.tok_overrides.get("codebook_sizes") is None  # the registered budget is untouched
+    assert not same_budget(budget_dict(full), b) and same_budget(budget_dict(b), b)  # a changed budget: its own folder
+    for bad, why in [({"tok_overrides": {"codebok_sizes": [8]}}, "tok_overrides: unknown tokenizer config field"),
+                     ({"lm_overrides": {"lr": -1}}, "lm_overrides: .*lr"),
+                     ({"ft_overrides": {"pooling": "median"}}, "ft_overrides"),
+                     ({"seeds": "three"}, "seeds: expected int"), ({"tok_steps": 1.5}, "tok_steps: expected int"),
+                     ({"kmer_all": 1}, "kmer_all: expected bool"), ({"ft_overrides": 3}, "JSON object"),
+                     ({"name": "mine"}, "no budget field.*name"), ({"epochs": 3}, "no budget field.*epochs")]:
+        with pytest.raises(ValueError, match=why):
+            bm.get_budget("full", bad)
+    for pairs, why in [(["ft_lr"], "FIELD=VALUE"), (['ft_overrides={"lr": }'], "not valid JSON"),
+                       (["seeds=1", "seeds=2"], "twice")]:
+        with pytest.raises(SystemExit, match=why):
+            budget_settings(pairs)
 
 
 def test_indomain_budgets_give_every_row_one_protocol():

@@ -384,8 +384,28 @@ def cmd_benchmark(a):
 
     run_benchmark(a.tokenizers, a.corpus, a.tasks, budget=a.budget, out=a.out, seeds=a.seeds,
                   max_train=a.max_train, small_task_rows=a.small_task_rows, large_task_seeds=a.large_task_seeds,
-                  device=a.device, work=a.work, jobs=a.jobs)
+                  device=a.device, work=a.work, jobs=a.jobs, settings=budget_settings(a.set))
     print((Path(a.out) / "results.md").read_text())
+
+
+def budget_settings(pairs: list[str] | None) -> dict:
+    """``--set FIELD=VALUE`` pairs as {field: value}: VALUE is JSON (``3``, ``5e-4``, ``[512,256]``,
+    ``{"lr":5e-4}``), or a plain word taken as a string (``--set lm_config=small``)."""
+    out = {}
+    for pair in pairs or []:
+        field, sep, text = pair.partition("=")
+        if not sep or not field.strip():
+            raise SystemExit(f"--set {pair!r}: expected FIELD=VALUE, e.g. --set 'lm_overrides={{\"lr\": 5e-4}}'")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            if text.lstrip().startswith(("{", "[", '"')):
+                raise SystemExit(f"--set {field}: {text!r} is not valid JSON ({e})") from None
+            value = text
+        if field.strip() in out:
+            raise SystemExit(f"--set {field.strip()} given twice")
+        out[field.strip()] = value
+    return out
 
 
 def cmd_demo(a):
@@ -626,6 +646,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "--large-task-seeds to the others (e.g. 4392: mouse3, mouse2, doench2016)")
     s.add_argument("--large-task-seeds", type=int, help="seeds of the larger tasks under --small-task-rows "
                                                         "(budget default 1)")
+    s.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="change one field of the budget (repeatable; vqdna.benchmark.budgets.Budget): VALUE is JSON "
+                        "or a word; an object is merged into the budget's own (--set 'ft_overrides={\"position_lr_scale"
+                        "\": 3}' keeps full's pooling). E.g. a stride-4 row with a level 2 of 256 codes: --set "
+                        "'tok_overrides={\"codebook_sizes\": [512, 256]}'. Checked before any work; benchmark.json "
+                        "records the budget run, so a changed budget needs its own --out")
     s.add_argument("--jobs", type=int, default=1,
                    help="run the rows in N processes at once (e.g. one per core; threads are shared out); each "
                         "process takes the next unit of work when it is done, the most expensive first (a "

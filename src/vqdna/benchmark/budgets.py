@@ -31,9 +31,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from ..config import FINETUNE_PRESETS, FINETUNE_STAGE, FinetuneConfig
+from ..config import FINETUNE_PRESETS, FINETUNE_STAGE, FinetuneConfig, lm_configs, tokenizer_configs
 
-__all__ = ["Budget", "BUDGETS", "FULL_RECIPE", "PUBLIC_BUDGETS", "get_budget", "same_budget"]
+__all__ = ["Budget", "BUDGETS", "FULL_RECIPE", "PUBLIC_BUDGETS", "get_budget", "same_budget", "with_settings"]
 
 #: the rows a budget runs when ``--tokenizers`` is not given (quick and standard: the 7 pipelines)
 PIPELINE_ROWS = ("hrq", "vq", "bpe", "kmer3", "kmer6", "nt6", "char")
@@ -229,9 +229,9 @@ _BEFORE = {"ft_method": "lora", "ft_batch": 32, "ft_overrides": {}, "small_task_
            "cnn": {}, "grid": False, "kmeans_version": 1, "lm_overrides": {}}
 
 
-def get_budget(name: str, **overrides) -> Budget:
-    """The budget ``name`` with ``overrides`` (``seeds``, ``max_train``, ``small_task_rows``, ...;
-    ``None`` values are ignored)."""
+def get_budget(name: str, settings: dict | None = None, **overrides) -> Budget:
+    """The budget ``name`` with ``settings`` (:func:`with_settings`: ``vqdna benchmark --set``), then
+    ``overrides`` (``seeds``, ``max_train``, ``small_task_rows``, ...; ``None`` values are ignored)."""
     if name not in BUDGETS:
         raise ValueError(f"unknown budget {name!r}; known: {', '.join(PUBLIC_BUDGETS)}")
     known = {f.name for f in fields(Budget)}
@@ -239,8 +239,66 @@ def get_budget(name: str, **overrides) -> Budget:
     if bad:
         raise ValueError(f"no budget field(s) {bad}")
     changes = {k: v for k, v in overrides.items() if v is not None}
-    b = BUDGETS[name]
+    b = with_settings(BUDGETS[name], settings) if settings else BUDGETS[name]
     return replace(b, **changes) if changes else b
+
+
+# fields --set cannot change: what names the budget, and the table's comment
+_NOT_SETTABLE = ("name", "note")
+
+
+def with_settings(b: Budget, settings: dict) -> Budget:
+    """``b`` with ``settings`` (field -> value) applied and checked before any work starts.
+
+    A dict field (``tok_overrides``, ``lm_overrides``, ``ft_overrides``, ``cnn``) is *merged* into
+    the budget's own (``{"ft_overrides": {"position_lr_scale": 3}}`` keeps `full`'s mean+max
+    pooling); any other field is replaced (a list for a tuple field). The stage configs the
+    budget builds (the tokenizer's, the LM's, the fine-tuning's) are built once here, so a field
+    unknown to them or a bad value is an error naming the setting, not a failure hours in."""
+    known = {f.name: f for f in fields(Budget)}
+    bad = sorted(set(settings) - (set(known) - set(_NOT_SETTABLE)))
+    if bad:
+        raise ValueError(f"--set: no budget field(s) {bad}; settable: {sorted(set(known) - set(_NOT_SETTABLE))}")
+    changes = {}
+    for k, v in settings.items():
+        cur = getattr(b, k)
+        if isinstance(cur, dict):
+            if not isinstance(v, dict):
+                raise ValueError(f"--set {k}: expected a JSON object of fields (merged into {cur}), not {v!r}")
+            v = {**cur, **v}
+        elif isinstance(cur, tuple):
+            if not isinstance(v, (list, tuple)):
+                raise ValueError(f"--set {k}: expected a JSON list, not {v!r}")
+            v = tuple(v)
+        elif cur is not None and not _same_kind(cur, v):
+            raise ValueError(f"--set {k}: expected {type(cur).__name__} (the budget has {cur!r}), not {v!r}")
+        elif isinstance(cur, float):
+            v = float(v)
+        changes[k] = v
+    out = replace(b, **changes)
+    _check_stage_configs(out)
+    return out
+
+
+def _same_kind(cur, v) -> bool:
+    """Whether ``v`` (from JSON) can stand for ``cur``: an int for a float, never a bool for a number."""
+    if isinstance(cur, bool) or isinstance(v, bool):
+        return isinstance(cur, bool) and isinstance(v, bool)
+    if isinstance(cur, float):
+        return isinstance(v, (int, float))
+    return isinstance(v, type(cur))
+
+
+def _check_stage_configs(b: Budget) -> None:
+    """Build the configs every stage of ``b`` will build, to refuse a bad field or value now."""
+    for field_name, build in (("tok_overrides", lambda: tokenizer_configs(
+            b.tok_config, "hrq", overrides=dict(b.tok_overrides, kmeans_version=b.kmeans_version))),
+                              ("lm_overrides", lambda: lm_configs(b.lm_config, overrides=b.lm_overrides)),
+                              ("ft_overrides", b.finetune_config)):
+        try:
+            build()
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"--set {field_name}: {e}") from None
 
 
 def budget_dict(b: Budget) -> dict:

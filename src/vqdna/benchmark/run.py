@@ -25,7 +25,8 @@ __all__ = ["row_queue", "work_queue", "run_benchmark"]
 def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seeds: int | None = None,
                   max_train: int | None = None, small_task_rows: int | None = None,
                   large_task_seeds: int | None = None, device: str | None = "cpu", work=None, jobs: int = 1,
-                  report: bool = True, only_tasks: Sequence[str] | None = None) -> dict | None:
+                  report: bool = True, only_tasks: Sequence[str] | None = None,
+                  settings: dict | None = None) -> dict | None:
     """Run (or resume) the benchmark; returns the aggregated results (also written to ``out``).
 
     ``tokenizers``: the rows (:mod:`vqdna.benchmark.rows`), comma-separated or a list; ``None``
@@ -37,12 +38,14 @@ def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seed
     share of the torch threads), each taking the next unit of :func:`work_queue` when its last is
     done; the cells are independent files, so the parent only prepares the shared inputs first
     and assembles the tables after.
+    ``settings``: budget fields to change (``vqdna benchmark --set``; :func:`~vqdna.benchmark.budgets.with_settings`:
+    a dict field is merged into the budget's), checked before any work; ``benchmark.json`` records the result.
     ``report=False``: write the cells only (the shards). ``only_tasks``: compute only the cells of
     these task names (as the cells name them; how the queue splits the CNN row), with ``report=False``."""
     from ..sequence.tasks import load_task
 
     t_start = time.time()
-    b = get_budget(budget, seeds=seeds, max_train=max_train, small_task_rows=small_task_rows,
+    b = get_budget(budget, settings, seeds=seeds, max_train=max_train, small_task_rows=small_task_rows,
                    large_task_seeds=large_task_seeds)
     plan = parse_rows(tokenizers, b)
     out = Path(out)
@@ -90,7 +93,7 @@ def run_benchmark(tokenizers, corpus, tasks, *, budget: str = "quick", out, seed
         work_of = {tn: task_work(task_obj(tn, td), b) for tn, td in task_list}
         _run_shards(work_queue(plan, work_of), jobs, corpus=corpus, tasks=tasks, budget=budget, out=out,
                     seeds=seeds, max_train=max_train, small_task_rows=small_task_rows,
-                    large_task_seeds=large_task_seeds, device=device, work=work)
+                    large_task_seeds=large_task_seeds, device=device, work=work, settings=settings)
     for unit in units:
         cache = CodeCache()  # a pipeline's rows (fine-tune, probe, random init) encode each task row once
         for name in unit:
