@@ -321,7 +321,8 @@ def test_strided_hrq_row_end_to_end(tmp_path, yeast_genome):
     assert tok["model"]["stride"] == 4 and tok["model"]["codebook_sizes"] == [64, 32]  # HRQ: two levels, as set
     assert res["pretraining_gain"]["hrq-s4"]["random_row"] == "hrq-s4-random"
     md = (out / "results.md").read_text()
-    for text in ("| hrq-s4 |", "| hrq-s4-random (no pre-training) |", "(stride 4)", "`hrq-s4` = hrq with stride 4"):
+    for text in ("| hrq-s4 |", "| hrq-s4-random (no pre-training) |", "(stride 4)", "`hrq-s4` = hrq with stride 4",
+                 "position_lr_scale=3"):  # the report names a fine-tuning field the settings changed
         assert text in md, text
 
 

@@ -7,11 +7,14 @@ Spearman); a score with more than one seed is printed ``mean ± sample std``.
 from __future__ import annotations
 
 import csv
+import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from ..config import FinetuneConfig
 from ..io import write_json_atomic
 from .budgets import Budget
 from .cells import log
@@ -393,6 +396,9 @@ def _budget_section(res: dict) -> list[str]:
         keep = ("method", "lr", "epochs", "patience", "batch_size", "weight_decay", "warmup_ratio", "decay", "lora_r",
                 "lora_alpha", "lora_dropout", "head_dropout", "attention_dropout", "head_norm", "pooling", "max_length",
                 "precision")
+        # and every other field the cells changed from its default (e.g. position_lr_scale via --set)
+        default = json.loads(json.dumps(asdict(FinetuneConfig())))
+        keep += tuple(k for k in cfg if k not in keep and k in default and cfg[k] != default[k])
         L.append("- FinetuneConfig of the cells: " + ", ".join(f"{k}={cfg[k]}" for k in keep if k in cfg))
     refs = ["bag of k-mers (k = 1..6) logistic / ridge regression on the same subsampled rows (`kmer-bag`)"]
     if "kmer-bag-all" in res["reference"]:
