@@ -23,7 +23,6 @@ About a minute on one core at 8 kb; reads the row's LM and the table's task.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections import defaultdict
@@ -111,10 +110,7 @@ def layer_probes(out: Path, row: str, L) -> None:
     from vqdna.evaluate import linear_probe
     from vqdna.lm.inference import pooled_features
 
-    s = sc.Settings()  # the settings OUT's cells were made with (its tasks, rows and caps)
-    saved = json.loads((out / "settings.json").read_text())
-    s = dataclasses.replace(s, **{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()
-                                  if k in {f.name for f in dataclasses.fields(s)}})
+    s = sc.saved_settings(out)  # the settings OUT's cells were made with (its tasks, rows and caps)
     task, codes = t6.task_codes(row, L, s, out)
     idx = t6.train_rows(task, L, s)
     y = {"train": task.train.labels[idx], "dev": task.dev.labels, "test": task.test.labels}

@@ -49,8 +49,7 @@ def main(argv=None) -> int:
         finetune.SMALL_BATCH = modeling.SMALL_BATCH = a.small_batch
     L = a.length if a.length == "whole" else int(a.length)
     out = Path(a.out)
-    saved = json.loads((out / "settings.json").read_text())  # the table's settings, as its run wrote them
-    s = sc.Settings(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+    s = sc.saved_settings(out)  # the table's settings, as its run wrote them
     task, codes = sc.t6.task_codes(a.row, L, s, out)
     extra = json.loads(a.set)
     cfg = dataclasses.replace(sc.t6.finetune_recipe(L, s), **extra, **({"batch_size": a.batch} if a.batch else {}))

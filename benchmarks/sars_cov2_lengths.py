@@ -251,6 +251,14 @@ def rows_with_cells(s: Settings, out: Path) -> tuple:
     return tuple(r for r in LM_ROWS if r in s.rows or r in done)
 
 
+def saved_settings(out: Path) -> Settings:
+    """The settings OUT's cells were made with (OUT/settings.json, as the run wrote it): its tasks,
+    rows and caps; a setting newer than the file takes its default, as the resume check reads it."""
+    saved = json.loads((out / "settings.json").read_text())
+    names = {f.name for f in dataclasses.fields(Settings)}
+    return Settings(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in names})
+
+
 def collect(s: Settings, out: Path, info: dict | None = None) -> dict:
     """results.json: the table (``rows``: every LM row with cells in OUT), the chance levels, the task,
     the estimates, every cell."""

@@ -25,16 +25,13 @@ import statistics
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import stride_phases  # noqa: E402  (reads a benchmark folder's cells)
+
 
 def benchmark_option(folder: Path, row: str, tasks: list[str]) -> dict:
     """task -> (test, dev) of ``row``'s fine-tuning cells in a benchmark --out folder."""
-    out = {}
-    for t in tasks:
-        f = folder / "cells" / f"{row}__{t}__finetune.json"
-        if f.exists():
-            c = json.loads(f.read_text())
-            out[t] = (c["score"], c["dev"][c["metric"]])
-    return out
+    return {t: (c["score"], c["dev"]) for t, c in stride_phases.cells_of(str(folder), row, tasks).items()}
 
 
 def phase_options(folder: Path, tasks: list[str]) -> dict[str, dict]:
@@ -64,6 +61,11 @@ def choose(options: dict[str, dict], tasks: list[str]) -> tuple[dict, dict]:
     return one, per
 
 
+def mean(values: list) -> str:
+    """A mean x 100 as table text; "—" when a task is missing."""
+    return "—" if None in values else f"{100 * statistics.mean(values):.1f}"
+
+
 def table(rows: dict[str, dict], tasks: list[str]) -> str:
     L = ["| row | option | test mean | dev mean | " + " | ".join(tasks) + " |",
          "|---|---|---:|---:|" + "---:|" * len(tasks)]
@@ -72,7 +74,6 @@ def table(rows: dict[str, dict], tasks: list[str]) -> str:
         for name, cells in options.items():
             test = [cells.get(t, (None,))[0] for t in tasks]
             dev = [cells.get(t, (None, None))[1] for t in tasks]
-            mean = (lambda v: "—" if None in v else f"{100 * statistics.mean(v):.1f}")
             L.append(f"| {row} | {name} | {mean(test)} | {mean(dev)} | "
                      + " | ".join("—" if v is None else f"{100 * v:.1f}" for v in test) + " |")
         one, per = choose(options, tasks)

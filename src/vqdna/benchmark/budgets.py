@@ -255,10 +255,10 @@ def with_settings(b: Budget, settings: dict) -> Budget:
     pooling); any other field is replaced (a list for a tuple field). The stage configs the
     budget builds (the tokenizer's, the LM's, the fine-tuning's) are built once here, so a field
     unknown to them or a bad value is an error naming the setting, not a failure hours in."""
-    known = {f.name: f for f in fields(Budget)}
-    bad = sorted(set(settings) - (set(known) - set(_NOT_SETTABLE)))
+    settable = {f.name for f in fields(Budget)} - set(_NOT_SETTABLE)
+    bad = sorted(set(settings) - settable)
     if bad:
-        raise ValueError(f"--set: no budget field(s) {bad}; settable: {sorted(set(known) - set(_NOT_SETTABLE))}")
+        raise ValueError(f"--set: no budget field(s) {bad}; settable: {sorted(settable)}")
     changes = {}
     for k, v in settings.items():
         cur = getattr(b, k)
