@@ -20,13 +20,12 @@ An option missing a task takes no part in the per-task choice of that task (said
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import stride_phases  # noqa: E402  (reads a benchmark folder's cells)
+import stride_phases  # noqa: E402  (reads a benchmark folder's and a phases run's cells)
 
 
 def benchmark_option(folder: Path, row: str, tasks: list[str]) -> dict:
@@ -35,13 +34,9 @@ def benchmark_option(folder: Path, row: str, tasks: list[str]) -> dict:
 
 
 def phase_options(folder: Path, tasks: list[str]) -> dict[str, dict]:
-    """variant -> task -> (test, dev) of a stride_phases.py cells folder."""
-    out: dict = {}
-    for f in sorted(folder.glob("*.json")):
-        c = json.loads(f.read_text())
-        if c["task"] in tasks:
-            out.setdefault(c["variant"], {})[c["task"]] = (c["score"], c["dev"])
-    return out
+    """variant -> task -> (test, dev) of a stride_phases.py cells folder, these tasks only."""
+    options = {v: {t: c for t, c in cells.items() if t in tasks} for v, cells in stride_phases.phase_cells(folder).items()}
+    return {v: cells for v, cells in options.items() if cells}
 
 
 def label(folder: Path) -> str:

@@ -67,6 +67,15 @@ def cells_of(bench_dir: str | None, row: str, tasks: list[str]) -> dict:
     return out
 
 
+def phase_cells(folder: str | Path) -> dict[str, dict]:
+    """variant -> task -> (test, dev) of one run's cells folder (this script's ``OUT/cells``)."""
+    out: dict = {}
+    for f in sorted(Path(folder).glob("*.json")):
+        c = json.loads(f.read_text())
+        out.setdefault(c["variant"], {})[c["task"]] = (c["score"], c["dev"])
+    return out
+
+
 def combined(cell_dirs: list[str], tasks: list[str], base: dict, stride1: dict, row: str) -> str:
     """Test scores x 100 per task over one or more runs' cells folders (this run's, or ``--table``:
     e.g. cells/ of 4 epochs and cells-8-epochs/): the benchmark's cell (no phases), a row per
@@ -76,9 +85,8 @@ def combined(cell_dirs: list[str], tasks: list[str], base: dict, stride1: dict, 
     for t, b in base.items():
         got.setdefault(f"{row}, none (the benchmark's cell)", {})[t] = (b["score"], b["dev"])
     for d in cell_dirs:
-        for f in sorted(Path(d).glob("*.json")):
-            c = json.loads(f.read_text())
-            got.setdefault(f"{row}, {c['variant']} ({Path(d).name})", {})[c["task"]] = (c["score"], c["dev"])
+        for variant, cells in phase_cells(d).items():
+            got.setdefault(f"{row}, {variant} ({Path(d).name})", {}).update(cells)
     L = ["| run | mean | " + " | ".join(tasks) + " |", "|---|---:|" + "---:|" * len(tasks)]
 
     def line(label, vals):
